@@ -1,0 +1,87 @@
+/*
+ * file.h — an append-only file of checksummed records and commit headers.
+ *
+ * Layout:
+ *   offset 0      prologue (64 bytes): magic "DIVANDB1", format version,
+ *                 a random 64-bit seed, checksum.  Written once at creation.
+ *   then          records and headers, appended, never overwritten.
+ *
+ * Record:  u32le payload length | u64le checksum | payload
+ *          checksum = XXH3_64(payload) seeded with (seed ^ offset ^ len), so a
+ *          pointer to the wrong offset, a wrong length, a torn or flipped byte
+ *          all fail verification with DV_ERR_CORRUPT.
+ * Header:  8-byte magic "DVHEADER" | u32le payload length | u64le own offset |
+ *          payload | u64le checksum over everything before it, seeded with the
+ *          file's seed.  The seed is secret (never leaves the file), so bytes
+ *          stored by a user (an attachment containing a copy of a database
+ *          file) cannot forge a header; the own-offset field stops a copied
+ *          header from validating at any other position.
+ *
+ * Invariants:
+ *   1. Bytes below the committed end are never written again.
+ *   2. Commit = append everything, sync, append the header, sync.  When
+ *      store_file_commit returns DV_OK the header and everything it points to
+ *      is durable.
+ *   3. Open finds the last valid header by scanning backwards from the end
+ *      for the header magic (O(torn tail), never a full scan), verifying each
+ *      candidate; appends resume right after that header, so a torn tail is
+ *      ignored and overwritten.
+ *   4. Every read is verified; a bad checksum or an impossible pointer is
+ *      DV_ERR_CORRUPT, logged once with file name and offset.
+ *
+ * Concurrency: one appender (the database's writer thread) at a time; any
+ * number of concurrent readers, which only ever read below an offset they
+ * learnt from a committed header or from their own appends.
+ */
+#ifndef DV_STORE_FILE_H
+#define DV_STORE_FILE_H
+
+#include "base/buf.h"
+#include "store/vfs.h"
+
+#include <stdint.h>
+
+typedef struct store_file store_file;
+
+/* Location of a record: where it starts and how many payload bytes it has. */
+typedef struct store_ptr {
+    uint64_t off;  /* 0 means "no record" (the prologue lives at 0) */
+    uint32_t size; /* payload length */
+} store_ptr;
+
+#define STORE_PTR_NULL ((store_ptr){0, 0})
+static inline int store_ptr_is_null(store_ptr p) { return p.off == 0; }
+
+enum {
+    STORE_FILE_CREATE = 1, /* create if missing */
+    STORE_FILE_EXCL = 2,   /* fail with DV_ERR_EXISTS if it exists */
+};
+
+/* Opens (or creates) path.  On success *header holds the payload of the last
+ * valid header (empty, len 0, for a file with no commit yet).  A file whose
+ * prologue is missing or invalid gives DV_ERR_CORRUPT (a zero-length file
+ * with CREATE is initialised). */
+int store_file_open(store_vfs *vfs, const char *path, int flags, store_file **out, buf_t *header);
+int store_file_close(store_file *f); /* does not commit; frees */
+
+/* Appends a record; *ptr receives its location.  Not durable until commit.
+ * Appends are buffered in memory (up to a few hundred KiB) and written in
+ * large pwrites; store_file_read sees buffered records too. */
+int store_file_append(store_file *f, const void *data, size_t len, store_ptr *ptr);
+/* Reads and verifies the record at ptr into out (replacing its contents). */
+int store_file_read(store_file *f, store_ptr ptr, buf_t *out);
+
+/* Makes everything appended so far durable, then appends the header payload
+ * and makes it durable (two syncs).  With sync == 0 nothing is synced (the
+ * durability setting "never" / "every N ms"; store_file_sync later makes it
+ * durable).  On error the file is poisoned: later appends/commits return
+ * DV_ERR_IO until it is reopened, since what reached the disk is unknown. */
+int store_file_commit(store_file *f, const void *header, size_t len, int sync);
+/* Syncs whatever has been written (for the periodic-durability mode). */
+int store_file_sync(store_file *f);
+
+uint64_t store_file_size(const store_file *f);        /* end of appended data */
+uint64_t store_file_committed_size(const store_file *f); /* end of last header */
+const char *store_file_path(const store_file *f);
+
+#endif

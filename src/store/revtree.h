@@ -1,0 +1,122 @@
+/*
+ * revtree.h — CouchDB revision trees: merge, stem, winner, rev ids.
+ *
+ * A document's history is a forest of revisions (forest, because stemming
+ * and replication can leave disconnected branches).  A revision is
+ * "pos-id": pos is the generation (1 for the first edit, parent pos + 1
+ * after), id an opaque string (32 lowercase hex digits for revs divan makes).
+ *
+ * Semantics (CouchDB 3.x):
+ *   - Edit (new_edits=true): the edit must name a current leaf as parent.
+ *     Naming no parent is allowed when the tree is empty or when every leaf
+ *     is deleted (the new rev then extends the winning deleted leaf).  Any
+ *     other case is DV_ERR_CONFLICT.
+ *   - Replicated path (new_edits=false): any path merges, sharing the
+ *     ancestors it has in common with the tree; it may create a conflict
+ *     (a second leaf); it is never an error.  A path that is already present
+ *     changes nothing.
+ *   - Stemming keeps the newest revs_limit revisions of every path from a
+ *     leaf; ancestors beyond that are dropped.
+ *   - Winner: non-deleted leaves first, then highest pos, then highest id
+ *     (byte order).  Conflicts are the other non-deleted leaves, deleted
+ *     conflicts the other deleted leaves.
+ *
+ * In memory a tree is an array of nodes each naming its parent by index.
+ * Invariant: a parent's index is smaller than its children's indices, and a
+ * child's pos is its parent's pos + 1.
+ */
+#ifndef DV_STORE_REVTREE_H
+#define DV_STORE_REVTREE_H
+
+#include "base/buf.h"
+#include "store/file.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_REV_ID_MAX 64 /* longer rev ids are rejected as invalid */
+
+typedef struct store_rev {
+    uint64_t pos;
+    uint8_t len;
+    char id[STORE_REV_ID_MAX]; /* not NUL-terminated */
+} store_rev;
+
+/* Parses "N-id" (N >= 1, id 1..STORE_REV_ID_MAX chars of [0-9a-zA-Z_-]);
+ * DV_ERR_INVALID otherwise. */
+int store_rev_parse(const char *s, size_t n, store_rev *out);
+/* Appends "N-id" to out. */
+int store_rev_format(const store_rev *r, buf_t *out);
+int store_rev_equal(const store_rev *a, const store_rev *b);
+/* Winner order between two leaves: >0 when a wins over b. */
+int store_rev_cmp(const store_rev *a, const store_rev *b);
+
+#define REVTREE_NONE UINT32_MAX
+
+typedef struct revtree_node {
+    store_rev rev;
+    uint32_t parent;  /* REVTREE_NONE for a root */
+    uint8_t deleted;
+    uint8_t has_body; /* body record present (leaves; older revs until compaction) */
+    store_ptr body;   /* record holding this rev's body and attachment list */
+    uint64_t seq;     /* update sequence at which this rev was stored */
+    uint64_t size;    /* external (uncompressed) size of body + attachments */
+} revtree_node;
+
+typedef struct revtree {
+    revtree_node *nodes;
+    uint32_t n, cap;
+} revtree;
+
+void revtree_init(revtree *t);
+void revtree_free(revtree *t);
+int revtree_copy(revtree *dst, const revtree *src);
+
+int revtree_encode(const revtree *t, buf_t *out);
+/* Decodes and checks invariants; DV_ERR_CORRUPT on any violation. */
+int revtree_decode(revtree *t, const uint8_t *p, size_t n);
+
+/* Index of the node with this rev, or REVTREE_NONE. */
+uint32_t revtree_find(const revtree *t, const store_rev *rev);
+int revtree_is_leaf(const revtree *t, uint32_t idx);
+
+/* Leaves in winner order (winner first).  *n receives the count; idx must
+ * hold t->n entries. */
+void revtree_leaves(const revtree *t, uint32_t *idx, uint32_t *n);
+uint32_t revtree_winner(const revtree *t); /* REVTREE_NONE if empty */
+
+/* Edit (new_edits=true).  parent NULL = no rev given.  The new node gets
+ * rev {parent pos + 1 (or 1), new_id}; *out_idx its index.  Conflict rules
+ * above.  DV_ERR_CONFLICT changes nothing. */
+int revtree_add_edit(revtree *t, const store_rev *parent, const char *new_id, uint8_t new_id_len,
+                     const revtree_node *proto, uint32_t *out_idx);
+/* The parent new_edits=true would use when parent == NULL: the winning leaf
+ * if every leaf is deleted, else none (REVTREE_NONE, also for empty trees). */
+uint32_t revtree_implicit_parent(const revtree *t);
+
+/* Replicated path (new_edits=false): path[0] is the new leaf, path[i+1] the
+ * parent of path[i] (pos decreasing by one).  proto gives the leaf's fields
+ * (deleted, body, seq, size); ancestors added are bodiless.  *added = 1 when
+ * the leaf was new.  DV_ERR_INVALID when positions are not consecutive. */
+int revtree_merge_path(revtree *t, const store_rev *path, size_t n, const revtree_node *proto, int *added,
+                       uint32_t *out_idx);
+
+/* Keeps at most limit revisions on every leaf-to-root path. */
+int revtree_stem(revtree *t, uint64_t limit);
+
+/* Removes the given leaves and every ancestor no other leaf keeps
+ * (_purge).  *purged counts leaves actually removed. */
+int revtree_purge(revtree *t, const store_rev *revs, size_t n, size_t *purged);
+
+/* Path from node idx to its root: out[0] = idx.  Returns the count; out
+ * holds at most t->n entries. */
+uint32_t revtree_path(const revtree *t, uint32_t idx, uint32_t *out);
+
+/* Deterministic rev id for an edit: 32 lowercase hex chars of
+ * MD5(deleted byte, parent pos and id (or nothing), body bytes, each
+ * attachment digest in order).  The same edit on two replicas yields the
+ * same rev.  out must hold 33 bytes (NUL-terminated). */
+void revtree_compute_rev_id(int deleted, const store_rev *parent, const uint8_t *body, size_t body_len,
+                            const char *const *att_digests, size_t n_atts, char out[33]);
+
+#endif
