@@ -23,7 +23,12 @@
  *
  * In memory a tree is an array of nodes each naming its parent by index.
  * Invariant: a parent's index is smaller than its children's indices, and a
- * child's pos is its parent's pos + 1.
+ * child's pos is its parent's pos + 1.  revtree.c keeps the array sorted by
+ * store_rev_cmp (pos, then id bytes), which implies the above, makes the
+ * order (and so the encoding) canonical and revtree_find a binary search:
+ * build trees only through these functions (editing a node's non-rev fields
+ * in place is fine).  Operations that add or remove nodes renumber them, so
+ * indices are valid only until the next such call.
  */
 #ifndef DV_STORE_REVTREE_H
 #define DV_STORE_REVTREE_H
@@ -42,9 +47,13 @@ typedef struct store_rev {
     char id[STORE_REV_ID_MAX]; /* not NUL-terminated */
 } store_rev;
 
-/* Parses "N-id" (N >= 1, id 1..STORE_REV_ID_MAX chars of [0-9a-zA-Z_-]);
+/* Parses "N-id": N a decimal integer >= 1 fitting 64 bits (no sign), id
+ * 1..STORE_REV_ID_MAX chars of printable ASCII other than space, '"' and
+ * '\\' (CouchDB accepts any id; these would break headers and JSON);
  * DV_ERR_INVALID otherwise. */
 int store_rev_parse(const char *s, size_t n, store_rev *out);
+/* 1 when id[0..n) is a valid rev id by the rule above. */
+int store_rev_id_valid(const char *id, size_t n);
 /* Appends "N-id" to out. */
 int store_rev_format(const store_rev *r, buf_t *out);
 int store_rev_equal(const store_rev *a, const store_rev *b);
@@ -72,8 +81,11 @@ void revtree_init(revtree *t);
 void revtree_free(revtree *t);
 int revtree_copy(revtree *dst, const revtree *src);
 
+/* Appends the canonical encoding of t to out. */
 int revtree_encode(const revtree *t, buf_t *out);
-/* Decodes and checks invariants; DV_ERR_CORRUPT on any violation. */
+/* Decodes and checks invariants; DV_ERR_CORRUPT on any violation (the whole
+ * slice must be one tree).  t must be initialised; on success its previous
+ * contents are freed and replaced, on error t is unchanged. */
 int revtree_decode(revtree *t, const uint8_t *p, size_t n);
 
 /* Index of the node with this rev, or REVTREE_NONE. */
