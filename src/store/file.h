@@ -11,8 +11,11 @@
  *          pointer to the wrong offset, a wrong length, a torn or flipped byte
  *          all fail verification with DV_ERR_CORRUPT.
  * Header:  8-byte magic "DVHEADER" | u32le payload length | u64le own offset |
- *          payload | u64le checksum over everything before it, seeded with the
- *          file's seed.  The seed is secret (never leaves the file), so bytes
+ *          u64le previous header's offset | u64le synced_upto | u64le checksum
+ *          of the bytes since the previous header | u64le checksum of the
+ *          fields so far | payload | u64le checksum over everything before it,
+ *          all seeded with the file's seed.  The extra fields let open verify
+ *          commits made without sync (see file.c).  The seed is secret (never leaves the file), so bytes
  *          stored by a user (an attachment containing a copy of a database
  *          file) cannot forge a header; the own-offset field stops a copied
  *          header from validating at any other position.
@@ -42,6 +45,11 @@
 #include <stdint.h>
 
 typedef struct store_file store_file;
+
+/* Limits: a larger append or commit is DV_ERR_TOO_LARGE; a stored length
+ * beyond them is corruption. */
+#define STORE_FILE_MAX_RECORD (1u << 30)   /* 1 GiB per record        */
+#define STORE_FILE_MAX_HEADER (16u << 20)  /* 16 MiB per header payload */
 
 /* Location of a record: where it starts and how many payload bytes it has. */
 typedef struct store_ptr {

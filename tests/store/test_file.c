@@ -1,0 +1,506 @@
+/*
+ * test_file.c — the append-only record file (src/store/file.c) on real files
+ * and on the fault-injecting VFS.
+ *
+ * What a user of store_file relies on and what these tests check:
+ *   - every appended record reads back byte for byte, before and after
+ *     commit and after reopening;
+ *   - reopen yields the last committed header, whatever torn or garbage tail
+ *     follows it, and drops the uncommitted tail;
+ *   - any flipped byte or wrong pointer is DV_ERR_CORRUPT, never garbage;
+ *   - a header copied into user data is never taken for a header;
+ *   - after a power loss in any durability mode the newest synced commit
+ *     survives and whatever commit is found has intact records behind it;
+ *   - a failed write or sync poisons the handle.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "base/buf.h"
+#include "base/log.h"
+#include "base/status.h"
+#include "store/file.h"
+#include "store/faultvfs.h"
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void fill_random(tu_rng *r, uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)tu_rand(r);
+}
+
+static void slurp(const char *path, buf_t *out)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    buf_reset(out);
+    uint8_t tmp[65536];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof(tmp), fp)) > 0)
+        assert_int_equal(buf_append(out, tmp, n), DV_OK);
+    fclose(fp);
+}
+
+static void spit(const char *path, const void *data, size_t len)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    if (len)
+        assert_int_equal(fwrite(data, 1, len, fp), len);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static uint64_t disk_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (uint64_t)st.st_size;
+}
+
+static void expect_record(store_file *f, store_ptr p, const void *want, size_t len)
+{
+    buf_t b = BUF_INIT;
+    assert_int_equal(store_file_read(f, p, &b), DV_OK);
+    assert_int_equal(b.len, len);
+    if (len)
+        assert_memory_equal(b.data, want, len);
+    buf_free(&b);
+}
+
+static void expect_corrupt(store_file *f, store_ptr p)
+{
+    buf_t b = BUF_INIT;
+    assert_int_equal(buf_append(&b, "junk", 4), DV_OK);
+    assert_int_equal(store_file_read(f, p, &b), DV_ERR_CORRUPT);
+    assert_int_equal(b.len, 0);
+    buf_free(&b);
+}
+
+typedef struct fixture {
+    char *dir;
+    char *path;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    fx->dir = tu_mkdtemp("test_file");
+    fx->path = tu_path(fx->dir, "db.dvn");
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    tu_rmtree(fx->dir);
+    free(fx->dir);
+    free(fx->path);
+    free(fx);
+    log_set_level(LOG_INFO);
+    return 0;
+}
+
+/* ---- basic behaviour on real files ------------------------------------ */
+
+static void test_open_errors(void **state)
+{
+    fixture *fx = *state;
+    store_vfs *vfs = store_vfs_posix();
+    store_file *f = NULL;
+    buf_t h = BUF_INIT;
+
+    assert_int_equal(store_file_open(vfs, fx->path, 0, &f, &h), DV_ERR_NOTFOUND);
+    assert_int_equal(store_file_open(vfs, fx->path, STORE_FILE_CREATE | STORE_FILE_EXCL, &f, &h), DV_OK);
+    assert_int_equal(h.len, 0);
+    assert_int_equal(store_file_committed_size(f), store_file_size(f));
+    assert_string_equal(store_file_path(f), fx->path);
+    assert_int_equal(store_file_close(f), DV_OK);
+    assert_int_equal(store_file_open(vfs, fx->path, STORE_FILE_CREATE | STORE_FILE_EXCL, &f, &h), DV_ERR_EXISTS);
+    /* A file that is not ours, or lost its prologue. */
+    log_set_level(LOG_NONE);
+    spit(fx->path, "hello, this is not a divan database file at all; no, not at all", 64);
+    assert_int_equal(store_file_open(vfs, fx->path, STORE_FILE_CREATE, &f, &h), DV_ERR_CORRUPT);
+    spit(fx->path, "", 0);
+    assert_int_equal(store_file_open(vfs, fx->path, 0, &f, &h), DV_ERR_CORRUPT);
+    /* An empty file with CREATE is initialised (a crash during creation). */
+    assert_int_equal(store_file_open(vfs, fx->path, STORE_FILE_CREATE, &f, &h), DV_OK);
+    assert_int_equal(store_file_close(f), DV_OK);
+    assert_int_equal(store_file_open(vfs, fx->path, 0, &f, &h), DV_OK);
+    assert_int_equal(store_file_close(f), DV_OK);
+    buf_free(&h);
+}
+
+static void test_roundtrip_sizes(void **state)
+{
+    fixture *fx = *state;
+    static const size_t sizes[] = {0, 1, 2, 11, 12, 13, 100, 4095, 4096, 4097, 65536,
+                                   256 * 1024 - 12, 256 * 1024, 1 << 20, 3 * (1 << 20) + 5};
+    enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+    tu_rng rng = {tu_seed("test_roundtrip_sizes")};
+    uint8_t *data[N];
+    store_ptr ptrs[N];
+    store_file *f;
+    buf_t h = BUF_INIT;
+
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, STORE_FILE_CREATE, &f, &h), DV_OK);
+    for (int i = 0; i < N; i++) {
+        data[i] = malloc(sizes[i] + 1);
+        fill_random(&rng, data[i], sizes[i]);
+        uint64_t before = store_file_size(f);
+        assert_int_equal(store_file_append(f, data[i], sizes[i], &ptrs[i]), DV_OK);
+        assert_int_equal(ptrs[i].off, before);
+        assert_int_equal(ptrs[i].size, sizes[i]);
+        assert_true(store_file_size(f) > before + sizes[i]);
+        expect_record(f, ptrs[i], data[i], sizes[i]); /* before any commit */
+    }
+    for (int i = 0; i < N; i++)
+        expect_record(f, ptrs[i], data[i], sizes[i]);
+    assert_int_equal(store_file_commit(f, "one", 3, 1), DV_OK);
+    assert_int_equal(store_file_committed_size(f), store_file_size(f));
+    for (int i = 0; i < N; i++)
+        expect_record(f, ptrs[i], data[i], sizes[i]);
+    uint64_t committed = store_file_committed_size(f);
+    assert_int_equal(store_file_close(f), DV_OK);
+    assert_int_equal(disk_size(fx->path), committed);
+
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &f, &h), DV_OK);
+    assert_int_equal(h.len, 3);
+    assert_memory_equal(h.data, "one", 3);
+    assert_int_equal(store_file_committed_size(f), committed);
+    for (int i = 0; i < N; i++)
+        expect_record(f, ptrs[i], data[i], sizes[i]);
+    assert_int_equal(store_file_close(f), DV_OK);
+    for (int i = 0; i < N; i++)
+        free(data[i]);
+    buf_free(&h);
+}
+
+/* Records smaller than the write buffer stay in memory until commit, and
+ * reads see them there. */
+static void test_buffered_reads(void **state)
+{
+    fixture *fx = *state;
+    store_file *f;
+    store_ptr ptrs[200];
+    char rec[64];
+
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, STORE_FILE_CREATE, &f, NULL), DV_OK);
+    uint64_t start = disk_size(fx->path);
+    for (int i = 0; i < 200; i++) {
+        int n = snprintf(rec, sizeof(rec), "record number %d", i);
+        assert_int_equal(store_file_append(f, rec, (size_t)n, &ptrs[i]), DV_OK);
+    }
+    assert_int_equal(disk_size(fx->path), start); /* nothing written yet */
+    for (int i = 199; i >= 0; i--) {
+        int n = snprintf(rec, sizeof(rec), "record number %d", i);
+        expect_record(f, ptrs[i], rec, (size_t)n);
+    }
+    /* Uncommitted records do not survive a reopen. */
+    assert_int_equal(store_file_close(f), DV_OK);
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &f, NULL), DV_OK);
+    assert_int_equal(store_file_size(f), start);
+    log_set_level(LOG_NONE);
+    expect_corrupt(f, ptrs[0]);
+    assert_int_equal(store_file_close(f), DV_OK);
+}
+
+static void test_reopen_finds_last_header(void **state)
+{
+    fixture *fx = *state;
+    tu_rng rng = {tu_seed("test_reopen_finds_last_header")};
+    store_file *f;
+    buf_t h = BUF_INIT;
+    char hdr[64];
+    store_ptr last = STORE_PTR_NULL;
+    uint8_t payload[3000];
+
+    for (int round = 0; round < 20; round++) {
+        assert_int_equal(store_file_open(store_vfs_posix(), fx->path, STORE_FILE_CREATE, &f, &h), DV_OK);
+        if (round == 0) {
+            assert_int_equal(h.len, 0);
+        } else {
+            int n = snprintf(hdr, sizeof(hdr), "header %d", round - 1);
+            assert_int_equal(h.len, (size_t)n);
+            assert_memory_equal(h.data, hdr, (size_t)n);
+            expect_record(f, last, payload, last.size);
+        }
+        /* Several commits per round, with both sync modes; only the last counts. */
+        for (int c = 0; c < 3; c++) {
+            size_t len = (size_t)tu_rand_below(&rng, sizeof(payload));
+            fill_random(&rng, payload, len);
+            assert_int_equal(store_file_append(f, payload, len, &last), DV_OK);
+            int n = snprintf(hdr, sizeof(hdr), "header %d", round);
+            assert_int_equal(store_file_commit(f, hdr, (size_t)n, (int)(tu_rand(&rng) & 1)), DV_OK);
+        }
+        assert_int_equal(store_file_close(f), DV_OK);
+    }
+    buf_free(&h);
+}
+
+/* The last commit torn at every byte: reopen finds the previous commit. */
+static void test_torn_tail_every_offset(void **state)
+{
+    fixture *fx = *state;
+    tu_rng rng = {tu_seed("test_torn_tail_every_offset")};
+    store_file *f;
+    buf_t h = BUF_INIT, image = BUF_INIT, torn = BUF_INIT;
+    store_ptr a1, a2, b1;
+    uint8_t garbage[200];
+
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, STORE_FILE_CREATE, &f, NULL), DV_OK);
+    assert_int_equal(store_file_append(f, "alpha", 5, &a1), DV_OK);
+    assert_int_equal(store_file_append(f, "", 0, &a2), DV_OK);
+    assert_int_equal(store_file_commit(f, "commit A", 8, 1), DV_OK);
+    uint64_t end_a = store_file_committed_size(f);
+    assert_int_equal(store_file_append(f, "bravo bravo", 11, &b1), DV_OK);
+    assert_int_equal(store_file_commit(f, "commit B, a longer header payload", 33, 1), DV_OK);
+    uint64_t end_b = store_file_committed_size(f);
+    assert_int_equal(store_file_close(f), DV_OK);
+    slurp(fx->path, &image);
+    assert_int_equal(image.len, end_b);
+
+    log_set_level(LOG_NONE);
+    for (uint64_t cut = end_a; cut < end_b; cut++) {
+        for (int variant = 0; variant < 3; variant++) {
+            buf_reset(&torn);
+            assert_int_equal(buf_append(&torn, image.data, cut), DV_OK);
+            if (variant == 1) { /* garbage after the cut */
+                size_t n = 1 + tu_rand_below(&rng, sizeof(garbage));
+                fill_random(&rng, garbage, n);
+                assert_int_equal(buf_append(&torn, garbage, n), DV_OK);
+            } else if (variant == 2) { /* zeros after the cut, as a lost block */
+                memset(garbage, 0, sizeof(garbage));
+                assert_int_equal(buf_append(&torn, garbage, end_b - cut + 10), DV_OK);
+            }
+            spit(fx->path, torn.data, torn.len);
+            assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &f, &h), DV_OK);
+            assert_int_equal(h.len, 8);
+            assert_memory_equal(h.data, "commit A", 8);
+            assert_int_equal(store_file_committed_size(f), end_a);
+            expect_record(f, a1, "alpha", 5);
+            expect_record(f, a2, "", 0);
+            expect_corrupt(f, b1); /* its bytes are gone */
+            /* Appending continues right after commit A. */
+            store_ptr n1;
+            assert_int_equal(store_file_append(f, "charlie", 7, &n1), DV_OK);
+            assert_int_equal(n1.off, end_a);
+            assert_int_equal(store_file_commit(f, "commit C", 8, 1), DV_OK);
+            assert_int_equal(store_file_close(f), DV_OK);
+            assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &f, &h), DV_OK);
+            assert_int_equal(h.len, 8);
+            assert_memory_equal(h.data, "commit C", 8);
+            expect_record(f, n1, "charlie", 7);
+            expect_record(f, a1, "alpha", 5);
+            assert_int_equal(store_file_close(f), DV_OK);
+        }
+    }
+    /* The whole of B plus garbage: B is found. */
+    buf_reset(&torn);
+    assert_int_equal(buf_append(&torn, image.data, image.len), DV_OK);
+    fill_random(&rng, garbage, sizeof(garbage));
+    assert_int_equal(buf_append(&torn, garbage, sizeof(garbage)), DV_OK);
+    spit(fx->path, torn.data, torn.len);
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &f, &h), DV_OK);
+    assert_int_equal(h.len, 33);
+    expect_record(f, b1, "bravo bravo", 11);
+    assert_int_equal(store_file_close(f), DV_OK);
+    assert_int_equal(disk_size(fx->path), end_b); /* the garbage was dropped */
+    buf_free(&h);
+    buf_free(&image);
+    buf_free(&torn);
+}
+
+static void test_flipped_bytes_and_bad_pointers(void **state)
+{
+    fixture *fx = *state;
+    store_file *f;
+    buf_t h = BUF_INIT, image = BUF_INIT;
+    store_ptr p0, p1, p2;
+    const char *msg = "the quick brown fox jumps over the lazy dog";
+
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, STORE_FILE_CREATE, &f, NULL), DV_OK);
+    assert_int_equal(store_file_append(f, "first", 5, &p0), DV_OK);
+    assert_int_equal(store_file_commit(f, "A", 1, 1), DV_OK);
+    uint64_t end_a = store_file_committed_size(f);
+    assert_int_equal(store_file_append(f, msg, strlen(msg), &p1), DV_OK);
+    assert_int_equal(store_file_append(f, "x", 1, &p2), DV_OK);
+    assert_int_equal(store_file_commit(f, "B", 1, 1), DV_OK);
+    assert_int_equal(store_file_close(f), DV_OK);
+    slurp(fx->path, &image);
+
+    log_set_level(LOG_NONE);
+    /* Every bit of record p1 (frame and payload). */
+    for (uint64_t off = p1.off; off < p1.off + 12 + p1.size; off++) {
+        for (int bit = 0; bit < 8; bit += 3) {
+            image.data[off] ^= (uint8_t)(1 << bit);
+            spit(fx->path, image.data, image.len);
+            assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &f, &h), DV_OK);
+            assert_int_equal(h.len, 1);
+            assert_int_equal(h.data[0], 'B');
+            expect_corrupt(f, p1);
+            expect_record(f, p2, "x", 1);
+            assert_int_equal(store_file_close(f), DV_OK);
+            image.data[off] ^= (uint8_t)(1 << bit);
+        }
+    }
+    spit(fx->path, image.data, image.len);
+
+    /* Pointers that do not point at a record. */
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &f, &h), DV_OK);
+    expect_record(f, p1, msg, strlen(msg));
+    store_ptr bad[] = {
+        {p1.off + 1, p1.size},  {p1.off - 1, p1.size},   {p1.off, p1.size - 1}, {p1.off, p1.size + 1},
+        {p1.off, 0},            {p2.off, p1.size},       {0, 5},                {12, 5},
+        {63, 0},                {image.len, 0},          {image.len - 12, 0},   {image.len + 100, 1},
+        {p1.off, UINT32_MAX},   {UINT64_MAX - 4, 10},    {UINT64_MAX, UINT32_MAX},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_corrupt(f, bad[i]);
+    assert_int_equal(store_file_close(f), DV_OK);
+
+    /* A flipped byte in the newest header: the previous commit is used. */
+    image.data[image.len - 3] ^= 0x40;
+    spit(fx->path, image.data, image.len);
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &f, &h), DV_OK);
+    assert_int_equal(h.len, 1);
+    assert_int_equal(h.data[0], 'A');
+    assert_int_equal(store_file_committed_size(f), end_a);
+    expect_record(f, p0, "first", 5);
+    assert_int_equal(store_file_close(f), DV_OK);
+
+    /* A flipped prologue byte: the file is refused, not repaired. */
+    image.data[image.len - 3] ^= 0x40;
+    image.data[20] ^= 1;
+    spit(fx->path, image.data, image.len);
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &f, &h), DV_ERR_CORRUPT);
+    buf_free(&h);
+    buf_free(&image);
+}
+
+/* A user stores the bytes of a real header (say, an attachment holding a
+ * copy of a database file): it must never be taken for a commit. */
+static void test_header_copy_is_not_a_header(void **state)
+{
+    fixture *fx = *state;
+    store_file *f;
+    buf_t h = BUF_INIT, image = BUF_INIT;
+    store_ptr pa, pcopy;
+
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, STORE_FILE_CREATE, &f, NULL), DV_OK);
+    assert_int_equal(store_file_append(f, "a", 1, &pa), DV_OK);
+    uint64_t hdr_a = store_file_size(f);
+    assert_int_equal(store_file_commit(f, "header A", 8, 1), DV_OK);
+    uint64_t end_a = store_file_committed_size(f);
+    assert_int_equal(store_file_close(f), DV_OK);
+    slurp(fx->path, &image);
+    assert_int_equal(image.len, end_a);
+
+    /* Copy header A (and a forged one claiming the copy's own offset) into
+     * records, with nothing committed after them. */
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &f, NULL), DV_OK);
+    assert_int_equal(store_file_append(f, image.data + hdr_a, end_a - hdr_a, &pcopy), DV_OK);
+    uint8_t forged[256];
+    memcpy(forged, image.data + hdr_a, end_a - hdr_a);
+    uint64_t forged_off = store_file_size(f) + 12;
+    dv_store_u64le(forged + 12, forged_off);
+    store_ptr pf;
+    assert_int_equal(store_file_append(f, forged, end_a - hdr_a, &pf), DV_OK);
+    assert_int_equal(store_file_sync(f), DV_OK);
+    uint64_t written = store_file_size(f);
+    assert_int_equal(store_file_close(f), DV_OK);
+    /* close does not commit: the synced records are a tail after A, as
+     * after a crash before the next commit's header. */
+    assert_int_equal(disk_size(fx->path), written);
+
+    log_set_level(LOG_NONE);
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &f, &h), DV_OK);
+    assert_int_equal(h.len, 8);
+    assert_memory_equal(h.data, "header A", 8);
+    assert_int_equal(store_file_committed_size(f), end_a);
+    assert_int_equal(store_file_close(f), DV_OK);
+    buf_free(&h);
+    buf_free(&image);
+}
+
+/* Readers of committed records run while the appender appends and commits. */
+typedef struct reader_arg {
+    store_file *f;
+    store_ptr *ptrs;
+    int n;
+    int failures;
+} reader_arg;
+
+static void *reader_main(void *p)
+{
+    reader_arg *a = p;
+    buf_t b = BUF_INIT;
+    for (int round = 0; round < 20; round++)
+        for (int i = 0; i < a->n; i++) {
+            char want[32];
+            int n = snprintf(want, sizeof(want), "rec-%d", i);
+            if (store_file_read(a->f, a->ptrs[i], &b) != DV_OK || b.len != (size_t)n ||
+                memcmp(b.data, want, (size_t)n) != 0)
+                a->failures++;
+        }
+    buf_free(&b);
+    return NULL;
+}
+
+static void test_concurrent_readers(void **state)
+{
+    fixture *fx = *state;
+    store_file *f;
+    enum { COMMITTED = 500 };
+    store_ptr ptrs[COMMITTED];
+    char rec[32];
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, STORE_FILE_CREATE, &f, NULL), DV_OK);
+    for (int i = 0; i < COMMITTED; i++) {
+        int n = snprintf(rec, sizeof(rec), "rec-%d", i);
+        assert_int_equal(store_file_append(f, rec, (size_t)n, &ptrs[i]), DV_OK);
+    }
+    assert_int_equal(store_file_commit(f, "h", 1, 0), DV_OK);
+    reader_arg args[2] = {{f, ptrs, COMMITTED, 0}, {f, ptrs, COMMITTED, 0}};
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, reader_main, &args[t]), 0);
+    uint8_t big[5000];
+    memset(big, 'z', sizeof(big));
+    for (int i = 0; i < 2000; i++) {
+        store_ptr p;
+        assert_int_equal(store_file_append(f, big, (size_t)(i * 7) % sizeof(big), &p), DV_OK);
+        expect_record(f, p, big, (size_t)(i * 7) % sizeof(big));
+        if (i % 100 == 99)
+            assert_int_equal(store_file_commit(f, "h", 1, 0), DV_OK);
+    }
+    for (int t = 0; t < 2; t++) {
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+        assert_int_equal(args[t].failures, 0);
+    }
+    assert_int_equal(store_file_close(f), DV_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roundtrip_sizes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_buffered_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_finds_last_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_tail_every_offset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flipped_bytes_and_bad_pointers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_copy_is_not_a_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
