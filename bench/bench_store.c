@@ -1,0 +1,526 @@
+/*
+ * bench_store.c — divan's storage engine side by side with LMDB and SQLite:
+ * the same work, in the same run, printed as a markdown table of figures
+ * and ratios.  A benchmark, never a test: it asserts nothing about speed.
+ *
+ * Each engine runs in its own forked child, so that its peak RSS (ru_maxrss
+ * from wait4) is its own and one engine's heap or page cache mapping cannot
+ * inflate another's.  The child sends its figures back over a pipe.
+ *
+ * Per engine, two databases in a fresh directory under the work directory:
+ *   commits  timed phases of durable single-document commits with 1, 8 and
+ *            64 writer threads (group commit where the engine has it); the
+ *            1-writer phase also records per-commit latency.  Then the file
+ *            bytes per committed document.
+ *   bulk     BENCH_DOCS documents inserted in batches of 1,000 (only the
+ *            engine calls are timed, not building the documents); file bytes
+ *            per document after close; random point reads and range scans
+ *            (1,000 rows from a random start), each for BENCH_SECONDS; then a
+ *            quarter of the documents rewritten (untimed) and the database
+ *            compacted, timed.
+ *
+ * Environment: BENCH_DOCS (default 100000), BENCH_SECONDS (default 3),
+ * BENCH_SEED (default 42), BENCH_ENGINES (default "divan,lmdb,sqlite").
+ * Usage: bench_store [workdir]  (default "."; must be on a real disk, not
+ * tmpfs, for the sync figures to mean anything).
+ */
+#include "base/status.h"
+#include "engine.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <math.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 1000
+#define SCAN_ROWS 1000
+#define POOL_DOCS 256
+#define LAT_CAP (1u << 18)
+
+enum {
+    ROW_C1,
+    ROW_C1_P50,
+    ROW_C1_P99,
+    ROW_C8,
+    ROW_C64,
+    ROW_COMMIT_BYTES,
+    ROW_BATCH,
+    ROW_BYTES,
+    ROW_READS,
+    ROW_SCAN,
+    ROW_COMPACT,
+    ROW_BYTES_COMPACT,
+    ROW_RSS,
+    ROW_COUNT
+};
+
+static const char *const row_label[ROW_COUNT] = {
+    [ROW_C1] = "durable single-doc commits/s, 1 writer",
+    [ROW_C1_P50] = "commit latency p50, 1 writer (us, lower is better)",
+    [ROW_C1_P99] = "commit latency p99, 1 writer (us, lower is better)",
+    [ROW_C8] = "commits/s, 8 concurrent writers",
+    [ROW_C64] = "commits/s, 64 concurrent writers",
+    [ROW_COMMIT_BYTES] = "file bytes per doc after single-doc commits (lower is better)",
+    [ROW_BATCH] = "batched inserts, 1,000 per batch (docs/s)",
+    [ROW_BYTES] = "file bytes per doc after batched inserts (lower is better)",
+    [ROW_READS] = "random point reads/s",
+    [ROW_SCAN] = "range scan rows/s (1,000-row ranges)",
+    [ROW_COMPACT] = "compaction (MiB of compacted file per s)",
+    [ROW_BYTES_COMPACT] = "file bytes per doc after update of 1/4 + compaction (lower is better)",
+    [ROW_RSS] = "peak RSS, whole engine run (MiB, lower is better)",
+};
+
+typedef struct bench_cfg {
+    uint64_t docs;
+    double seconds;
+    uint64_t seed;
+} bench_cfg;
+
+typedef struct bench_results {
+    double v[ROW_COUNT]; /* NAN: not measured (failed or not available) */
+} bench_results;
+
+/* ---- timed concurrent writers ------------------------------------------ */
+
+typedef struct writer_arg {
+    const bench_engine_ops *ops;
+    void *h;
+    uint64_t seed;
+    const uint8_t *pool;
+    pthread_barrier_t *start;
+    atomic_int *stop;
+    float *lat; /* per-commit latency in us, or NULL */
+    size_t nlat;
+    uint64_t count;
+    int rc;
+} writer_arg;
+
+static void *writer_main(void *p)
+{
+    writer_arg *a = p;
+    void *w = NULL;
+    uint8_t id[BENCH_ID_LEN];
+    a->rc = a->ops->writer_open(a->h, &w);
+    pthread_barrier_wait(a->start);
+    if (a->rc != DV_OK)
+        return NULL;
+    while (!atomic_load_explicit(a->stop, memory_order_relaxed)) {
+        const uint8_t *doc = a->pool + (a->count % POOL_DOCS) * BENCH_DOC_LEN;
+        bench_make_id(a->seed, a->count, id);
+        double t0 = bench_now();
+        if ((a->rc = a->ops->put_one(w, id, sizeof id, doc, BENCH_DOC_LEN)) != DV_OK)
+            break;
+        if (a->lat && a->nlat < LAT_CAP)
+            a->lat[a->nlat++] = (float)((bench_now() - t0) * 1e6);
+        a->count++;
+    }
+    a->ops->writer_close(w);
+    return NULL;
+}
+
+static int cmp_float(const void *x, const void *y)
+{
+    float a = *(const float *)x, b = *(const float *)y;
+    return (a > b) - (a < b);
+}
+
+/* Runs nthreads writers for cfg->seconds; *rate gets commits/s, *docs
+ * adds the documents committed; with lat, p50/p99 latencies. */
+static int run_writers(const bench_engine_ops *ops, void *h, const bench_cfg *cfg, const uint8_t *pool,
+                       int nthreads, uint64_t phase_seed, double *rate, uint64_t *docs, double *p50, double *p99)
+{
+    writer_arg *args = calloc((size_t)nthreads, sizeof *args);
+    pthread_t *tids = calloc((size_t)nthreads, sizeof *tids);
+    float *lat = p50 ? malloc(LAT_CAP * sizeof *lat) : NULL;
+    pthread_barrier_t start;
+    atomic_int stop = 0;
+    int started = 0, rc = DV_OK;
+    if (!args || !tids || (p50 && !lat)) {
+        rc = DV_ERR_NOMEM;
+        goto done;
+    }
+    pthread_barrier_init(&start, NULL, (unsigned)nthreads + 1);
+    for (; started < nthreads; started++) {
+        writer_arg *a = &args[started];
+        a->ops = ops;
+        a->h = h;
+        a->seed = bench_mix(phase_seed + (uint64_t)started);
+        a->pool = pool;
+        a->start = &start;
+        a->stop = &stop;
+        a->lat = started == 0 ? lat : NULL;
+        if (pthread_create(&tids[started], NULL, writer_main, a) != 0) {
+            /* The barrier counts every thread: the phase cannot start. */
+            fprintf(stderr, "bench_store: pthread_create failed\n");
+            abort();
+        }
+    }
+    pthread_barrier_wait(&start);
+    double t0 = bench_now();
+    struct timespec ts = {(time_t)cfg->seconds, (long)((cfg->seconds - (double)(time_t)cfg->seconds) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    atomic_store(&stop, 1);
+    uint64_t total = 0;
+    for (int i = 0; i < nthreads; i++) {
+        pthread_join(tids[i], NULL);
+        total += args[i].count;
+        if (args[i].rc != DV_OK && rc == DV_OK)
+            rc = args[i].rc;
+    }
+    double dt = bench_now() - t0;
+    pthread_barrier_destroy(&start);
+    *docs += total;
+    *rate = (double)total / dt;
+    if (lat && args[0].nlat > 0) {
+        qsort(lat, args[0].nlat, sizeof *lat, cmp_float);
+        *p50 = lat[args[0].nlat / 2];
+        *p99 = lat[(size_t)((double)args[0].nlat * 0.99)];
+    }
+done:
+    free(lat);
+    free(tids);
+    free(args);
+    return rc;
+}
+
+/* ---- the phases ------------------------------------------------------ */
+
+static int phase_commits(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
+{
+    static const int writers[] = {1, 8, 64};
+    static const int row[] = {ROW_C1, ROW_C8, ROW_C64};
+    uint8_t *pool = malloc((size_t)POOL_DOCS * BENCH_DOC_LEN);
+    uint64_t docs = 0;
+    void *h = NULL;
+    int rc;
+    if (!pool)
+        return DV_ERR_NOMEM;
+    for (int i = 0; i < POOL_DOCS; i++)
+        bench_make_doc(cfg->seed + 7, (uint64_t)i, pool + (size_t)i * BENCH_DOC_LEN);
+    rc = mkdir(dir, 0755) == 0 ? DV_OK : DV_ERR_IO;
+    if (rc != DV_OK || (rc = ops->open(dir, &h)) != DV_OK)
+        goto done;
+    for (int i = 0; i < 3; i++) {
+        fprintf(stderr, "  %s: %d writer(s)...\n", ops->name, writers[i]);
+        int first = i == 0;
+        rc = run_writers(ops, h, cfg, pool, writers[i], cfg->seed * 1000 + (uint64_t)i * 100, &r->v[row[i]], &docs,
+                         first ? &r->v[ROW_C1_P50] : NULL, first ? &r->v[ROW_C1_P99] : NULL);
+        if (rc != DV_OK)
+            goto done;
+    }
+    rc = ops->close(h);
+    h = NULL;
+    if (rc == DV_OK && docs > 0)
+        r->v[ROW_COMMIT_BYTES] = (double)bench_dir_bytes(dir) / (double)docs;
+done:
+    if (h)
+        ops->close(h);
+    free(pool);
+    return rc;
+}
+
+/* Writes docs [0, cfg->docs) (update: every fourth, with new bodies) in
+ * batches of BATCH; *secs receives the time spent inside the engine. */
+static int load(const bench_engine_ops *ops, void *h, const bench_cfg *cfg, int update, double *secs)
+{
+    uint8_t *ids = malloc((size_t)BATCH * BENCH_ID_LEN);
+    uint8_t *docs = malloc((size_t)BATCH * BENCH_DOC_LEN);
+    bench_kv *kv = malloc(BATCH * sizeof *kv);
+    uint64_t step = update ? 4 : 1;
+    int rc = DV_OK;
+    *secs = 0;
+    if (!ids || !docs || !kv) {
+        rc = DV_ERR_NOMEM;
+        goto done;
+    }
+    for (uint64_t n = 0; n < cfg->docs && rc == DV_OK;) {
+        size_t k = 0;
+        for (; k < BATCH && n < cfg->docs; k++, n += step) {
+            bench_make_id(cfg->seed, n, ids + k * BENCH_ID_LEN);
+            bench_make_doc(cfg->seed + (uint64_t)update, n, docs + k * BENCH_DOC_LEN);
+            kv[k] = (bench_kv){ids + k * BENCH_ID_LEN, BENCH_ID_LEN, docs + k * BENCH_DOC_LEN, BENCH_DOC_LEN};
+        }
+        double t0 = bench_now();
+        rc = ops->put_batch(h, kv, k, update);
+        *secs += bench_now() - t0;
+    }
+done:
+    free(kv);
+    free(docs);
+    free(ids);
+    return rc;
+}
+
+/* Random point reads for cfg->seconds; every 64th is checked against the
+ * document the loader wrote. */
+static int reads(const bench_engine_ops *ops, void *h, const bench_cfg *cfg, double *rate)
+{
+    uint8_t id[BENCH_ID_LEN], want[BENCH_DOC_LEN];
+    buf_t out = BUF_INIT;
+    uint64_t n = 0, rng = cfg->seed ^ 0x5eed;
+    double t0 = bench_now(), dt = 0;
+    int rc = DV_OK;
+    while (rc == DV_OK) {
+        if ((n & 255) == 0 && (dt = bench_now() - t0) >= cfg->seconds)
+            break;
+        uint64_t i = bench_mix(rng + n) % cfg->docs;
+        bench_make_id(cfg->seed, i, id);
+        if ((rc = ops->get(h, id, sizeof id, &out)) != DV_OK)
+            break;
+        if (out.len != BENCH_DOC_LEN) {
+            rc = DV_ERR_CORRUPT;
+        } else if ((n & 63) == 0) {
+            bench_make_doc(cfg->seed, i, want);
+            if (memcmp(want, out.data, BENCH_DOC_LEN) != 0)
+                rc = DV_ERR_CORRUPT;
+        }
+        if (rc != DV_OK)
+            fprintf(stderr, "  %s: read of doc %llu returned wrong bytes\n", ops->name, (unsigned long long)i);
+        n++;
+    }
+    *rate = (double)n / dt;
+    buf_free(&out);
+    return rc;
+}
+
+static int scans(const bench_engine_ops *ops, void *h, const bench_cfg *cfg, double *rate)
+{
+    uint8_t start[BENCH_ID_LEN];
+    buf_t scratch = BUF_INIT;
+    uint64_t n = 0, rows = 0;
+    double t0 = bench_now(), dt = 0;
+    int rc = DV_OK;
+    while (rc == DV_OK && (dt = bench_now() - t0) < cfg->seconds) {
+        size_t got = 0;
+        bench_make_id(cfg->seed ^ 0x5ca9, n++, start);
+        rc = ops->scan(h, start, sizeof start, SCAN_ROWS, &scratch, &got);
+        rows += got;
+        if (rc == DV_OK && got > 0 && scratch.len != BENCH_DOC_LEN)
+            rc = DV_ERR_CORRUPT;
+    }
+    *rate = (double)rows / dt;
+    buf_free(&scratch);
+    return rc;
+}
+
+static int phase_bulk(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
+{
+    void *h = NULL;
+    double secs;
+    uint64_t bytes = 0;
+    int rc;
+    if (mkdir(dir, 0755) != 0)
+        return DV_ERR_IO;
+    if ((rc = ops->open(dir, &h)) != DV_OK)
+        goto done;
+    fprintf(stderr, "  %s: batched inserts of %llu docs...\n", ops->name, (unsigned long long)cfg->docs);
+    if ((rc = load(ops, h, cfg, 0, &secs)) != DV_OK)
+        goto done;
+    r->v[ROW_BATCH] = (double)cfg->docs / secs;
+    rc = ops->close(h);
+    h = NULL;
+    if (rc != DV_OK)
+        goto done;
+    r->v[ROW_BYTES] = (double)bench_dir_bytes(dir) / (double)cfg->docs;
+    if ((rc = ops->open(dir, &h)) != DV_OK)
+        goto done;
+    fprintf(stderr, "  %s: point reads, range scans...\n", ops->name);
+    if ((rc = reads(ops, h, cfg, &r->v[ROW_READS])) != DV_OK)
+        goto done;
+    if ((rc = scans(ops, h, cfg, &r->v[ROW_SCAN])) != DV_OK)
+        goto done;
+    fprintf(stderr, "  %s: update 1/4, compaction...\n", ops->name);
+    if ((rc = load(ops, h, cfg, 1, &secs)) != DV_OK)
+        goto done;
+    double t0 = bench_now();
+    if ((rc = ops->compact(h, &bytes)) != DV_OK)
+        goto done;
+    r->v[ROW_COMPACT] = (double)bytes / (1024.0 * 1024.0) / (bench_now() - t0);
+    r->v[ROW_BYTES_COMPACT] = (double)bytes / (double)cfg->docs;
+done:
+    if (h)
+        ops->close(h);
+    return rc;
+}
+
+/* Runs every phase in the calling (child) process. */
+static void run_engine(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
+{
+    char sub[4200];
+    int rc;
+    if (mkdir(dir, 0755) != 0) {
+        fprintf(stderr, "  %s: cannot create %s\n", ops->name, dir);
+        return;
+    }
+    if (snprintf(sub, sizeof sub, "%s/commits", dir) >= (int)sizeof sub)
+        return;
+    if ((rc = phase_commits(ops, sub, cfg, r)) != DV_OK)
+        fprintf(stderr, "  %s: commit phases failed: %s\n", ops->name, dv_strerror(rc));
+    bench_rmtree(sub);
+    if (snprintf(sub, sizeof sub, "%s/bulk", dir) >= (int)sizeof sub)
+        return;
+    if ((rc = phase_bulk(ops, sub, cfg, r)) != DV_OK)
+        fprintf(stderr, "  %s: bulk phases failed: %s\n", ops->name, dv_strerror(rc));
+    bench_rmtree(sub);
+}
+
+/* Forks a child for one engine; fills r (RSS from wait4 included). */
+static void run_child(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
+{
+    int fds[2];
+    for (int i = 0; i < ROW_COUNT; i++)
+        r->v[i] = NAN;
+    if (pipe(fds) != 0) {
+        perror("pipe");
+        return;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        close(fds[0]);
+        close(fds[1]);
+        return;
+    }
+    if (pid == 0) {
+        bench_results cr;
+        close(fds[0]);
+        for (int i = 0; i < ROW_COUNT; i++)
+            cr.v[i] = NAN;
+        run_engine(ops, dir, cfg, &cr);
+        ssize_t w = write(fds[1], &cr, sizeof cr);
+        _exit(w == (ssize_t)sizeof cr ? 0 : 1);
+    }
+    close(fds[1]);
+    bench_results cr;
+    size_t got = 0;
+    while (got < sizeof cr) {
+        ssize_t n = read(fds[0], (char *)&cr + got, sizeof cr - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fds[0]);
+    int status;
+    struct rusage ru;
+    while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR)
+        ;
+    if (got == sizeof cr) {
+        *r = cr;
+        r->v[ROW_RSS] = (double)ru.ru_maxrss / 1024.0;
+    } else {
+        fprintf(stderr, "  %s: child failed (status %d)\n", ops->name, status);
+    }
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void fmt_value(double v, char *out, size_t n)
+{
+    if (isnan(v))
+        snprintf(out, n, "n/a");
+    else if (v >= 100)
+        snprintf(out, n, "%.0f", v);
+    else if (v >= 10)
+        snprintf(out, n, "%.1f", v);
+    else
+        snprintf(out, n, "%.2f", v);
+}
+
+static void fmt_ratio(double a, double b, char *out, size_t n)
+{
+    if (isnan(a) || isnan(b) || b == 0)
+        snprintf(out, n, "n/a");
+    else
+        snprintf(out, n, "%.2fx", a / b);
+}
+
+static void print_table(const bench_results *res, const int *ran, const bench_cfg *cfg)
+{
+    printf("| scenario | divan | LMDB | SQLite | divan/LMDB | divan/SQLite |\n");
+    printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+    for (int i = 0; i < ROW_COUNT; i++) {
+        char v[3][32], r1[32], r2[32];
+        for (int e = 0; e < 3; e++)
+            fmt_value(ran[e] ? res[e].v[i] : NAN, v[e], sizeof v[e]);
+        fmt_ratio(ran[0] ? res[0].v[i] : NAN, ran[1] ? res[1].v[i] : NAN, r1, sizeof r1);
+        fmt_ratio(ran[0] ? res[0].v[i] : NAN, ran[2] ? res[2].v[i] : NAN, r2, sizeof r2);
+        printf("| %s | %s | %s | %s | %s | %s |\n", row_label[i], v[0], v[1], v[2], r1, r2);
+    }
+    printf("\nDocuments: %d-byte JSON bodies (order records from a 64-word vocabulary; lz4 takes one to ~710 bytes), "
+           "ids %d random hex digits; %llu docs in the bulk database; timed phases %.1f s each; seed %llu.\n",
+           BENCH_DOC_LEN, BENCH_ID_LEN, (unsigned long long)cfg->docs, cfg->seconds,
+           (unsigned long long)cfg->seed);
+    printf("Durability: every commit synced before it returns. divan STORE_DURABLE_ALWAYS, lz4 bodies, "
+           "8 MiB node cache; LMDB %d.%d.%d default flags (sync on commit); SQLite %s journal_mode=WAL, "
+           "synchronous=FULL, one connection per writer thread.\n",
+           MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH, sqlite3_libversion());
+    printf("Ratios are divan / other: above 1 means divan is faster, except rows marked \"lower is better\". "
+           "Reads and scans copy each document body out of the engine; divan reads the winning revision's "
+           "body through a fresh snapshot per read or range. LMDB compaction is mdb_env_copy2(MDB_CP_COMPACT) "
+           "plus fsync; SQLite's is VACUUM plus a TRUNCATE checkpoint. Peak RSS includes mapped file pages "
+           "(LMDB reads through its map).\n\n");
+}
+
+static uint64_t env_u64(const char *name, uint64_t dflt)
+{
+    const char *s = getenv(name);
+    return s && *s ? strtoull(s, NULL, 10) : dflt;
+}
+
+int main(int argc, char **argv)
+{
+    const bench_engine_ops *engines[3] = {&bench_engine_divan, &bench_engine_lmdb, &bench_engine_sqlite};
+    static const char *const keys[3] = {"divan", "lmdb", "sqlite"};
+    bench_results res[3];
+    int ran[3] = {0, 0, 0};
+    bench_cfg cfg;
+    const char *workdir = argc > 1 ? argv[1] : ".";
+    const char *which = getenv("BENCH_ENGINES");
+    const char *secs = getenv("BENCH_SECONDS");
+    char root[4096];
+
+    cfg.docs = env_u64("BENCH_DOCS", 100000);
+    cfg.seconds = secs && *secs ? strtod(secs, NULL) : 3.0;
+    cfg.seed = env_u64("BENCH_SEED", 42);
+    if (cfg.docs < BATCH || !(cfg.seconds > 0)) {
+        fprintf(stderr, "bench_store: BENCH_DOCS must be >= %d and BENCH_SECONDS > 0\n", BATCH);
+        return 2;
+    }
+    snprintf(root, sizeof root, "%s/bench-store-XXXXXX", workdir);
+    if (!mkdtemp(root)) {
+        fprintf(stderr, "bench_store: cannot create a directory under %s: %s\n", workdir, strerror(errno));
+        return 1;
+    }
+    for (int e = 0; e < 3; e++) {
+        if (which && *which && !strstr(which, keys[e]))
+            continue;
+        if (e == 0 && !bench_engine_divan_available()) {
+            fprintf(stderr, "bench_store: this build has no store_dbfile; divan column skipped\n");
+            continue;
+        }
+        char dir[4200];
+        if (snprintf(dir, sizeof dir, "%s/%s", root, keys[e]) >= (int)sizeof dir)
+            return 1;
+        fprintf(stderr, "bench_store: %s\n", engines[e]->name);
+        run_child(engines[e], dir, &cfg, &res[e]);
+        bench_rmtree(dir);
+        ran[e] = 1;
+    }
+    bench_rmtree(root);
+    print_table(res, ran, &cfg);
+    return 0;
+}
