@@ -490,6 +490,290 @@ static void test_concurrent_readers(void **state)
     assert_int_equal(store_file_close(f), DV_OK);
 }
 
+/* ---- unsynced commits: the chain of headers ---------------------------- */
+
+/* Builds A (synced), B and C (unsynced, optionally with a store_file_sync
+ * between them) and returns the record pointers and the image. */
+static void build_abc(const char *path, int sync_b, int sync_between, store_ptr p[3], buf_t *image)
+{
+    store_file *f;
+    assert_int_equal(store_file_open(store_vfs_posix(), path, STORE_FILE_CREATE, &f, NULL), DV_OK);
+    assert_int_equal(store_file_append(f, "record of A", 11, &p[0]), DV_OK);
+    assert_int_equal(store_file_commit(f, "A", 1, 1), DV_OK);
+    assert_int_equal(store_file_append(f, "record of B", 11, &p[1]), DV_OK);
+    assert_int_equal(store_file_commit(f, "B", 1, sync_b), DV_OK);
+    if (sync_between)
+        assert_int_equal(store_file_sync(f), DV_OK);
+    assert_int_equal(store_file_append(f, "record of C", 11, &p[2]), DV_OK);
+    assert_int_equal(store_file_commit(f, "C", 1, sync_b), DV_OK);
+    assert_int_equal(store_file_close(f), DV_OK);
+    slurp(path, image);
+}
+
+static char reopen_header(const char *path, const void *image, size_t len, store_file **f)
+{
+    buf_t h = BUF_INIT;
+    spit(path, image, len);
+    assert_int_equal(store_file_open(store_vfs_posix(), path, 0, f, &h), DV_OK);
+    assert_int_equal(h.len, 1);
+    char c = (char)h.data[0];
+    buf_free(&h);
+    return c;
+}
+
+static void test_unsynced_chain(void **state)
+{
+    fixture *fx = *state;
+    store_ptr p[3];
+    buf_t image = BUF_INIT;
+    store_file *f;
+    log_set_level(LOG_NONE);
+
+    /* Unsynced B and C: damage under B's data means neither B nor C may be
+     * used (C's chain runs through B); damage under C falls back to B. */
+    build_abc(fx->path, 0, 0, p, &image);
+    assert_int_equal(reopen_header(fx->path, image.data, image.len, &f), 'C');
+    expect_record(f, p[1], "record of B", 11);
+    assert_int_equal(store_file_close(f), DV_OK);
+    image.data[p[1].off + 15] ^= 1;
+    assert_int_equal(reopen_header(fx->path, image.data, image.len, &f), 'A');
+    expect_record(f, p[0], "record of A", 11);
+    expect_corrupt(f, p[1]);
+    assert_int_equal(store_file_close(f), DV_OK);
+    image.data[p[1].off + 15] ^= 1;
+    image.data[p[2].off + 3] ^= 0x80; /* C's length field */
+    assert_int_equal(reopen_header(fx->path, image.data, image.len, &f), 'B');
+    expect_record(f, p[1], "record of B", 11);
+    assert_int_equal(store_file_close(f), DV_OK);
+    image.data[p[2].off + 3] ^= 0x80;
+    /* Header B itself lost (zeroed): C cannot be verified either. */
+    uint64_t hb = p[1].off + 12 + 11;
+    uint8_t saved[20];
+    memcpy(saved, image.data + hb, sizeof(saved));
+    memset(image.data + hb, 0, sizeof(saved));
+    assert_int_equal(reopen_header(fx->path, image.data, image.len, &f), 'A');
+    assert_int_equal(store_file_close(f), DV_OK);
+    memcpy(image.data + hb, saved, sizeof(saved));
+
+    /* With a store_file_sync after B, C's chain stops at the synced point:
+     * damage under B is then bit rot in durable data, reported on read. */
+    build_abc(fx->path, 0, 1, p, &image);
+    image.data[p[1].off + 15] ^= 1;
+    assert_int_equal(reopen_header(fx->path, image.data, image.len, &f), 'C');
+    expect_corrupt(f, p[1]);
+    expect_record(f, p[2], "record of C", 11);
+    assert_int_equal(store_file_close(f), DV_OK);
+
+    /* Synced commits: the same damage is reported on read, never hidden by
+     * falling back to an older commit. */
+    build_abc(fx->path, 1, 0, p, &image);
+    image.data[p[1].off + 15] ^= 1;
+    assert_int_equal(reopen_header(fx->path, image.data, image.len, &f), 'C');
+    expect_corrupt(f, p[1]);
+    assert_int_equal(store_file_close(f), DV_OK);
+    buf_free(&image);
+}
+
+/* A VFS over POSIX that counts the bytes read, to check open's cost. */
+static uint64_t counted_bytes;
+static int counting_pread(store_vfs_file *f, void *buf, size_t len, uint64_t off)
+{
+    counted_bytes += len;
+    return store_vfs_posix()->pread(f, buf, len, off);
+}
+
+static void test_open_cost_is_tail_only(void **state)
+{
+    fixture *fx = *state;
+    store_vfs counting = *store_vfs_posix();
+    counting.pread = counting_pread;
+    store_file *f;
+    store_ptr p;
+    static uint8_t big[1 << 20];
+    memset(big, 'b', sizeof(big));
+
+    assert_int_equal(store_file_open(&counting, fx->path, STORE_FILE_CREATE, &f, NULL), DV_OK);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(store_file_append(f, big, sizeof(big), &p), DV_OK);
+    assert_int_equal(store_file_commit(f, "synced", 6, 1), DV_OK);
+    /* Many small unsynced commits after the big synced one. */
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(store_file_append(f, big, 1000, &p), DV_OK);
+        assert_int_equal(store_file_commit(f, "unsynced", 8, 0), DV_OK);
+    }
+    uint64_t unsynced_bytes = store_file_size(f) - (8 * ((1 << 20) + 12) + 64 + 66);
+    assert_int_equal(store_file_close(f), DV_OK);
+    counted_bytes = 0;
+    assert_int_equal(store_file_open(&counting, fx->path, 0, &f, NULL), DV_OK);
+    /* The prologue, the scan window and the unsynced bytes, not the 8 MiB. */
+    assert_true(counted_bytes < 64 * 1024 + 3 * unsynced_bytes);
+    assert_int_equal(store_file_close(f), DV_OK);
+}
+
+/* ---- failures and power loss on faultvfs ------------------------------ */
+
+static void test_failures_poison_the_handle(void **state)
+{
+    (void)state;
+    static uint8_t big[300 * 1024];
+    buf_t h = BUF_INIT;
+    store_ptr pa, pb;
+    log_set_level(LOG_NONE);
+    /* which: 0 data sync fails, 1 header write fails, 2 header sync fails,
+     * 3 flush of buffered data in an unsynced commit fails, 4 a direct write
+     * of a big record fails, 5 store_file_sync fails. */
+    for (int which = 0; which < 6; which++) {
+        faultvfs *v = faultvfs_new((uint64_t)which);
+        store_vfs *vfs = faultvfs_vfs(v);
+        store_file *f;
+        assert_int_equal(store_file_open(vfs, "db", STORE_FILE_CREATE, &f, NULL), DV_OK);
+        assert_int_equal(store_file_append(f, "a", 1, &pa), DV_OK);
+        assert_int_equal(store_file_commit(f, "A", 1, 1), DV_OK);
+        int rc;
+        switch (which) {
+        case 0: faultvfs_fail_sync_after(v, 1); break;
+        case 1: faultvfs_fail_write_after(v, 2); break;
+        case 2: faultvfs_fail_sync_after(v, 2); break;
+        case 3: faultvfs_fail_write_after(v, 1); break;
+        case 4: faultvfs_fail_write_after(v, 2); break;
+        default: faultvfs_fail_sync_after(v, 1); break;
+        }
+        if (which == 4) {
+            rc = store_file_append(f, big, sizeof(big), &pb);
+        } else {
+            assert_int_equal(store_file_append(f, "b", 1, &pb), DV_OK);
+            rc = which == 5 ? store_file_sync(f) : store_file_commit(f, "B", 1, which != 3);
+        }
+        assert_int_equal(rc, DV_ERR_IO);
+        /* Poisoned: nothing more is accepted, committed data still reads. */
+        assert_int_equal(store_file_append(f, "c", 1, &pb), DV_ERR_IO);
+        assert_int_equal(store_file_commit(f, "C", 1, 1), DV_ERR_IO);
+        assert_int_equal(store_file_commit(f, "C", 1, 0), DV_ERR_IO);
+        assert_int_equal(store_file_sync(f), DV_ERR_IO);
+        expect_record(f, pa, "a", 1);
+        assert_int_equal(store_file_close(f), DV_OK);
+        faultvfs_crash(v, FAULTVFS_DROP_UNSYNCED);
+        assert_int_equal(store_file_open(vfs, "db", 0, &f, &h), DV_OK);
+        assert_int_equal(h.len, 1);
+        assert_int_equal(h.data[0], 'A');
+        expect_record(f, pa, "a", 1);
+        assert_int_equal(store_file_close(f), DV_OK);
+        faultvfs_free(v);
+    }
+    buf_free(&h);
+}
+
+typedef struct exp_rec {
+    store_ptr p;
+    uint64_t seed;
+    int commit;
+} exp_rec;
+
+static size_t pick_size(tu_rng *r)
+{
+    uint64_t k = tu_rand_below(r, 100);
+    if (k < 70)
+        return (size_t)tu_rand_below(r, 200);
+    if (k < 96)
+        return (size_t)tu_rand_below(r, 6000);
+    return 200000 + (size_t)tu_rand_below(r, 150000); /* bigger than the write buffer */
+}
+
+/* One random workload, a power loss at a random moment in a random mode,
+ * then the checks a database relies on. */
+static void power_loss_once(uint64_t seed, uint8_t *scratch)
+{
+    tu_rng rng = {seed};
+    faultvfs *v = faultvfs_new(seed ^ 0x5eed);
+    store_vfs *vfs = faultvfs_vfs(v);
+    store_file *f = NULL;
+    buf_t h = BUF_INIT, got = BUF_INIT;
+    exp_rec recs[64];
+    int nrecs = 0, acked = -1, durable = -1, attempted = -1;
+    const char *path = (tu_rand(&rng) & 1) ? "dir/db.dvn" : "db.dvn";
+
+    if (tu_rand_below(&rng, 4) != 0)
+        faultvfs_cut_after(v, 1 + tu_rand_below(&rng, 40));
+    if (store_file_open(vfs, path, STORE_FILE_CREATE, &f, &h) == DV_OK) {
+        int ncommits = 1 + (int)tu_rand_below(&rng, 8);
+        for (int c = 0; c < ncommits; c++) {
+            int nr = (int)tu_rand_below(&rng, 5);
+            int ok = 1;
+            for (int r = 0; r < nr && ok && nrecs < 64; r++) {
+                exp_rec *e = &recs[nrecs];
+                size_t len = pick_size(&rng);
+                e->seed = tu_rand(&rng);
+                e->commit = c;
+                tu_rng d = {e->seed};
+                fill_random(&d, scratch, len);
+                ok = store_file_append(f, scratch, len, &e->p) == DV_OK;
+                nrecs += ok;
+            }
+            if (!ok)
+                break;
+            uint8_t hdr[200];
+            size_t hlen = 4 + (size_t)tu_rand_below(&rng, sizeof(hdr) - 4);
+            fill_random(&rng, hdr, hlen);
+            dv_store_u32le(hdr, (uint32_t)c);
+            int sync = (int)(tu_rand(&rng) & 1);
+            attempted = c;
+            if (store_file_commit(f, hdr, hlen, sync) != DV_OK)
+                break;
+            acked = c;
+            if (sync)
+                durable = c;
+            if (tu_rand_below(&rng, 6) == 0) {
+                if (store_file_sync(f) != DV_OK)
+                    break;
+                durable = c;
+            }
+        }
+        assert_int_equal(store_file_close(f), DV_OK);
+    }
+    int mode = (int)tu_rand_below(&rng, 4);
+    faultvfs_crash(v, mode);
+
+    assert_int_equal(store_file_open(vfs, path, STORE_FILE_CREATE, &f, &h), DV_OK);
+    int found = h.len == 0 ? -1 : (int)dv_load_u32le(h.data);
+    assert_true(h.len == 0 || h.len >= 4);
+    if (found < durable || found > attempted || (mode == FAULTVFS_KEEP_ALL && found < acked))
+        fail_msg("seed %llu mode %d: found commit %d, durable %d, acked %d, attempted %d",
+                 (unsigned long long)seed, mode, found, durable, acked, attempted);
+    for (int i = 0; i < nrecs && recs[i].commit <= found; i++) {
+        tu_rng d = {recs[i].seed};
+        fill_random(&d, scratch, recs[i].p.size);
+        assert_int_equal(store_file_read(f, recs[i].p, &got), DV_OK);
+        assert_int_equal(got.len, recs[i].p.size);
+        assert_memory_equal(got.data, scratch, got.len);
+    }
+    /* Life goes on after the crash: a new synced commit survives the next. */
+    store_ptr np;
+    assert_int_equal(store_file_append(f, "after", 5, &np), DV_OK);
+    assert_int_equal(store_file_commit(f, "after crash", 11, 1), DV_OK);
+    assert_int_equal(store_file_close(f), DV_OK);
+    faultvfs_crash(v, FAULTVFS_KEEP_RANDOM);
+    assert_int_equal(store_file_open(vfs, path, 0, &f, &h), DV_OK);
+    assert_int_equal(h.len, 11);
+    assert_memory_equal(h.data, "after crash", 11);
+    expect_record(f, np, "after", 5);
+    assert_int_equal(store_file_close(f), DV_OK);
+    faultvfs_free(v);
+    buf_free(&h);
+    buf_free(&got);
+}
+
+static void test_power_loss_property(void **state)
+{
+    (void)state;
+    uint64_t seed = tu_seed("test_power_loss_property");
+    long n = tu_iterations(2000);
+    uint8_t *scratch = malloc(400 * 1024);
+    log_set_level(LOG_NONE);
+    for (long i = 0; i < n; i++)
+        power_loss_once(seed + (uint64_t)i * 0x9e3779b97f4a7c15ULL, scratch);
+    free(scratch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -501,6 +785,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flipped_bytes_and_bad_pointers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_copy_is_not_a_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsynced_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_cost_is_tail_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failures_poison_the_handle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_power_loss_property, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
