@@ -438,6 +438,14 @@ static void compact(revtree *t, uint32_t *keep)
     t->n = w;
 }
 
+/*
+ * CouchDB stems by cutting every leaf's path to its newest `limit` revs and
+ * merging those paths back.  So a node survives when it is within limit - 1
+ * generations of some leaf below it, and the edge to its parent survives
+ * only when one leaf's window holds both, i.e. when the node's nearest leaf
+ * is within limit - 2.  (A path through a node kept by a nearer leaf can
+ * therefore stay longer than limit, exactly as in CouchDB.)
+ */
 int revtree_stem(revtree *t, uint64_t limit)
 {
     if (limit == 0)
@@ -451,7 +459,6 @@ int revtree_stem(revtree *t, uint64_t limit)
         return DV_ERR_NOMEM;
     for (uint32_t i = 0; i < t->n; i++)
         depth[i] = UINT32_MAX;
-    int dropped = 0;
     for (uint32_t i = t->n; i-- > 0;) {
         if (depth[i] == UINT32_MAX)
             depth[i] = 0; /* no child reached it: a leaf */
@@ -459,9 +466,13 @@ int revtree_stem(revtree *t, uint64_t limit)
         if (p != REVTREE_NONE && depth[i] + 1 < depth[p])
             depth[p] = depth[i] + 1;
     }
+    int dropped = 0;
     for (uint32_t i = 0; i < t->n; i++) {
-        depth[i] = (uint64_t)depth[i] < limit;
-        dropped |= !depth[i];
+        int keep = (uint64_t)depth[i] < limit;
+        if (keep && t->nodes[i].parent != REVTREE_NONE && (uint64_t)depth[i] + 1 >= limit)
+            t->nodes[i].parent = REVTREE_NONE;
+        depth[i] = (uint32_t)keep;
+        dropped |= !keep;
     }
     if (dropped)
         compact(t, depth);

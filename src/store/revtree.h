@@ -16,7 +16,7 @@
  *     (a second leaf); it is never an error.  A path that is already present
  *     changes nothing.
  *   - Stemming keeps the newest revs_limit revisions of every path from a
- *     leaf; ancestors beyond that are dropped.
+ *     leaf; ancestors beyond that are dropped (see revtree_stem).
  *   - Winner: non-deleted leaves first, then highest pos, then highest id
  *     (byte order).  Conflicts are the other non-deleted leaves, deleted
  *     conflicts the other deleted leaves.
@@ -113,7 +113,11 @@ uint32_t revtree_implicit_parent(const revtree *t);
 int revtree_merge_path(revtree *t, const store_rev *path, size_t n, const revtree_node *proto, int *added,
                        uint32_t *out_idx);
 
-/* Keeps at most limit revisions on every leaf-to-root path. */
+/* Keeps the newest limit revisions of every leaf's path, as CouchDB: the
+ * result is the merge of every leaf's path cut to limit revs, so a node
+ * stays when some leaf is at most limit - 1 generations below it, and keeps
+ * its parent edge only when one leaf's window holds both (other nodes left
+ * without their parent become roots).  limit 0 is DV_ERR_INVALID. */
 int revtree_stem(revtree *t, uint64_t limit);
 
 /* Removes the given leaves and every ancestor no other leaf keeps

@@ -11,8 +11,9 @@
  *         | varint seq | varint size
  * Rev ids divan makes are 32 lowercase hex digits; storing them as 16 bytes
  * halves the dominant part of a tree's size.  The encoding is canonical
- * (decode rejects a text id that should have been NODE_HEXID and any node
- * out of order), so a decoded tree re-encodes to the same bytes.
+ * (decode rejects a text id that should have been NODE_HEXID, overlong
+ * varints and any node out of order), so a decoded tree re-encodes to the
+ * same bytes.
  *
  * Decode trusts nothing: every count is bounded by the bytes left, every
  * parent must precede its child with pos = parent pos + 1, revs must be
@@ -211,6 +212,18 @@ int revtree_encode(const revtree *t, buf_t *out)
 #define NODE_MIN_BYTES 6
 #define REVTREE_MAX_NODES (1u << 24)
 
+/* A varint in its shortest form only: an overlong one (a trailing 0x00
+ * group) would decode to a tree that re-encodes to other bytes. */
+static int get_varint(buf_reader *r, uint64_t *v)
+{
+    const uint8_t *start = r->p;
+    if (buf_get_varint(r, v) != DV_OK)
+        return DV_ERR_CORRUPT;
+    if (r->p - start > 1 && r->p[-1] == 0)
+        return DV_ERR_CORRUPT;
+    return DV_OK;
+}
+
 static int decode_node(buf_reader *r, const revtree *t, uint32_t i, revtree_node *nd, const char **why)
 {
     uint8_t flags, len;
@@ -221,7 +234,7 @@ static int decode_node(buf_reader *r, const revtree *t, uint32_t i, revtree_node
         return *why = "node flags", DV_ERR_CORRUPT;
     nd->deleted = (flags & NODE_DELETED) != 0;
     nd->has_body = (flags & NODE_HAS_BODY) != 0;
-    if (buf_get_varint(r, &v) != DV_OK)
+    if (get_varint(r, &v) != DV_OK)
         return *why = "pos", DV_ERR_CORRUPT;
     uint64_t prev = i ? t->nodes[i - 1].rev.pos : 0;
     if (v > UINT64_MAX - prev || prev + v == 0)
@@ -229,7 +242,7 @@ static int decode_node(buf_reader *r, const revtree *t, uint32_t i, revtree_node
     nd->rev.pos = prev + v;
     nd->parent = REVTREE_NONE;
     if (!(flags & NODE_ROOT)) {
-        if (buf_get_varint(r, &v) != DV_OK || v == 0 || v > i)
+        if (get_varint(r, &v) != DV_OK || v == 0 || v > i)
             return *why = "parent index", DV_ERR_CORRUPT;
         nd->parent = i - (uint32_t)v;
         if (t->nodes[nd->parent].rev.pos + 1 != nd->rev.pos)
@@ -255,12 +268,12 @@ static int decode_node(buf_reader *r, const revtree *t, uint32_t i, revtree_node
     if (i > 0 && store_rev_cmp(&t->nodes[i - 1].rev, &nd->rev) >= 0)
         return *why = "node order", DV_ERR_CORRUPT;
     if (flags & NODE_BODY) {
-        if (buf_get_varint(r, &nd->body.off) != DV_OK || buf_get_varint(r, &v) != DV_OK || v > UINT32_MAX ||
+        if (get_varint(r, &nd->body.off) != DV_OK || get_varint(r, &v) != DV_OK || v > UINT32_MAX ||
             (nd->body.off == 0 && v == 0))
             return *why = "body pointer", DV_ERR_CORRUPT;
         nd->body.size = (uint32_t)v;
     }
-    if (buf_get_varint(r, &nd->seq) != DV_OK || buf_get_varint(r, &nd->size) != DV_OK)
+    if (get_varint(r, &nd->seq) != DV_OK || get_varint(r, &nd->size) != DV_OK)
         return *why = "seq/size", DV_ERR_CORRUPT;
     return DV_OK;
 }
@@ -275,7 +288,7 @@ int revtree_decode(revtree *t, const uint8_t *p, size_t n)
     uint8_t version;
     uint64_t count;
     int rc = DV_ERR_CORRUPT;
-    if (buf_get_u8(&r, &version) != DV_OK || version != REVTREE_FORMAT || buf_get_varint(&r, &count) != DV_OK ||
+    if (buf_get_u8(&r, &version) != DV_OK || version != REVTREE_FORMAT || get_varint(&r, &count) != DV_OK ||
         count > REVTREE_MAX_NODES || count > buf_reader_left(&r) / NODE_MIN_BYTES)
         goto fail;
     if (count) {
