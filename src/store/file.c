@@ -354,6 +354,20 @@ done:
     return rc;
 }
 
+/* 1 when the file is a prologue's worth of zeros: a creation whose size
+ * reached the disk but whose data did not (possible on some file systems). */
+static int file_prologue_is_zero(store_file *f)
+{
+    uint8_t p[PROLOGUE_SIZE];
+    int rc = f->vfs->pread(f->fh, p, sizeof(p), 0);
+    if (rc != DV_OK)
+        return rc;
+    for (size_t i = 0; i < sizeof(p); i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
 static int file_load_prologue(store_file *f)
 {
     uint8_t p[PROLOGUE_SIZE];
@@ -567,7 +581,10 @@ int store_file_open(store_vfs *vfs, const char *path, int flags, store_file **ou
     }
     if ((rc = vfs->size(f->fh, &size)) != DV_OK)
         goto fail;
-    if (size < PROLOGUE_SIZE) {
+    rc = 0;
+    if (size == PROLOGUE_SIZE && (vflags & STORE_VFS_CREATE) && (rc = file_prologue_is_zero(f)) < 0)
+        goto fail;
+    if (size < PROLOGUE_SIZE || (size == PROLOGUE_SIZE && rc == 1)) {
         if (!(vflags & STORE_VFS_CREATE)) {
             rc = file_corrupt(f, 0, "file shorter than its prologue");
             goto fail;

@@ -67,8 +67,10 @@ enum {
 
 /* Opens (or creates) path.  On success *header holds the payload of the last
  * valid header (empty, len 0, for a file with no commit yet).  A file whose
- * prologue is missing or invalid gives DV_ERR_CORRUPT (a zero-length file
- * with CREATE is initialised). */
+ * prologue is missing or invalid gives DV_ERR_CORRUPT (with CREATE, a file
+ * shorter than the prologue or a prologue of zeros, both left by a crash
+ * during creation, is initialised).  header may be NULL.  Open truncates
+ * whatever follows the last valid commit (a torn tail) and syncs that. */
 int store_file_open(store_vfs *vfs, const char *path, int flags, store_file **out, buf_t *header);
 int store_file_close(store_file *f); /* does not commit; frees */
 

@@ -133,6 +133,16 @@ static void test_open_errors(void **state)
     assert_int_equal(store_file_open(vfs, fx->path, STORE_FILE_CREATE, &f, &h), DV_ERR_CORRUPT);
     spit(fx->path, "", 0);
     assert_int_equal(store_file_open(vfs, fx->path, 0, &f, &h), DV_ERR_CORRUPT);
+    /* A prologue of zeros (size reached the disk, data did not) is refused
+     * without CREATE and re-initialised with it. */
+    uint8_t zeros[64] = {0};
+    spit(fx->path, zeros, sizeof(zeros));
+    assert_int_equal(store_file_open(vfs, fx->path, 0, &f, &h), DV_ERR_CORRUPT);
+    assert_int_equal(store_file_open(vfs, fx->path, STORE_FILE_CREATE, &f, &h), DV_OK);
+    assert_int_equal(store_file_close(f), DV_OK);
+    assert_int_equal(store_file_open(vfs, fx->path, 0, &f, &h), DV_OK);
+    assert_int_equal(store_file_close(f), DV_OK);
+    spit(fx->path, "", 0);
     /* An empty file with CREATE is initialised (a crash during creation). */
     assert_int_equal(store_file_open(vfs, fx->path, STORE_FILE_CREATE, &f, &h), DV_OK);
     assert_int_equal(store_file_close(f), DV_OK);
