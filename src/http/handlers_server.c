@@ -1,0 +1,187 @@
+/*
+ * handlers_server.c — server-level endpoints: GET /, GET /_up, GET /_uuids,
+ * and the answer for database paths until the db layer is wired in.
+ *
+ * Bodies and status codes mirror CouchDB 3's chttpd_misc and
+ * couch_httpd_misc_handlers.  JSON is written with http/json_out.h until
+ * json/'s writer lands.
+ */
+#include "base/status.h"
+#include "http/handlers.h"
+#include "http/json_out.h"
+#include "http/uuids.h"
+
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+
+#ifndef DIVAN_GIT_SHA
+#define DIVAN_GIT_SHA "unknown"
+#endif
+
+void http_handle_welcome(http_req_t *r)
+{
+    const http_server_opts_t *o = http_server_opts(r->server);
+    buf_t b = BUF_INIT;
+    int rc = buf_append_str(&b, "{\"couchdb\":\"Welcome\",\"version\":\"" DIVAN_COUCHDB_VERSION
+                                "\",\"git_sha\":");
+    if (rc == DV_OK)
+        rc = http_json_cstr(&b, DIVAN_GIT_SHA);
+    if (rc == DV_OK)
+        rc = buf_append_str(&b, ",\"uuid\":");
+    if (rc == DV_OK)
+        rc = http_json_cstr(&b, o->uuid);
+    /* CouchDB lists optional subsystems here (partitioned, reshard, …);
+     * divan advertises none it does not implement. */
+    if (rc == DV_OK)
+        rc = buf_append_str(&b, ",\"features\":[]");
+    if (rc == DV_OK && o->nvendor) {
+        rc = buf_append_str(&b, ",\"vendor\":{");
+        for (size_t i = 0; rc == DV_OK && i < o->nvendor; i++) {
+            if (i)
+                rc = buf_append_byte(&b, ',');
+            if (rc == DV_OK)
+                rc = http_json_cstr(&b, o->vendor[i].key);
+            if (rc == DV_OK)
+                rc = buf_append_byte(&b, ':');
+            if (rc == DV_OK)
+                rc = http_json_cstr(&b, o->vendor[i].value);
+        }
+        if (rc == DV_OK)
+            rc = buf_append_byte(&b, '}');
+    }
+    if (rc == DV_OK)
+        rc = buf_append_byte(&b, '}');
+    if (rc == DV_OK)
+        http_send_json(r, 200, &b);
+    else
+        http_send_internal(r, rc);
+    buf_free(&b);
+}
+
+void http_handle_up(http_req_t *r)
+{
+    /* A single node has no seeds; CouchDB answers the same shape. */
+    static const buf_t body = {(uint8_t *)"{\"status\":\"ok\",\"seeds\":{}}", 26, 26};
+    http_send_json(r, 200, &body);
+}
+
+/* Erlang's list_to_integer: optional sign, then at least one digit.
+ * Returns 0 when malformed; saturates at LLONG_MAX/LLONG_MIN. */
+static int parse_erlang_int(const http_str_t *s, long long *out)
+{
+    size_t i = 0;
+    int neg = 0;
+    if (s->n && (s->p[0] == '-' || s->p[0] == '+')) {
+        neg = s->p[0] == '-';
+        i = 1;
+    }
+    if (i == s->n)
+        return 0;
+    long long v = 0;
+    for (; i < s->n; i++) {
+        if (s->p[i] < '0' || s->p[i] > '9')
+            return 0;
+        int d = s->p[i] - '0';
+        v = v > (LLONG_MAX - d) / 10 ? LLONG_MAX : v * 10 + d;
+    }
+    *out = neg ? -v : v;
+    return 1;
+}
+
+/* ETag over the body, as couch_httpd:make_etag does over the ids: a quoted
+ * digest, so two responses never share one. */
+static void set_etag(http_req_t *r, const buf_t *b)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char etag[2 * EVP_MAX_MD_SIZE + 3];
+    if (EVP_Digest(b->data, b->len, md, &mdlen, EVP_md5(), NULL) != 1)
+        return;
+    etag[0] = '"';
+    for (unsigned int i = 0; i < mdlen; i++)
+        snprintf(etag + 1 + 2 * i, 3, "%02X", md[i]);
+    etag[1 + 2 * mdlen] = '"';
+    etag[2 + 2 * mdlen] = '\0';
+    http_add_header(r, "ETag", etag);
+}
+
+void http_handle_uuids(http_req_t *r)
+{
+    const http_server_opts_t *o = http_server_opts(r->server);
+    long long count = 1;
+    const http_str_t *p = http_target_param(&r->target, "count");
+    if (p) {
+        if (!parse_erlang_int(p, &count)) {
+            http_send_error(r, 400, "bad_request", "count must be a positive integer");
+            return;
+        }
+        if (count > o->uuids_max_count) {
+            http_send_error(r, 400, "bad_request", "count parameter too large");
+            return;
+        }
+        if (count < 0) {
+            http_send_error(r, 400, "bad_request", "count must be a positive integer");
+            return;
+        }
+    }
+    buf_t b = BUF_INIT;
+    int rc = buf_append_str(&b, "{\"uuids\":[");
+    for (long long i = 0; rc == DV_OK && i < count; i++) {
+        char id[128];
+        int n = http_uuids_next(http_server_uuids(r->server), id, sizeof id);
+        if (n < 0) {
+            rc = n;
+            break;
+        }
+        if (i)
+            rc = buf_append_byte(&b, ',');
+        if (rc == DV_OK)
+            rc = http_json_str(&b, id, (size_t)n);
+    }
+    if (rc == DV_OK)
+        rc = buf_append_str(&b, "]}");
+    if (rc != DV_OK) {
+        http_send_internal(r, rc);
+        buf_free(&b);
+        return;
+    }
+    /* Cache-busting headers, as CouchDB sends for _uuids. */
+    http_add_header(r, "Cache-Control", "no-cache");
+    http_add_header(r, "Expires", "Mon, 01 Jan 1990 00:00:00 GMT");
+    http_add_header(r, "Pragma", "no-cache");
+    set_etag(r, &b);
+    http_send_json(r, 200, &b);
+    buf_free(&b);
+}
+
+/* Until db/ is wired in no database exists: CouchDB's answers for a
+ * missing database, and its name check for PUT /{db}. */
+void http_handle_db_missing(http_req_t *r)
+{
+    const http_str_t *db = &r->match.db;
+    int create = r->method == HTTP_PUT && r->target.nseg == 1;
+    if (create && !http_db_name_valid(db->p, db->n)) {
+        buf_t reason = BUF_INIT;
+        int rc = buf_append_str(&reason, "Name: '");
+        if (rc == DV_OK)
+            rc = buf_append(&reason, db->p, db->n);
+        if (rc == DV_OK)
+            rc = buf_append_str(&reason, "'. Only lowercase characters (a-z), digits (0-9), and any of the "
+                                         "characters _, $, (, ), +, -, and / are allowed. Must begin with a letter.");
+        if (rc == DV_OK)
+            rc = buf_append_byte(&reason, '\0');
+        if (rc == DV_OK)
+            http_send_error(r, 400, "illegal_database_name", (const char *)reason.data);
+        else
+            http_send_internal(r, rc);
+        buf_free(&reason);
+        return;
+    }
+    if (create) {
+        http_send_error(r, 501, "not_implemented", "Creating databases is not available in this build yet.");
+        return;
+    }
+    http_send_error(r, 404, "not_found", "Database does not exist.");
+}

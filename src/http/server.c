@@ -1,0 +1,517 @@
+/*
+ * server.c — h2o glue: listening socket, event-loop threads, dispatch,
+ * CouchDB-style responses, graceful stop (see server.h).
+ *
+ * Per loop, two counters drive shutdown, both touched only by the loop's
+ * own thread: `inflight` counts http_req_t objects not yet released (one per
+ * request, released when h2o disposes the request's pool, i.e. after the
+ * response has been written or the connection dropped) and `nconns` counts
+ * accepted sockets not yet closed.  Stop = close listener, disable
+ * keep-alive, wait for inflight == 0, then expire idle connections (the
+ * http1 request timeout is set to zero) and wait for nconns == 0.  Only then
+ * is the h2o context disposed, so no connection outlives its context.
+ */
+#include "http/server.h"
+#include "base/log.h"
+#include "base/status.h"
+#include "http/handlers.h"
+#include "http/json_out.h"
+#include "http/uuids.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <h2o.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+struct http_loop {
+    http_server_t *server;
+    pthread_t tid;
+    int started;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    h2o_multithread_receiver_t wake;
+    size_t inflight;
+    size_t nconns;
+    int stopping;
+    int idle_expired;
+    long long deadline_ms;
+    uint64_t rng; /* request ids; not security sensitive */
+};
+
+struct dispatch_handler {
+    h2o_handler_t super;
+    http_server_t *server;
+};
+
+struct http_server {
+    h2o_globalconf_t config;
+    int listen_fd;
+    int port;
+    struct http_loop *loops;
+    size_t nloops;
+    atomic_int stop_requested;
+    http_server_opts_t opts;
+    http_vendor_field_t *vendor;
+    char **strings; /* copies owned by the server */
+    size_t nstrings;
+    http_uuids_t uuids;
+    char server_header[64];
+};
+
+static long long monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- responses --------------------------------------------------------- */
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Object Not Found"; /* mochiweb's phrase, as CouchDB sends it */
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 409: return "Conflict";
+    case 412: return "Precondition Failed";
+    case 413: return "Request Entity Too Large";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Requested Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return status < 300 ? "OK" : status < 500 ? "Bad Request" : "Internal Server Error";
+    }
+}
+
+void http_add_header(http_req_t *r, const char *name, const char *value)
+{
+    h2o_req_t *req = r->h2o;
+    size_t nl = strlen(name), vl = strlen(value);
+    h2o_iovec_t orig = h2o_strdup(&req->pool, name, nl);
+    h2o_iovec_t lower = h2o_strdup(&req->pool, name, nl);
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, vl);
+    h2o_strtolower(lower.base, lower.len); /* h2o finds tokens by their lower-case name */
+    h2o_add_header_by_str(&req->pool, &req->res.headers, lower.base, lower.len, 1, orig.base, v.base, v.len);
+}
+
+const char *http_req_header(http_req_t *r, const char *name)
+{
+    h2o_req_t *req = r->h2o;
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    if (i < 0)
+        return NULL;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    return h2o_strdup(&req->pool, v.base, v.len).base;
+}
+
+static void add_token_header(h2o_req_t *req, const h2o_token_t *token, const char *orig, const char *value)
+{
+    h2o_add_header(&req->pool, &req->res.headers, token, orig, value, strlen(value));
+}
+
+void http_send_json(http_req_t *r, int status, const buf_t *body)
+{
+    h2o_req_t *req = r->h2o;
+    struct http_loop *l = r->loop;
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    add_token_header(req, H2O_TOKEN_CONTENT_TYPE, "Content-Type", "application/json");
+    if (h2o_find_header(&req->res.headers, H2O_TOKEN_CACHE_CONTROL, -1) < 0)
+        add_token_header(req, H2O_TOKEN_CACHE_CONTROL, "Cache-Control", "must-revalidate");
+    /* chttpd's reqid(): ten hex digits per request. */
+    char id[11];
+    l->rng += 0x9e3779b97f4a7c15ULL;
+    uint64_t z = l->rng;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    snprintf(id, sizeof id, "%010llx", (unsigned long long)((z ^ (z >> 31)) & 0xffffffffffULL));
+    http_add_header(r, "X-Couch-Request-ID", id);
+    http_add_header(r, "X-CouchDB-Body-Time", "0");
+    size_t n = body ? body->len : 0;
+    char *p = h2o_mem_alloc_pool(&req->pool, n + 1);
+    if (n)
+        memcpy(p, body->data, n);
+    p[n] = '\n';
+    /* HEAD gets the headers GET would get, Content-Length included. */
+    static h2o_generator_t generator = {NULL, NULL};
+    h2o_iovec_t chunk = h2o_iovec_init(p, n + 1);
+    req->res.content_length = n + 1;
+    h2o_start_response(req, &generator);
+    if (r->method == HTTP_HEAD)
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    else
+        h2o_send(req, &chunk, 1, H2O_SEND_STATE_FINAL);
+}
+
+void http_send_error(http_req_t *r, int status, const char *error, const char *reason)
+{
+    buf_t b = BUF_INIT;
+    if (http_json_error(&b, error, reason) != DV_OK) {
+        buf_free(&b);
+        h2o_send_error_generic(r->h2o, 500, "Internal Server Error", "out of memory", 0);
+        return;
+    }
+    http_send_json(r, status, &b);
+    buf_free(&b);
+}
+
+void http_send_method_not_allowed(http_req_t *r, const char *allow)
+{
+    char reason[128];
+    snprintf(reason, sizeof reason, "Only %s allowed", allow);
+    http_add_header(r, "Allow", allow);
+    http_send_error(r, 405, "method_not_allowed", reason);
+}
+
+void http_send_internal(http_req_t *r, int status)
+{
+    log_error("http: internal error %s on %.*s", dv_strerror(status), (int)((h2o_req_t *)r->h2o)->input.path.len,
+              ((h2o_req_t *)r->h2o)->input.path.base);
+    http_send_error(r, 500, "unknown_error", dv_strerror(status));
+}
+
+const http_server_opts_t *http_server_opts(const http_server_t *s) { return &s->opts; }
+struct http_uuids *http_server_uuids(http_server_t *s) { return &s->uuids; }
+int http_server_port(const http_server_t *s) { return s->port; }
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static void release_req(void *p)
+{
+    http_req_t *r = p;
+    http_target_free(&r->target);
+    assert(r->loop->inflight > 0);
+    r->loop->inflight--;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    http_server_t *s = ((struct dispatch_handler *)self)->server;
+    struct http_loop *l = H2O_STRUCT_FROM_MEMBER(struct http_loop, ctx, req->conn->ctx);
+    http_req_t *r = h2o_mem_alloc_shared(&req->pool, sizeof *r, release_req);
+    memset(r, 0, sizeof *r);
+    r->h2o = req;
+    r->server = s;
+    r->loop = l;
+    l->inflight++;
+    r->method = http_method_parse(req->input.method.base, req->input.method.len);
+    int rc = http_target_parse(req->input.path.base, req->input.path.len, &r->target);
+    if (rc == DV_ERR_INVALID) {
+        http_send_error(r, 400, "bad_request", "Invalid request target");
+        return 0;
+    }
+    if (rc != DV_OK) {
+        http_send_internal(r, rc);
+        return 0;
+    }
+    size_t scratch_len = http_route_scratch_size(&r->target);
+    char *scratch = h2o_mem_alloc_pool(&req->pool, scratch_len);
+    const http_route_t *route;
+    switch (http_route_find(http_routes, http_nroutes, r->method, &r->target, scratch, scratch_len, &route,
+                            &r->match)) {
+    case HTTP_ROUTE_FOUND:
+        r->route = route;
+        ((http_handler_fn)route->handler)(r);
+        break;
+    case HTTP_ROUTE_NO_METHOD:
+        http_send_method_not_allowed(r, route->allow);
+        break;
+    default:
+        http_send_error(r, 404, "not_found", "missing");
+        break;
+    }
+    return 0;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void on_sock_close(void *data)
+{
+    struct http_loop *l = data;
+    assert(l->nconns > 0);
+    l->nconns--;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    struct http_loop *l = listener->data;
+    if (err != NULL)
+        return;
+    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+    if (sock == NULL)
+        return; /* another loop took it, or EMFILE: h2o retries on the next event */
+    l->nconns++;
+    sock->on_close.cb = on_sock_close;
+    sock->on_close.data = l;
+    h2o_accept(&l->accept_ctx, sock);
+}
+
+static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    (void)messages; /* only ever woken with NULL messages */
+}
+
+static void begin_stop(struct http_loop *l)
+{
+    l->stopping = 1;
+    l->deadline_ms = monotonic_ms() + l->server->opts.drain_ms;
+    l->ctx.shutdown_requested = 1; /* h2o answers with Connection: close from now on */
+    if (l->listener) {
+        h2o_socket_read_stop(l->listener);
+        h2o_socket_close(l->listener);
+        l->listener = NULL;
+    }
+}
+
+static void *loop_main(void *arg)
+{
+    struct http_loop *l = arg;
+    http_server_t *s = l->server;
+    for (;;) {
+        h2o_evloop_run(l->ctx.loop, l->stopping ? 10 : INT32_MAX);
+        if (!l->stopping) {
+            if (atomic_load(&s->stop_requested))
+                begin_stop(l);
+            continue;
+        }
+        if (l->inflight == 0 && !l->idle_expired) {
+            /* Nothing in flight: idle keep-alive connections may go now. */
+            l->ctx.http1.req_timeout.timeout = 0;
+            l->idle_expired = 1;
+            continue;
+        }
+        if (l->inflight == 0 && l->nconns == 0)
+            break;
+        if (monotonic_ms() > l->deadline_ms) {
+            log_warn("http: stopping with %zu requests in flight and %zu connections open", l->inflight,
+                     l->nconns);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* ---- start and stop ------------------------------------------------------ */
+
+static int open_listener(http_server_t *s)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    char port[16];
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+    snprintf(port, sizeof port, "%d", s->opts.port);
+    int e = getaddrinfo(s->opts.bind_address, port, &hints, &ai);
+    if (e != 0) {
+        log_error("http: bad bind address %s: %s", s->opts.bind_address, gai_strerror(e));
+        return DV_ERR_INVALID;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        log_error("http: cannot listen on %s port %d: %s", s->opts.bind_address, s->opts.port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return DV_ERR_IO;
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        close(fd);
+        return DV_ERR_IO;
+    }
+    s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+    s->listen_fd = fd;
+    return DV_OK;
+}
+
+static const char *keep(http_server_t *s, const char *str)
+{
+    if (!str)
+        return NULL;
+    char *c = strdup(str);
+    if (!c)
+        return NULL;
+    s->strings[s->nstrings++] = c;
+    return c;
+}
+
+static int copy_opts(http_server_t *s, const http_server_opts_t *o)
+{
+    s->opts = *o;
+    s->strings = calloc(6 + 2 * o->nvendor, sizeof(char *));
+    s->vendor = calloc(o->nvendor + 1, sizeof *s->vendor);
+    if (!s->strings || !s->vendor)
+        return DV_ERR_NOMEM;
+    if (!(s->opts.bind_address = keep(s, o->bind_address)) || !(s->opts.uuid = keep(s, o->uuid ? o->uuid : "")))
+        return DV_ERR_NOMEM;
+    for (size_t i = 0; i < o->nvendor; i++) {
+        if (!(s->vendor[i].key = keep(s, o->vendor[i].key)) || !(s->vendor[i].value = keep(s, o->vendor[i].value)))
+            return DV_ERR_NOMEM;
+    }
+    s->opts.vendor = s->vendor;
+    s->opts.uuids_algorithm = s->opts.uuids_utc_id_suffix = NULL; /* consumed by http_uuids_init */
+    if (s->opts.threads < 1)
+        s->opts.threads = 1;
+    return DV_OK;
+}
+
+static void free_server(http_server_t *s)
+{
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    free(s->loops);
+    h2o_config_dispose(&s->config);
+    http_uuids_destroy(&s->uuids);
+    for (size_t i = 0; i < s->nstrings; i++)
+        free(s->strings[i]);
+    free(s->strings);
+    free(s->vendor);
+    free(s);
+}
+
+/* Creates loop i's context and listener; runs on the caller's thread, the
+ * loop thread takes over afterwards (h2o objects are single-threaded, the
+ * hand-off through pthread_create is the synchronisation). */
+static int init_loop(http_server_t *s, struct http_loop *l)
+{
+    l->server = s;
+    if (RAND_bytes((unsigned char *)&l->rng, sizeof l->rng) != 1)
+        return DV_ERR_IO;
+    h2o_context_init(&l->ctx, h2o_evloop_create(), &s->config);
+    l->accept_ctx.ctx = &l->ctx;
+    l->accept_ctx.hosts = s->config.hosts;
+    h2o_multithread_register_receiver(l->ctx.queue, &l->wake, on_wake);
+    int fd = fcntl(s->listen_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+        log_error("http: dup of the listening socket failed: %s", strerror(errno));
+        return DV_ERR_IO;
+    }
+    l->listener = h2o_evloop_socket_create(l->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    l->listener->data = l;
+    h2o_socket_read_start(l->listener, on_accept);
+    return DV_OK;
+}
+
+static void dispose_loop(struct http_loop *l)
+{
+    h2o_evloop_t *loop = l->ctx.loop;
+    if (l->listener) {
+        h2o_socket_read_stop(l->listener);
+        h2o_socket_close(l->listener);
+        l->listener = NULL;
+        h2o_evloop_run(loop, 0); /* lets the close complete */
+    }
+    if (l->nconns != 0 || l->inflight != 0)
+        return; /* the process is exiting; tearing down under live connections would be unsafe */
+    h2o_multithread_unregister_receiver(l->ctx.queue, &l->wake);
+    h2o_context_dispose(&l->ctx);
+    /* The context's queue is freed when its socket's close completes,
+     * which takes one more turn of the loop. */
+    h2o_evloop_run(loop, 0);
+    h2o_evloop_destroy(loop);
+}
+
+int http_server_start(const http_server_opts_t *o, http_server_t **out)
+{
+    *out = NULL;
+    http_server_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return DV_ERR_NOMEM;
+    s->listen_fd = -1;
+    h2o_config_init(&s->config);
+    int rc = copy_opts(s, o);
+    if (rc != DV_OK)
+        goto fail;
+    if ((rc = http_uuids_init(&s->uuids, o->uuids_algorithm, o->uuids_utc_id_suffix)) != DV_OK) {
+        log_error("http: [uuids] algorithm %s is not one of sequential, random, utc_random, utc_id",
+                  o->uuids_algorithm);
+        goto fail;
+    }
+    snprintf(s->server_header, sizeof s->server_header, "CouchDB/%s (divan/%s)", DIVAN_COUCHDB_VERSION,
+             DIVAN_VERSION);
+    s->config.server_name = h2o_iovec_init(s->server_header, strlen(s->server_header));
+    if (o->max_request_size > 0)
+        s->config.max_request_entity_size = (size_t)o->max_request_size;
+    h2o_hostconf_t *host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    struct dispatch_handler *h = (struct dispatch_handler *)h2o_create_handler(path, sizeof *h);
+    h->super.on_req = on_req;
+    h->server = s;
+    if ((rc = open_listener(s)) != DV_OK)
+        goto fail;
+    s->nloops = (size_t)s->opts.threads;
+    s->loops = calloc(s->nloops, sizeof *s->loops);
+    if (!s->loops) {
+        rc = DV_ERR_NOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < s->nloops; i++) {
+        if ((rc = init_loop(s, &s->loops[i])) != DV_OK)
+            goto fail_loops;
+        if (pthread_create(&s->loops[i].tid, NULL, loop_main, &s->loops[i]) != 0) {
+            rc = DV_ERR_NOMEM;
+            goto fail_loops;
+        }
+        s->loops[i].started = 1;
+    }
+    *out = s;
+    return DV_OK;
+fail_loops:
+    /* Stop what started; loops that never ran are disposed here. */
+    atomic_store(&s->stop_requested, 1);
+    for (size_t i = 0; i < s->nloops; i++) {
+        if (s->loops[i].started) {
+            h2o_multithread_send_message(&s->loops[i].wake, NULL);
+            pthread_join(s->loops[i].tid, NULL);
+        }
+        if (s->loops[i].server)
+            dispose_loop(&s->loops[i]);
+    }
+fail:
+    free_server(s);
+    return rc;
+}
+
+void http_server_stop(http_server_t *s)
+{
+    atomic_store(&s->stop_requested, 1);
+    for (size_t i = 0; i < s->nloops; i++)
+        h2o_multithread_send_message(&s->loops[i].wake, NULL);
+    int clean = 1;
+    for (size_t i = 0; i < s->nloops; i++) {
+        pthread_join(s->loops[i].tid, NULL);
+        clean &= s->loops[i].nconns == 0 && s->loops[i].inflight == 0;
+        dispose_loop(&s->loops[i]);
+    }
+    if (clean)
+        free_server(s);
+    /* else: loops kept alive objects that point into s; leave it to exit. */
+}

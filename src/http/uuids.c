@@ -1,0 +1,118 @@
+/*
+ * uuids.c — id generation for /_uuids (see uuids.h).
+ */
+#include "http/uuids.h"
+#include "base/status.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+static int random_hex(char *out, size_t ndigits)
+{
+    unsigned char raw[32];
+    static const char hex[] = "0123456789abcdef";
+    if (ndigits > 2 * sizeof raw || RAND_bytes(raw, (int)((ndigits + 1) / 2)) != 1)
+        return DV_ERR_IO;
+    for (size_t i = 0; i < ndigits; i++)
+        out[i] = hex[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 15];
+    out[ndigits] = '\0';
+    return DV_OK;
+}
+
+/* Random step in [1, 0xffe], as couch_uuids:inc/0. */
+static int random_step(uint32_t *step)
+{
+    unsigned char r[2];
+    if (RAND_bytes(r, 2) != 1)
+        return DV_ERR_IO;
+    *step = 1 + (((uint32_t)r[0] << 8 | r[1]) % 0xffe);
+    return DV_OK;
+}
+
+int http_uuids_init(http_uuids_t *u, const char *algorithm, const char *utc_id_suffix)
+{
+    memset(u, 0, sizeof *u);
+    if (!algorithm || strcmp(algorithm, "sequential") == 0)
+        u->algo = HTTP_UUID_SEQUENTIAL;
+    else if (strcmp(algorithm, "random") == 0)
+        u->algo = HTTP_UUID_RANDOM;
+    else if (strcmp(algorithm, "utc_random") == 0)
+        u->algo = HTTP_UUID_UTC_RANDOM;
+    else if (strcmp(algorithm, "utc_id") == 0)
+        u->algo = HTTP_UUID_UTC_ID;
+    else
+        return DV_ERR_INVALID;
+    u->utc_suffix = strdup(utc_id_suffix ? utc_id_suffix : "");
+    if (!u->utc_suffix)
+        return DV_ERR_NOMEM;
+    int rc = random_hex(u->prefix, 26);
+    if (rc == DV_OK)
+        rc = random_step(&u->seq);
+    if (rc == DV_OK && pthread_mutex_init(&u->lock, NULL) != 0)
+        rc = DV_ERR_NOMEM;
+    if (rc != DV_OK) {
+        free(u->utc_suffix);
+        u->utc_suffix = NULL;
+    }
+    return rc;
+}
+
+void http_uuids_destroy(http_uuids_t *u)
+{
+    if (!u->utc_suffix)
+        return;
+    pthread_mutex_destroy(&u->lock);
+    free(u->utc_suffix);
+    u->utc_suffix = NULL;
+}
+
+static unsigned long long now_micros(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (unsigned long long)tv.tv_sec * 1000000ULL + (unsigned long long)tv.tv_usec;
+}
+
+int http_uuids_next(http_uuids_t *u, char *out, size_t cap)
+{
+    int rc = DV_OK;
+    switch (u->algo) {
+    case HTTP_UUID_RANDOM:
+        if (cap < 33)
+            return DV_ERR_INVALID;
+        rc = random_hex(out, 32);
+        return rc == DV_OK ? 32 : rc;
+    case HTTP_UUID_UTC_RANDOM:
+        if (cap < 33)
+            return DV_ERR_INVALID;
+        snprintf(out, cap, "%014llx", now_micros());
+        rc = random_hex(out + 14, 18);
+        return rc == DV_OK ? 32 : rc;
+    case HTTP_UUID_UTC_ID: {
+        int n = snprintf(out, cap, "%014llx%s", now_micros(), u->utc_suffix);
+        return n < 0 || (size_t)n >= cap ? DV_ERR_INVALID : n;
+    }
+    case HTTP_UUID_SEQUENTIAL:
+        break;
+    }
+    if (cap < 33)
+        return DV_ERR_INVALID;
+    uint32_t step;
+    pthread_mutex_lock(&u->lock);
+    rc = random_step(&step);
+    if (rc == DV_OK) {
+        if (u->seq + step >= 0xfff000) {
+            rc = random_hex(u->prefix, 26);
+            u->seq = step;
+        } else {
+            u->seq += step;
+        }
+    }
+    if (rc == DV_OK)
+        snprintf(out, cap, "%s%06x", u->prefix, (unsigned)u->seq);
+    pthread_mutex_unlock(&u->lock);
+    return rc == DV_OK ? 32 : rc;
+}
