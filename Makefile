@@ -4,7 +4,9 @@
 #   make            release build in build/ (build/divan)
 #   make run        build and start the server, data in ./data
 #   make test       every test: unit + property + crash tests under ASan/UBSan,
-#                   the same in the release build, fuzz smoke runs
+#                   the same in the release build, HTTP tests, fuzz smoke runs
+#   make http-test  HTTP tests (node:test) against build/divan, and against
+#                   the ASan build too when it exists
 #   make bench      benchmarks (not tests; print tables of ratios)
 #   make crash-long long crash/power-loss runs (>= 1000 iterations)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (default 60)
@@ -17,7 +19,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 10
 CRASH_ITERATIONS ?= 1000
 
-.PHONY: all deps build run test unit-test asan-test fuzz-build fuzz-smoke fuzz bench crash-long clean
+.PHONY: all deps build run test unit-test asan-test http-test fuzz-build fuzz-smoke fuzz bench crash-long clean
 
 all: build
 
@@ -44,6 +46,19 @@ asan-test: deps $(ASAN_BUILD)/CMakeCache.txt
 unit-test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# npm ci when node_modules is missing or older than the manifest or lock.
+node_modules/.divan-npm-stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	mkdir -p node_modules && touch $@
+
+http-test: build node_modules/.divan-npm-stamp
+	DIVAN_BIN=$(BUILD)/divan node --test tests/http/
+	@if [ -x $(ASAN_BUILD)/divan ]; then \
+		echo "http-test: again against $(ASAN_BUILD)/divan"; \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+			DIVAN_BIN=$(ASAN_BUILD)/divan node --test tests/http/; \
+	fi
+
 $(FUZZ_BUILD)/CMakeCache.txt:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDIVAN_FUZZ=ON
 
@@ -58,7 +73,7 @@ fuzz-smoke: fuzz-build
 fuzz: fuzz-build
 	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
-test: unit-test asan-test fuzz-smoke
+test: unit-test asan-test http-test fuzz-smoke
 
 bench: build
 	@scripts/bench.sh $(BUILD)

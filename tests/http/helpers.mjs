@@ -1,0 +1,112 @@
+// helpers.mjs — start and stop a real divan for the HTTP tests.
+//
+// Each server gets its own temporary data directory and, unless the test
+// asks otherwise, `--port 0`: the kernel picks a free port and the test reads
+// it from the "divan listening on http://…/" line divan logs when ready, so
+// tests never race each other for ports.  startServer resolves once GET /_up
+// answers 200.  DIVAN_BIN selects the binary (default build/divan), so the
+// same tests run against the ASan build.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const BIN = process.env.DIVAN_BIN ? path.resolve(ROOT, process.env.DIVAN_BIN) : path.join(ROOT, 'build', 'divan');
+
+export function tempDir(tag = 'divan-http-') {
+  return mkdtempSync(path.join(tmpdir(), tag));
+}
+
+// A port nobody listens on right now (for tests that must name a port).
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Runs divan to completion (for start-up failures); resolves {code, signal, log}.
+export function runToExit(args, { timeoutMs = 10000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    child.stdout.on('data', (d) => { log += d; });
+    child.stderr.on('data', (d) => { log += d; });
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`divan did not exit:\n${log}`)); }, timeoutMs);
+    child.on('exit', (code, signal) => { clearTimeout(timer); resolve({ code, signal, log }); });
+  });
+}
+
+// Starts divan.  opts.args are extra flags (after --data and --port 0, so
+// they override them); opts.port = false leaves the port to the config;
+// opts.dataDir reuses a directory (kept on stop).
+export async function startServer(opts = {}) {
+  const ownDir = !opts.dataDir;
+  const dir = opts.dataDir ?? tempDir();
+  const args = ['--data', dir];
+  if (opts.port !== false) args.push('--port', '0');
+  args.push(...(opts.args ?? []));
+  const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  child.stdout.on('data', (d) => { log += d; });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`divan did not start within 10 s:\n${log}`)), 10000);
+    child.stderr.on('data', (d) => {
+      log += d;
+      const m = /divan listening on (http:\/\/\S+\/)/.exec(log);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`divan exited (${code ?? signal}) before listening:\n${log}`));
+    });
+  });
+  for (let i = 0; ; i++) {
+    try {
+      const r = await fetch(new URL('_up', url));
+      await r.arrayBuffer();
+      if (r.status === 200) break;
+    } catch (e) {
+      if (i > 100) throw e;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  let stopped = null;
+  return {
+    url,
+    dir,
+    child,
+    log: () => log,
+    // Sends `signal` and resolves {code, signal, ms} when the process exits.
+    async stop(signal = 'SIGTERM') {
+      if (!stopped) {
+        const t0 = Date.now();
+        child.kill(signal);
+        const res = await exited;
+        stopped = { ...res, ms: Date.now() - t0 };
+        if (ownDir) rmSync(dir, { recursive: true, force: true });
+      }
+      return stopped;
+    },
+  };
+}
+
+// fetch + body text + parsed JSON (when the body is JSON).
+export async function request(base, pathname, init = {}) {
+  // origin + raw path: keeps '//' and odd escapes exactly as written
+  const res = await fetch(new URL(base).origin + pathname, init);
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, headers: res.headers, text, json };
+}
