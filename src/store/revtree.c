@@ -81,6 +81,20 @@ int revtree_copy(revtree *dst, const revtree *src)
     return DV_OK;
 }
 
+int revtree_equal(const revtree *a, const revtree *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (uint32_t i = 0; i < a->n; i++) {
+        const revtree_node *x = &a->nodes[i], *y = &b->nodes[i];
+        if (!store_rev_equal(&x->rev, &y->rev) || x->parent != y->parent || x->deleted != y->deleted ||
+            x->has_body != y->has_body || x->body.off != y->body.off || x->body.size != y->body.size ||
+            x->seq != y->seq || x->size != y->size)
+            return 0;
+    }
+    return 1;
+}
+
 /* ------------------------------------------------------------------ */
 /* Lookup                                                               */
 

@@ -80,6 +80,9 @@ typedef struct revtree {
 void revtree_init(revtree *t);
 void revtree_free(revtree *t);
 int revtree_copy(revtree *dst, const revtree *src);
+/* 1 when both trees hold the same nodes, in the same order, with equal
+ * fields (rev, parent, deleted, has_body, body, seq, size). */
+int revtree_equal(const revtree *a, const revtree *b);
 
 /* Appends the canonical encoding of t to out. */
 int revtree_encode(const revtree *t, buf_t *out);

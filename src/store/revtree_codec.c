@@ -25,6 +25,7 @@
 #include "base/log.h"
 #include "base/status.h"
 
+#include <assert.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,19 +104,28 @@ int store_rev_cmp(const store_rev *a, const store_rev *b)
 
 static const char hexdig[] = "0123456789abcdef";
 
-static int is_hex_id(const store_rev *r)
+/* Digit value + 1 for lowercase hex digits, 0 for every other byte. */
+static const uint8_t hexv[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+/* Packs a 32-lowercase-hex-digit id into 16 bytes; 0 when the id has
+ * another form.  Table-driven and branch-free: rev ids are random hex, so
+ * a digit-or-letter branch would mispredict half the time. */
+static int pack_hex_id(const store_rev *r, uint8_t raw[16])
 {
     if (r->len != 32)
         return 0;
-    for (int i = 0; i < 32; i++) {
-        char ch = r->id[i];
-        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
-            return 0;
+    unsigned miss = 0;
+    for (int k = 0; k < 16; k++) {
+        unsigned hi = hexv[(unsigned char)r->id[2 * k]] - 1u;
+        unsigned lo = hexv[(unsigned char)r->id[2 * k + 1]] - 1u;
+        miss |= (hi | lo) >> 4; /* nonzero when either byte was not a digit */
+        raw[k] = (uint8_t)(hi << 4 | (lo & 15));
     }
-    return 1;
+    return miss == 0;
 }
-
-static int hexval(char ch) { return ch <= '9' ? ch - '0' : ch - 'a' + 10; }
 
 void revtree_compute_rev_id(int deleted, const store_rev *parent, const uint8_t *body, size_t body_len,
                             const char *const *att_digests, size_t n_atts, char out[33])
@@ -165,44 +175,57 @@ void revtree_compute_rev_id(int deleted, const store_rev *parent, const uint8_t 
 /* ------------------------------------------------------------------ */
 /* Tree encoding                                                        */
 
+/* LEB128 into a scratch buffer; returns the new end. */
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Largest encoded node: flags, pos, parent, id (1 + 64), body pointer,
+ * seq, size.  Each node is built in a stack buffer and appended once, so
+ * encoding costs one bounds check per node rather than one per field. */
+#define NODE_MAX_BYTES (1 + 10 + 5 + 1 + STORE_REV_ID_MAX + 10 + 5 + 10 + 10)
+
 int revtree_encode(const revtree *t, buf_t *out)
 {
-    int rc = buf_append_byte(out, REVTREE_FORMAT);
-    if (rc == DV_OK)
-        rc = buf_put_varint(out, t->n);
+    uint8_t node[NODE_MAX_BYTES];
+    uint8_t *p = put_varint(node + 1, t->n);
+    node[0] = REVTREE_FORMAT;
+    int rc = buf_append(out, node, (size_t)(p - node));
     uint64_t prev_pos = 0;
     for (uint32_t i = 0; i < t->n && rc == DV_OK; i++) {
         const revtree_node *nd = &t->nodes[i];
-        int hex = is_hex_id(&nd->rev);
+        uint8_t raw[16];
+        int hex = pack_hex_id(&nd->rev, raw);
         int body = nd->body.off != 0 || nd->body.size != 0;
-        uint8_t flags = (uint8_t)((nd->deleted ? NODE_DELETED : 0) | (nd->has_body ? NODE_HAS_BODY : 0) |
-                                  (hex ? NODE_HEXID : 0) | (nd->parent == REVTREE_NONE ? NODE_ROOT : 0) |
-                                  (body ? NODE_BODY : 0));
-        rc = buf_append_byte(out, flags);
-        if (rc == DV_OK)
-            rc = buf_put_varint(out, nd->rev.pos - prev_pos);
+        node[0] = (uint8_t)((nd->deleted ? NODE_DELETED : 0) | (nd->has_body ? NODE_HAS_BODY : 0) |
+                            (hex ? NODE_HEXID : 0) | (nd->parent == REVTREE_NONE ? NODE_ROOT : 0) |
+                            (body ? NODE_BODY : 0));
+        p = put_varint(node + 1, nd->rev.pos - prev_pos);
         prev_pos = nd->rev.pos;
-        if (rc == DV_OK && nd->parent != REVTREE_NONE)
-            rc = buf_put_varint(out, i - nd->parent);
-        if (rc == DV_OK && hex) {
-            uint8_t raw[16];
-            for (int k = 0; k < 16; k++)
-                raw[k] = (uint8_t)(hexval(nd->rev.id[2 * k]) << 4 | hexval(nd->rev.id[2 * k + 1]));
-            rc = buf_append(out, raw, sizeof raw);
-        } else if (rc == DV_OK) {
-            rc = buf_append_byte(out, nd->rev.len);
-            if (rc == DV_OK)
-                rc = buf_append(out, nd->rev.id, nd->rev.len);
+        if (nd->parent != REVTREE_NONE)
+            p = put_varint(p, i - nd->parent);
+        if (hex) {
+            memcpy(p, raw, sizeof raw);
+            p += sizeof raw;
+        } else {
+            *p++ = nd->rev.len;
+            memcpy(p, nd->rev.id, nd->rev.len);
+            p += nd->rev.len;
         }
-        if (rc == DV_OK && body) {
-            rc = buf_put_varint(out, nd->body.off);
-            if (rc == DV_OK)
-                rc = buf_put_varint(out, nd->body.size);
+        if (body) {
+            p = put_varint(p, nd->body.off);
+            p = put_varint(p, nd->body.size);
         }
-        if (rc == DV_OK)
-            rc = buf_put_varint(out, nd->seq);
-        if (rc == DV_OK)
-            rc = buf_put_varint(out, nd->size);
+        p = put_varint(p, nd->seq);
+        p = put_varint(p, nd->size);
+        assert((size_t)(p - node) <= sizeof node);
+        rc = buf_append(out, node, (size_t)(p - node));
     }
     return rc;
 }
@@ -262,7 +285,8 @@ static int decode_node(buf_reader *r, const revtree *t, uint32_t i, revtree_node
             return *why = "rev id", DV_ERR_CORRUPT;
         nd->rev.len = len;
         memcpy(nd->rev.id, raw, len);
-        if (is_hex_id(&nd->rev))
+        uint8_t unused[16];
+        if (pack_hex_id(&nd->rev, unused))
             return *why = "non-canonical rev id", DV_ERR_CORRUPT;
     }
     if (i > 0 && store_rev_cmp(&t->nodes[i - 1].rev, &nd->rev) >= 0)

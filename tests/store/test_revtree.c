@@ -36,21 +36,6 @@ static const char *rev_str(const revtree *t, uint32_t idx)
     return s;
 }
 
-/* Field-by-field equality (struct padding is not compared). */
-static int trees_equal(const revtree *a, const revtree *b)
-{
-    if (a->n != b->n)
-        return 0;
-    for (uint32_t i = 0; i < a->n; i++) {
-        const revtree_node *x = &a->nodes[i], *y = &b->nodes[i];
-        if (!store_rev_equal(&x->rev, &y->rev) || x->parent != y->parent || x->deleted != y->deleted ||
-            x->has_body != y->has_body || x->body.off != y->body.off || x->body.size != y->body.size ||
-            x->seq != y->seq || x->size != y->size)
-            return 0;
-    }
-    return 1;
-}
-
 static uint32_t find(const revtree *t, const char *s)
 {
     store_rev r = R(s);
@@ -214,7 +199,7 @@ static void test_merge_paths(void **state)
     assert_int_equal(added, 0);
     assert_int_equal(merge(&t, "3-c", 1, &added), DV_OK);
     assert_int_equal(added, 0);
-    assert_true(trees_equal(&t, &copy));
+    assert_true(revtree_equal(&t, &copy));
     /* A conflicting branch sharing 1-a. */
     assert_int_equal(merge(&t, "3-y 2-x 1-a", 0, &added), DV_OK);
     assert_int_equal(added, 1);
@@ -504,7 +489,13 @@ static void test_encoding(void **state)
     buf_t b = BUF_INIT, b2 = BUF_INIT;
     assert_int_equal(revtree_encode(&t, &b), DV_OK);
     assert_int_equal(revtree_decode(&d, b.data, b.len), DV_OK);
-    assert_true(trees_equal(&d, &t));
+    assert_true(revtree_equal(&d, &t));
+    d.nodes[1].body.size--; /* equality looks at every field */
+    assert_false(revtree_equal(&d, &t));
+    d.nodes[1].body.size++;
+    d.nodes[3].parent = REVTREE_NONE; /* 7-x loses 6-y */
+    assert_false(revtree_equal(&d, &t));
+    assert_int_equal(revtree_decode(&d, b.data, b.len), DV_OK);
     assert_int_equal(revtree_encode(&d, &b2), DV_OK);
     assert_int_equal(b2.len, b.len);
     assert_memory_equal(b2.data, b.data, b.len);
