@@ -74,6 +74,9 @@ int store_dbfile_open(const char *path, const store_dbfile_options *o, store_dbf
  * compaction to stop, closes.  Snapshots must have been released. */
 int store_dbfile_close(store_dbfile *db);
 const char *store_dbfile_path(const store_dbfile *db);
+/* Number of commits (groups) made since open: writes / commits is the
+ * group-commit factor (stats, tests). */
+uint64_t store_dbfile_commit_count(store_dbfile *db);
 
 /* ---- snapshots and reads ------------------------------------------- */
 

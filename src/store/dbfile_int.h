@@ -1,0 +1,153 @@
+/*
+ * dbfile_int.h — internals shared by the files that implement dbfile.h
+ * (dbfile.c, dbfile_write.c, dbfile_read.c, dbfile_att.c, compact.c).
+ * Nothing outside src/store/dbfile*.c and compact.c includes it.
+ *
+ * Object graph and lifetimes:
+ *   store_dbfile ── cur ──> store_snap (the last committed state)
+ *   store_snap   ── fr  ──> dbf_fileref (one open store_file + its trees)
+ * A snapshot is a refcounted, immutable decoded header: roots, seqs,
+ * security, plus a reference on the fileref it belongs to.  The fileref is
+ * closed (and its cache entries forgotten) only when the last snapshot of it
+ * is released, so readers of an old snapshot keep reading the old file after
+ * a failed-commit reopen or a compaction swap, even once it is unlinked.
+ *
+ * Locking: db->mu guards cur, fr, the write queue and the writer/compaction
+ * handshake flags.  Snapshots are read without locks (immutable); their
+ * refcounts are atomic.
+ */
+#ifndef DV_STORE_DBFILE_INT_H
+#define DV_STORE_DBFILE_INT_H
+
+#include "store/dbfile.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define DBF_FORMAT 1
+#define DBF_CHUNK (64 * 1024)      /* attachment chunk size */
+#define DBF_REC_OVERHEAD 12        /* store_file record framing: len + checksum */
+#define DBF_DEFAULT_REVS_LIMIT 1000
+
+enum { DBF_T_BYID = 0, DBF_T_BYSEQ = 1, DBF_T_LOCAL = 2, DBF_T_PURGE = 3, DBF_NTREES = 4 };
+
+/* One open file and the four trees over it.  Refcounted by snapshots and
+ * by the db while it is the current file. */
+typedef struct dbf_fileref {
+    atomic_uint refs;
+    store_file *file;
+    store_btree_cache *cache;
+    store_btree tree[DBF_NTREES];
+} dbf_fileref;
+
+/* Decoded header = committed state.  Immutable once published. */
+struct store_snap {
+    atomic_uint refs;
+    store_dbfile *db;
+    dbf_fileref *fr;
+    uint64_t update_seq, purge_seq, revs_limit;
+    uint64_t local_seq; /* bumped by every local-doc write (compaction catch-up) */
+    char uuid[33];
+    buf_t security;
+    buf_t root[DBF_NTREES];
+    uint64_t file_size; /* committed size when this state was published */
+};
+
+/* A queued write. */
+typedef struct dbf_item {
+    store_write *w;
+    store_write_done done; /* async; NULL for blocking */
+    void *arg;
+    int finished; /* blocking: set under db->mu */
+    int status;
+    struct dbf_item *next;
+} dbf_item;
+
+struct store_dbfile {
+    char *path;
+    store_vfs *vfs;
+    store_btree_cache *cache;
+    int own_cache;
+    int durability;
+    unsigned sync_interval_ms;
+    int compression;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work; /* writer waits for work / unpause */
+    pthread_cond_t cv_done; /* blocking writers, pause handshake, close */
+    store_snap *cur;
+    dbf_fileref *fr;
+    dbf_item *qhead, *qtail;
+    pthread_t writer;
+    int writer_started;
+    int stop;          /* close requested: drain and exit */
+    int closing;       /* close started: compaction aborts */
+    int broken;        /* last commit failed and the reopen failed */
+    int pause_req;     /* compaction wants the writer idle */
+    int paused;        /* writer is idle, waiting for pause_req == 0 */
+    int unsynced;      /* PERIODIC: commits not yet synced */
+    atomic_int compact_running;
+    atomic_uint_fast64_t commits; /* groups committed (tests, stats) */
+};
+
+/* ---- dbfile.c ---- */
+int dbf_fileref_open(store_dbfile *db, const char *path, int flags, dbf_fileref **out, buf_t *header);
+void dbf_fileref_unref(dbf_fileref *fr);
+/* Builds a state from a header payload (len 0 = fresh: new uuid, defaults). */
+int dbf_state_from_header(store_dbfile *db, dbf_fileref *fr, const uint8_t *p, size_t n, store_snap **out);
+int dbf_state_encode(const store_snap *s, buf_t *out);
+int dbf_state_clone(const store_snap *s, store_snap **out); /* refs fr again */
+void dbf_state_unref(store_snap *s);
+void dbf_fileref_init_trees(dbf_fileref *fr);
+/* Publishes s as db->cur (takes ownership), under db->mu. */
+void dbf_publish_locked(store_dbfile *db, store_snap *s);
+
+/* by-id value: u8 deleted | varint seq | varint active | varint external | revtree */
+int dbf_byid_encode(const revtree *t, uint64_t seq, int deleted, uint64_t active, uint64_t external, buf_t *out);
+int dbf_byid_decode(const uint8_t *p, size_t n, revtree *t, uint64_t *seq, int *deleted, uint64_t *active,
+                    uint64_t *external);
+void dbf_seq_key(uint64_t seq, uint8_t out[8]);
+int dbf_seq_key_decode(store_slice k, uint64_t *seq);
+/* by-seq value from a doc's tree: bytes id | varint n | leaves (winner first) */
+int dbf_byseq_encode(const uint8_t *id, size_t idlen, const revtree *t, buf_t *out);
+int dbf_local_encode(uint64_t rev, const uint8_t *body, size_t len, buf_t *out);
+int dbf_local_decode(store_slice v, uint64_t *rev, const uint8_t **body, size_t *len);
+/* Orders slices as the default btree order: memcmp, shorter prefix first. */
+int dbf_key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn);
+
+/* ---- dbfile_att.c ---- */
+/* Internal attachment: the public struct plus the stream's bytes on disk. */
+typedef struct dbf_att {
+    store_att a;
+    uint64_t disk;
+} dbf_att;
+void dbf_atts_free(dbf_att *atts, size_t n);
+/* Writes a body record (atts list first, then codec tag and body). */
+int dbf_body_write(store_file *f, int compression, const uint8_t *body, size_t len, const dbf_att *atts,
+                   size_t natts, store_ptr *out);
+/* Decodes a body record; body may be NULL (atts only).  *atts malloc'd. */
+int dbf_body_decode(const uint8_t *p, size_t n, buf_t *body, dbf_att **atts, size_t *natts);
+int dbf_body_read(store_file *f, store_ptr ptr, buf_t *body, dbf_att **atts, size_t *natts);
+/* Writes data as a chunk stream; fills stream, disk, length (the caller
+ * computed the digest: it names the rev before anything is written). */
+int dbf_att_write(store_file *f, int compression, int try_compress, const uint8_t *data, size_t len, dbf_att *out);
+/* "md5-<base64>" of data. */
+void dbf_md5_digest(const uint8_t *data, size_t len, char out[64]);
+/* Copies a stream from one file to another (compaction). */
+int dbf_att_copy(store_file *from, store_file *to, const dbf_att *src, dbf_att *dst);
+int dbf_att_read_range(store_file *f, const store_att *att, uint64_t off, uint64_t len, buf_t *out);
+int dbf_att_dup(const store_att *src, store_att *dst);
+/* Sizes of a doc (active: leaf body records + distinct streams + index
+ * estimate; external: sum of leaf node sizes), reading leaf records. */
+int dbf_doc_sizes(store_file *f, const uint8_t *id, size_t idlen, const revtree *t, uint64_t *active,
+                  uint64_t *external);
+
+/* ---- dbfile_write.c ---- */
+int dbf_writer_start(store_dbfile *db);
+void dbf_writer_stop(store_dbfile *db); /* drains the queue, joins */
+/* Compaction handshake: blocks until the writer is idle (no group in
+ * flight) and keeps it so until dbf_writer_resume. */
+void dbf_writer_pause(store_dbfile *db);
+void dbf_writer_resume(store_dbfile *db);
+
+#endif

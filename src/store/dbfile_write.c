@@ -1,0 +1,1001 @@
+/*
+ * dbfile_write.c — the writer thread: queue, group commit, application of
+ * document / local / purge updates to the four trees.
+ *
+ * One writer thread per open database.  store_dbfile_write* append an item
+ * to the queue; the writer takes the whole queue (group commit), applies the
+ * items in queue order, appends bodies, attachments and tree nodes, commits
+ * once, publishes the new state and completes every waiter.
+ *
+ * Within a group, documents touched are kept in an in-memory table
+ * (pending docs), loaded from the committed by-id tree on first touch, so
+ * two updates of one doc in the same group see each other and each tree
+ * gets exactly one store_btree_modify with sorted actions at the end.  A
+ * doc's previous by-seq entry is deleted in that same batch: by-seq always
+ * holds exactly one entry per doc.
+ *
+ * Errors: an item's own failure (conflict, missing stub, an unreadable old
+ * doc) is that item's status and does not fail the group.  A failure to
+ * append or commit fails the whole group: every waiter of the group gets the
+ * error and nothing of it is acknowledged.  The writer then REOPENS the file
+ * from its last good header (what reached the disk is unknown; store_file
+ * poisons itself) and carries on.  If the reopen fails too the database is
+ * "broken": later groups first retry the reopen and fail with DV_ERR_IO
+ * while it keeps failing.  Snapshots taken before keep the old handle.
+ *
+ * Durability: ALWAYS commits with sync; PERIODIC commits without and the
+ * writer syncs once sync_interval_ms after the first unsynced commit (the
+ * loss window on power failure); NEVER never syncs (close does not either).
+ */
+#include "store/dbfile_int.h"
+
+#include "base/log.h"
+#include "base/status.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+/* ---- pending tables ---------------------------------------------------- */
+
+typedef struct pdoc {
+    buf_t id; /* first member: the id map reads keys through it */
+    revtree tree;
+    int committed;    /* present in the committed by-id tree */
+    uint64_t old_seq; /* its committed by-seq key */
+    int present;      /* has revisions (a full purge clears it) */
+    int changed;
+    uint64_t seq;
+} pdoc;
+
+typedef struct plocal {
+    buf_t id;
+    int present;
+    uint64_t rev;
+    buf_t body;
+    int changed;
+} plocal;
+
+/* Open addressing over an array of structs whose first member is buf_t id;
+ * slots hold index + 1 (0 = empty).  Grows at 1/2 load. */
+typedef struct idmap {
+    uint32_t *slot;
+    size_t cap, n;
+} idmap;
+
+static const buf_t *idmap_key(const void *base, size_t stride, uint32_t i)
+{
+    return (const buf_t *)((const char *)base + (size_t)i * stride);
+}
+
+static size_t idmap_pos(const idmap *m, const void *base, size_t stride, const uint8_t *k, size_t kn, int *found)
+{
+    size_t mask = m->cap - 1, pos = XXH3_64bits(k, kn) & mask;
+    for (;;) {
+        uint32_t s = m->slot[pos];
+        if (!s) {
+            *found = 0;
+            return pos;
+        }
+        const buf_t *key = idmap_key(base, stride, s - 1);
+        if (key->len == kn && (kn == 0 || !memcmp(key->data, k, kn))) {
+            *found = 1;
+            return pos;
+        }
+        pos = (pos + 1) & mask;
+    }
+}
+
+/* Makes room for one more entry; rehashes entries 0..m->n-1 of base. */
+static int idmap_grow(idmap *m, const void *base, size_t stride)
+{
+    if (m->cap && (m->n + 1) * 2 <= m->cap)
+        return DV_OK;
+    size_t ncap = m->cap ? m->cap * 2 : 64;
+    uint32_t *ns = calloc(ncap, sizeof *ns);
+    if (!ns)
+        return DV_ERR_NOMEM;
+    free(m->slot);
+    m->slot = ns;
+    m->cap = ncap;
+    for (uint32_t i = 0; i < m->n; i++) {
+        const buf_t *k = idmap_key(base, stride, i);
+        int found;
+        size_t pos = idmap_pos(m, base, stride, k->data, k->len, &found);
+        m->slot[pos] = i + 1;
+    }
+    return DV_OK;
+}
+
+typedef struct ppurge {
+    uint8_t key[8];
+    buf_t val;
+} ppurge;
+
+typedef struct group {
+    store_dbfile *db;
+    store_file *file;
+    store_snap *st; /* working state: a clone of cur, updated in place */
+    pdoc *docs;
+    size_t ndocs, capdocs;
+    idmap dmap;
+    plocal *locals;
+    size_t nlocals, caplocals;
+    idmap lmap;
+    ppurge *purges;
+    size_t npurges, cappurges;
+    int dirty; /* anything to commit */
+} group;
+
+static void group_free(group *g)
+{
+    for (size_t i = 0; i < g->ndocs; i++) {
+        buf_free(&g->docs[i].id);
+        revtree_free(&g->docs[i].tree);
+    }
+    free(g->docs);
+    free(g->dmap.slot);
+    for (size_t i = 0; i < g->nlocals; i++) {
+        buf_free(&g->locals[i].id);
+        buf_free(&g->locals[i].body);
+    }
+    free(g->locals);
+    free(g->lmap.slot);
+    for (size_t i = 0; i < g->npurges; i++)
+        buf_free(&g->purges[i].val);
+    free(g->purges);
+    dbf_state_unref(g->st);
+}
+
+static int grow_array(void **arr, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap)
+        return DV_OK;
+    size_t nc = *cap ? *cap * 2 : 16;
+    void *p = realloc(*arr, nc * elem);
+    if (!p)
+        return DV_ERR_NOMEM;
+    *arr = p;
+    *cap = nc;
+    return DV_OK;
+}
+
+/* Finds or loads the pending entry of a doc.  Errors reading the committed
+ * tree are the item's (returned), not the group's. */
+static int load_doc(group *g, const uint8_t *id, size_t idlen, pdoc **out)
+{
+    int found, rc;
+    if (g->dmap.cap) {
+        size_t pos = idmap_pos(&g->dmap, g->docs, sizeof *g->docs, id, idlen, &found);
+        if (found) {
+            *out = &g->docs[g->dmap.slot[pos] - 1];
+            return DV_OK;
+        }
+    }
+    rc = grow_array((void **)&g->docs, &g->capdocs, g->ndocs, sizeof *g->docs);
+    if (!rc)
+        rc = idmap_grow(&g->dmap, g->docs, sizeof *g->docs);
+    if (rc)
+        return rc;
+    pdoc *d = &g->docs[g->ndocs];
+    memset(d, 0, sizeof *d);
+    revtree_init(&d->tree);
+    buf_t val = BUF_INIT;
+    rc = buf_append(&d->id, id, idlen);
+    if (rc)
+        goto fail;
+    const buf_t *root = &g->st->root[DBF_T_BYID];
+    rc = store_btree_get(&g->st->fr->tree[DBF_T_BYID], root->data, root->len, (store_slice){id, idlen}, &val);
+    if (rc == DV_OK) {
+        rc = dbf_byid_decode(val.data, val.len, &d->tree, &d->old_seq, NULL, NULL, NULL);
+        if (rc)
+            goto fail;
+        d->committed = d->present = 1;
+        d->seq = d->old_seq;
+    } else if (rc != DV_ERR_NOTFOUND) {
+        goto fail;
+    }
+    buf_free(&val);
+    size_t pos = idmap_pos(&g->dmap, g->docs, sizeof *g->docs, id, idlen, &found);
+    g->dmap.slot[pos] = (uint32_t)++g->ndocs;
+    g->dmap.n++;
+    *out = d;
+    return DV_OK;
+fail:
+    buf_free(&val);
+    buf_free(&d->id);
+    revtree_free(&d->tree);
+    return rc;
+}
+
+static int load_local(group *g, const uint8_t *id, size_t idlen, plocal **out)
+{
+    int found, rc;
+    if (g->lmap.cap) {
+        size_t pos = idmap_pos(&g->lmap, g->locals, sizeof *g->locals, id, idlen, &found);
+        if (found) {
+            *out = &g->locals[g->lmap.slot[pos] - 1];
+            return DV_OK;
+        }
+    }
+    rc = grow_array((void **)&g->locals, &g->caplocals, g->nlocals, sizeof *g->locals);
+    if (!rc)
+        rc = idmap_grow(&g->lmap, g->locals, sizeof *g->locals);
+    if (rc)
+        return rc;
+    plocal *l = &g->locals[g->nlocals];
+    memset(l, 0, sizeof *l);
+    buf_t val = BUF_INIT;
+    rc = buf_append(&l->id, id, idlen);
+    if (rc)
+        goto fail;
+    const buf_t *root = &g->st->root[DBF_T_LOCAL];
+    rc = store_btree_get(&g->st->fr->tree[DBF_T_LOCAL], root->data, root->len, (store_slice){id, idlen}, &val);
+    if (rc == DV_OK) {
+        const uint8_t *b;
+        size_t bn;
+        rc = dbf_local_decode((store_slice){val.data, val.len}, &l->rev, &b, &bn);
+        if (!rc)
+            rc = buf_append(&l->body, b, bn);
+        if (rc)
+            goto fail;
+        l->present = 1;
+    } else if (rc != DV_ERR_NOTFOUND) {
+        goto fail;
+    }
+    buf_free(&val);
+    size_t pos = idmap_pos(&g->lmap, g->locals, sizeof *g->locals, id, idlen, &found);
+    g->lmap.slot[pos] = (uint32_t)++g->nlocals;
+    g->lmap.n++;
+    *out = l;
+    return DV_OK;
+fail:
+    buf_free(&val);
+    buf_free(&l->id);
+    buf_free(&l->body);
+    return rc;
+}
+
+/* ---- document updates ------------------------------------------------- */
+
+static char *dupstr(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* Fills atts[] from the update's list: stubs copied from the parent's body
+ * record (stub_from, a node index, or REVTREE_NONE), new data named and
+ * digested (not written yet).  Item-level errors: DV_ERR_MISSING_STUB. */
+static int resolve_atts(group *g, const pdoc *d, uint32_t stub_from, const store_doc_update *u, uint64_t newpos,
+                        dbf_att *atts)
+{
+    dbf_att *patts = NULL;
+    size_t np = 0, i;
+    int rc = DV_OK, loaded = 0;
+    for (i = 0; i < u->natts; i++) {
+        const store_att_in *in = &u->atts[i];
+        store_att *a = &atts[i].a;
+        if (!in->name) {
+            rc = DV_ERR_INVALID;
+            break;
+        }
+        if (in->stub) {
+            if (!loaded) {
+                loaded = 1;
+                if (stub_from != REVTREE_NONE && d->tree.nodes[stub_from].has_body)
+                    rc = dbf_body_read(g->file, d->tree.nodes[stub_from].body, NULL, &patts, &np);
+                if (rc)
+                    break;
+            }
+            size_t k = 0;
+            while (k < np && strcmp(patts[k].a.name, in->name))
+                k++;
+            if (k == np) {
+                rc = DV_ERR_MISSING_STUB;
+                break;
+            }
+            rc = dbf_att_dup(&patts[k].a, a);
+            if (rc)
+                break;
+            atts[i].disk = patts[k].disk;
+            continue;
+        }
+        a->name = strdup(in->name);
+        a->type = strdup(in->type ? in->type : "application/octet-stream");
+        a->encoding = dupstr(in->encoding);
+        if (!a->name || !a->type || (in->encoding && !a->encoding)) {
+            rc = DV_ERR_NOMEM;
+            i++;
+            break;
+        }
+        a->length = in->len;
+        a->decoded_length = in->encoding ? in->decoded_length : in->len;
+        a->revpos = u->mode == STORE_REPLICATE && in->revpos ? in->revpos : newpos;
+        dbf_md5_digest(in->data, in->len, a->digest);
+    }
+    dbf_atts_free(patts, np);
+    if (rc) {
+        for (size_t j = 0; j < i && j < u->natts; j++) {
+            free(atts[j].a.name);
+            free(atts[j].a.type);
+            free(atts[j].a.encoding);
+            memset(&atts[j], 0, sizeof atts[j]);
+        }
+    }
+    return rc;
+}
+
+/* Writes the new attachment streams and the body record of a rev. */
+static int write_rev_data(group *g, const store_doc_update *u, dbf_att *atts, store_ptr *body, uint64_t *ext)
+{
+    int compression = g->db->compression;
+    uint64_t size = u->body_len;
+    for (size_t i = 0; i < u->natts; i++) {
+        if (!u->atts[i].stub) {
+            int rc = dbf_att_write(g->file, compression, u->atts[i].encoding == NULL, u->atts[i].data,
+                                   u->atts[i].len, &atts[i]);
+            if (rc)
+                return rc;
+        }
+        size += atts[i].a.length;
+    }
+    *ext = size;
+    return dbf_body_write(g->file, compression, u->body, u->body_len, atts, u->natts, body);
+}
+
+/* Returns an error only for group-fatal failures; item outcomes go to
+ * u->status. */
+static int apply_doc(group *g, store_doc_update *u)
+{
+    pdoc *d = NULL;
+    dbf_att *atts = NULL;
+    int rc = DV_OK, item = DV_OK;
+    uint32_t idx = REVTREE_NONE;
+    u->seq = 0;
+    if (u->idlen == 0 || u->idlen > 65535 || (u->mode == STORE_REPLICATE && u->path_len == 0) ||
+        (u->natts && !u->atts) || (u->body_len && !u->body)) {
+        item = DV_ERR_INVALID;
+        goto done;
+    }
+    item = load_doc(g, u->id, u->idlen, &d);
+    if (item)
+        goto done;
+    atts = calloc(u->natts ? u->natts : 1, sizeof *atts);
+    if (!atts) {
+        rc = DV_ERR_NOMEM;
+        goto done;
+    }
+    revtree_node proto;
+    memset(&proto, 0, sizeof proto);
+    proto.deleted = u->deleted ? 1 : 0;
+    proto.parent = REVTREE_NONE;
+    if (u->mode == STORE_EDIT) {
+        uint32_t pidx;
+        const store_rev *prev;
+        if (u->has_parent) {
+            pidx = revtree_find(&d->tree, &u->parent);
+            prev = &u->parent;
+            if (pidx == REVTREE_NONE || !revtree_is_leaf(&d->tree, pidx))
+                item = DV_ERR_CONFLICT;
+        } else {
+            pidx = revtree_implicit_parent(&d->tree);
+            prev = pidx == REVTREE_NONE ? NULL : &d->tree.nodes[pidx].rev;
+            if (pidx == REVTREE_NONE && d->tree.n)
+                item = DV_ERR_CONFLICT;
+        }
+        uint64_t newpos = prev ? prev->pos + 1 : 1;
+        if (!item)
+            item = resolve_atts(g, d, pidx, u, newpos, atts);
+        const char **digests = malloc(sizeof *digests * (u->natts ? u->natts : 1));
+        if (!digests) {
+            rc = DV_ERR_NOMEM;
+            goto done;
+        }
+        for (size_t i = 0; i < u->natts; i++)
+            digests[i] = atts[i].a.digest;
+        char rid[33];
+        revtree_compute_rev_id(u->deleted, prev, u->body, u->body_len, digests, u->natts, rid);
+        free(digests);
+        memset(&u->rev, 0, sizeof u->rev);
+        u->rev.pos = newpos;
+        u->rev.len = 32;
+        memcpy(u->rev.id, rid, 32);
+        if (item)
+            goto done;
+        item = revtree_add_edit(&d->tree, u->has_parent ? &u->parent : NULL, rid, 32, &proto, &idx);
+        if (item)
+            goto done;
+    } else {
+        u->rev = u->path[0];
+        if (revtree_find(&d->tree, &u->path[0]) != REVTREE_NONE)
+            goto done; /* already known: nothing changes */
+        uint32_t from = REVTREE_NONE;
+        for (size_t i = 1; i < u->path_len && from == REVTREE_NONE; i++) {
+            uint32_t k = revtree_find(&d->tree, &u->path[i]);
+            if (k != REVTREE_NONE && d->tree.nodes[k].has_body)
+                from = k;
+        }
+        item = resolve_atts(g, d, from, u, u->path[0].pos, atts);
+        if (item)
+            goto done;
+        int added = 0;
+        item = revtree_merge_path(&d->tree, u->path, u->path_len, &proto, &added, &idx);
+        if (item || !added)
+            goto done;
+    }
+    /* The rev is in the tree: from here on failures are the group's. */
+    store_ptr body;
+    uint64_t ext;
+    rc = write_rev_data(g, u, atts, &body, &ext);
+    if (rc)
+        goto done;
+    uint64_t seq = ++g->st->update_seq;
+    revtree_node *nd = &d->tree.nodes[idx];
+    nd->has_body = 1;
+    nd->body = body;
+    nd->seq = seq;
+    nd->size = ext;
+    rc = revtree_stem(&d->tree, g->st->revs_limit);
+    if (rc)
+        goto done;
+    d->seq = seq;
+    d->present = 1;
+    d->changed = 1;
+    g->dirty = 1;
+    u->seq = seq;
+done:
+    if (atts)
+        dbf_atts_free(atts, u->natts);
+    u->status = rc ? rc : item;
+    return rc;
+}
+
+static int apply_local(group *g, store_local_update *u)
+{
+    plocal *l;
+    u->new_rev = 0;
+    if (u->idlen == 0 || u->idlen > 65535 || (u->body_len && !u->body)) {
+        u->status = DV_ERR_INVALID;
+        return DV_OK;
+    }
+    u->status = load_local(g, u->id, u->idlen, &l);
+    if (u->status)
+        return DV_OK;
+    uint64_t cur = l->present ? l->rev : 0;
+    if (u->has_rev ? u->rev != cur : l->present) {
+        u->status = DV_ERR_CONFLICT;
+        return DV_OK;
+    }
+    if (u->deleted) {
+        if (!l->present) {
+            u->status = DV_ERR_NOTFOUND;
+            return DV_OK;
+        }
+        l->present = 0;
+        buf_reset(&l->body);
+    } else {
+        buf_reset(&l->body);
+        int rc = buf_append(&l->body, u->body, u->body_len);
+        if (rc)
+            return rc;
+        l->present = 1;
+        l->rev = cur + 1;
+        u->new_rev = l->rev;
+    }
+    l->changed = 1;
+    g->st->local_seq++;
+    g->dirty = 1;
+    return DV_OK;
+}
+
+static int apply_purge(group *g, store_purge *p)
+{
+    pdoc *d;
+    uint8_t *flags = NULL;
+    p->npurged = 0;
+    if (p->purged)
+        memset(p->purged, 0, p->nrevs);
+    p->status = (p->nrevs && !p->revs) || p->idlen == 0 ? DV_ERR_INVALID : load_doc(g, p->id, p->idlen, &d);
+    if (p->status || !d->present)
+        return DV_OK; /* purging an unknown doc purges nothing */
+    flags = p->purged ? p->purged : calloc(p->nrevs + 1, 1);
+    if (!flags)
+        return DV_ERR_NOMEM;
+    for (size_t i = 0; i < p->nrevs; i++) {
+        uint32_t k = revtree_find(&d->tree, &p->revs[i]);
+        flags[i] = k != REVTREE_NONE && revtree_is_leaf(&d->tree, k);
+    }
+    size_t n = 0;
+    int rc = revtree_purge(&d->tree, p->revs, p->nrevs, &n);
+    p->npurged = n;
+    if (!rc && n)
+        rc = grow_array((void **)&g->purges, &g->cappurges, g->npurges, sizeof *g->purges);
+    if (rc || !n)
+        goto done;
+    ppurge *e = &g->purges[g->npurges];
+    buf_init(&e->val);
+    rc = buf_put_bytes(&e->val, p->id, p->idlen);
+    if (!rc)
+        rc = buf_put_varint(&e->val, n);
+    for (size_t i = 0; i < p->nrevs && !rc; i++) {
+        if (!flags[i])
+            continue;
+        rc = buf_put_varint(&e->val, p->revs[i].pos);
+        if (!rc)
+            rc = buf_put_bytes(&e->val, p->revs[i].id, p->revs[i].len);
+    }
+    if (rc) {
+        buf_free(&e->val);
+        goto done;
+    }
+    dbf_seq_key(++g->st->purge_seq, e->key);
+    g->npurges++;
+    /* A doc keeping some leaves moves to a new seq (its leaf set changed,
+     * replicas and views must see it); a fully purged doc leaves by-seq. */
+    if (d->tree.n == 0)
+        d->present = 0;
+    else
+        d->seq = ++g->st->update_seq;
+    d->changed = 1;
+    g->dirty = 1;
+done:
+    if (flags != p->purged)
+        free(flags);
+    return rc;
+}
+
+static int apply_write(group *g, store_write *w)
+{
+    int rc = DV_OK;
+    for (size_t i = 0; i < w->ndocs && !rc; i++)
+        rc = apply_doc(g, &w->docs[i]);
+    for (size_t i = 0; i < w->nlocals && !rc; i++)
+        rc = apply_local(g, &w->locals[i]);
+    for (size_t i = 0; i < w->npurges && !rc; i++)
+        rc = apply_purge(g, &w->purges[i]);
+    if (!rc && w->set_revs_limit && w->revs_limit > 0) {
+        g->st->revs_limit = w->revs_limit;
+        g->dirty = 1;
+    }
+    if (!rc && w->set_security) {
+        buf_reset(&g->st->security);
+        rc = buf_append(&g->st->security, w->security, w->security_len);
+        g->dirty = 1;
+    }
+    return rc;
+}
+
+/* ---- finishing a group: tree batches and commit ----------------------- */
+
+typedef struct actlist {
+    store_btree_action *a;
+    buf_t *vals; /* owned values, parallel to a */
+    size_t n;
+} actlist;
+
+static int cmp_doc_idx(const void *x, const void *y, void *ctx)
+{
+    const pdoc *docs = ctx;
+    const pdoc *a = &docs[*(const uint32_t *)x], *b = &docs[*(const uint32_t *)y];
+    return dbf_key_cmp(a->id.data, a->id.len, b->id.data, b->id.len);
+}
+
+static int cmp_act(const void *x, const void *y)
+{
+    const store_btree_action *a = x, *b = y;
+    return dbf_key_cmp(a->key.p, a->key.n, b->key.p, b->key.n);
+}
+
+static int cmp_local(const void *x, const void *y)
+{
+    const plocal *a = x, *b = y;
+    return dbf_key_cmp(a->id.data, a->id.len, b->id.data, b->id.len);
+}
+
+static void actlist_free(actlist *l, size_t cap)
+{
+    for (size_t i = 0; i < cap && l->vals; i++)
+        buf_free(&l->vals[i]);
+    free(l->vals);
+    free(l->a);
+}
+
+static int modify_tree(group *g, int t, actlist *l)
+{
+    if (l->n == 0)
+        return DV_OK;
+    buf_t nr = BUF_INIT;
+    buf_t *root = &g->st->root[t];
+    int rc = store_btree_modify(&g->st->fr->tree[t], root->data, root->len, l->a, l->n, &nr);
+    if (!rc) {
+        buf_free(root);
+        *root = nr;
+    } else {
+        buf_free(&nr);
+    }
+    return rc;
+}
+
+static int finish_docs(group *g)
+{
+    size_t n = 0, cap = g->ndocs * 2 + 1;
+    uint32_t *order = malloc(sizeof *order * (g->ndocs + 1));
+    actlist byid = {calloc(cap, sizeof(store_btree_action)), calloc(cap, sizeof(buf_t)), 0};
+    actlist byseq = {calloc(cap, sizeof(store_btree_action)), calloc(cap, sizeof(buf_t)), 0};
+    int rc = DV_ERR_NOMEM;
+    if (!order || !byid.a || !byid.vals || !byseq.a || !byseq.vals)
+        goto done;
+    for (uint32_t i = 0; i < g->ndocs; i++)
+        if (g->docs[i].changed)
+            order[n++] = i;
+    if (n)
+        qsort_r(order, n, sizeof *order, cmp_doc_idx, g->docs);
+    rc = DV_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        pdoc *d = &g->docs[order[i]];
+        store_btree_action *a = &byid.a[byid.n];
+        a->key = (store_slice){d->id.data, d->id.len};
+        if (d->committed) {
+            store_btree_action *s = &byseq.a[byseq.n];
+            s->op = STORE_BTREE_DEL;
+            rc = buf_reserve(&byseq.vals[byseq.n], 8);
+            if (rc)
+                break;
+            dbf_seq_key(d->old_seq, byseq.vals[byseq.n].data);
+            byseq.vals[byseq.n].len = 8;
+            s->key = (store_slice){byseq.vals[byseq.n].data, 8};
+            byseq.n++;
+        }
+        if (!d->present) {
+            a->op = STORE_BTREE_DEL;
+            byid.n++;
+            continue;
+        }
+        uint64_t act, ext;
+        uint32_t w = revtree_winner(&d->tree);
+        assert(w != REVTREE_NONE);
+        rc = dbf_doc_sizes(g->file, d->id.data, d->id.len, &d->tree, &act, &ext);
+        if (!rc)
+            rc = dbf_byid_encode(&d->tree, d->seq, d->tree.nodes[w].deleted, act, ext, &byid.vals[byid.n]);
+        if (rc)
+            break;
+        a->op = STORE_BTREE_PUT;
+        a->val = (store_slice){byid.vals[byid.n].data, byid.vals[byid.n].len};
+        byid.n++;
+        /* by-seq: value first (key buffer lives in the same slot after it). */
+        buf_t *v = &byseq.vals[byseq.n];
+        rc = dbf_byseq_encode(d->id.data, d->id.len, &d->tree, v);
+        if (!rc)
+            rc = buf_reserve(v, 8);
+        if (rc)
+            break;
+        dbf_seq_key(d->seq, v->data + v->len); /* key stored past the value's end */
+        store_btree_action *s = &byseq.a[byseq.n++];
+        s->op = STORE_BTREE_PUT;
+        s->val = (store_slice){v->data, v->len};
+        s->key = (store_slice){v->data + v->len, 8};
+    }
+    if (!rc) {
+        if (byseq.n)
+            qsort(byseq.a, byseq.n, sizeof *byseq.a, cmp_act);
+        rc = modify_tree(g, DBF_T_BYID, &byid);
+    }
+    if (!rc)
+        rc = modify_tree(g, DBF_T_BYSEQ, &byseq);
+done:
+    free(order);
+    actlist_free(&byid, cap);
+    actlist_free(&byseq, cap);
+    return rc;
+}
+
+static int finish_locals(group *g)
+{
+    size_t n = 0;
+    int rc = DV_ERR_NOMEM;
+    if (!g->nlocals)
+        return DV_OK;
+    actlist l = {calloc(g->nlocals + 1, sizeof(store_btree_action)), calloc(g->nlocals + 1, sizeof(buf_t)), 0};
+    if (!l.a || !l.vals)
+        goto done;
+    /* The map is no longer needed: sort the entries themselves. */
+    qsort(g->locals, g->nlocals, sizeof *g->locals, cmp_local);
+    rc = DV_OK;
+    for (size_t i = 0; i < g->nlocals && !rc; i++) {
+        plocal *p = &g->locals[i];
+        if (!p->changed)
+            continue;
+        store_btree_action *a = &l.a[n];
+        a->key = (store_slice){p->id.data, p->id.len};
+        a->op = p->present ? STORE_BTREE_PUT : STORE_BTREE_DEL;
+        if (p->present) {
+            rc = dbf_local_encode(p->rev, p->body.data, p->body.len, &l.vals[n]);
+            a->val = (store_slice){l.vals[n].data, l.vals[n].len};
+        }
+        n++;
+    }
+    l.n = n;
+    if (!rc)
+        rc = modify_tree(g, DBF_T_LOCAL, &l);
+done:
+    actlist_free(&l, g->nlocals + 1);
+    return rc;
+}
+
+static int finish_purges(group *g)
+{
+    if (!g->npurges)
+        return DV_OK;
+    store_btree_action *a = calloc(g->npurges, sizeof *a);
+    if (!a)
+        return DV_ERR_NOMEM;
+    for (size_t i = 0; i < g->npurges; i++) {
+        a[i].op = STORE_BTREE_PUT;
+        a[i].key = (store_slice){g->purges[i].key, 8};
+        a[i].val = (store_slice){g->purges[i].val.data, g->purges[i].val.len};
+    }
+    actlist l = {a, NULL, g->npurges};
+    int rc = modify_tree(g, DBF_T_PURGE, &l);
+    free(a);
+    return rc;
+}
+
+/* ---- the writer thread ------------------------------------------------ */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Reopens the current file from its last good header after a failed
+ * commit.  Caller: the writer thread (or compaction with the writer
+ * paused), without db->mu. */
+static int reopen(store_dbfile *db)
+{
+    dbf_fileref *fr = NULL;
+    store_snap *st = NULL;
+    buf_t hdr = BUF_INIT;
+    int rc = dbf_fileref_open(db, db->path, 0, &fr, &hdr);
+    if (!rc)
+        rc = dbf_state_from_header(db, fr, hdr.data, hdr.len, &st);
+    if (!rc && hdr.len == 0)
+        rc = DV_ERR_CORRUPT; /* the header written at creation vanished */
+    buf_free(&hdr);
+    if (rc) {
+        dbf_state_unref(st);
+        dbf_fileref_unref(fr);
+        log_error("dbfile: %s: reopen after a failed commit failed: %s", db->path, dv_strerror(rc));
+        return rc;
+    }
+    pthread_mutex_lock(&db->mu);
+    dbf_fileref *old = db->fr;
+    db->fr = fr;
+    dbf_publish_locked(db, st);
+    db->broken = 0;
+    db->unsynced = 0;
+    pthread_mutex_unlock(&db->mu);
+    dbf_fileref_unref(old);
+    return DV_OK;
+}
+
+static int run_group(store_dbfile *db, dbf_item *items)
+{
+    group g;
+    memset(&g, 0, sizeof g);
+    g.db = db;
+    int rc = DV_OK;
+    if (db->broken) {
+        rc = reopen(db);
+        if (rc) {
+            db->broken = 1;
+            return DV_ERR_IO;
+        }
+    }
+    g.file = db->fr->file;
+    pthread_mutex_lock(&db->mu);
+    rc = dbf_state_clone(db->cur, &g.st);
+    pthread_mutex_unlock(&db->mu);
+    if (rc)
+        return rc;
+    for (dbf_item *it = items; it && !rc; it = it->next)
+        rc = apply_write(&g, it->w);
+    if (!rc && g.dirty) {
+        rc = finish_docs(&g);
+        if (!rc)
+            rc = finish_locals(&g);
+        if (!rc)
+            rc = finish_purges(&g);
+        buf_t hdr = BUF_INIT;
+        if (!rc)
+            rc = dbf_state_encode(g.st, &hdr);
+        if (!rc)
+            rc = store_file_commit(g.file, hdr.data, hdr.len, db->durability == STORE_DURABLE_ALWAYS);
+        buf_free(&hdr);
+        if (!rc) {
+            g.st->file_size = store_file_committed_size(g.file);
+            atomic_fetch_add(&db->commits, 1);
+            pthread_mutex_lock(&db->mu);
+            dbf_publish_locked(db, g.st);
+            if (db->durability == STORE_DURABLE_PERIODIC && !db->unsynced)
+                db->unsynced = 1;
+            pthread_mutex_unlock(&db->mu);
+            g.st = NULL;
+        } else if (reopen(db)) {
+            db->broken = 1;
+        }
+    }
+    group_free(&g);
+    return rc;
+}
+
+static void complete(store_dbfile *db, dbf_item *items, int status)
+{
+    dbf_item *async = NULL, **tail = &async;
+    pthread_mutex_lock(&db->mu);
+    while (items) {
+        dbf_item *next = items->next;
+        items->status = status;
+        if (items->done) {
+            items->next = NULL;
+            *tail = items;
+            tail = &items->next;
+        } else {
+            items->finished = 1; /* the waiter may free it from now on */
+        }
+        items = next;
+    }
+    pthread_cond_broadcast(&db->cv_done);
+    pthread_mutex_unlock(&db->mu);
+    while (async) {
+        dbf_item *next = async->next;
+        async->done(async->arg, async->status);
+        free(async);
+        async = next;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    store_dbfile *db = arg;
+    uint64_t unsynced_since = 0;
+    pthread_mutex_lock(&db->mu);
+    for (;;) {
+        if (db->pause_req) {
+            db->paused = 1;
+            pthread_cond_broadcast(&db->cv_done);
+            while (db->pause_req)
+                pthread_cond_wait(&db->cv_work, &db->mu);
+            db->paused = 0;
+            continue;
+        }
+        if (db->qhead) {
+            dbf_item *items = db->qhead;
+            db->qhead = db->qtail = NULL;
+            pthread_mutex_unlock(&db->mu);
+            int rc = run_group(db, items);
+            complete(db, items, rc);
+            pthread_mutex_lock(&db->mu);
+            continue;
+        }
+        if (db->unsynced) {
+            uint64_t now = now_ms();
+            if (!unsynced_since)
+                unsynced_since = now;
+            if (now >= unsynced_since + db->sync_interval_ms || db->stop) {
+                store_file *f = db->fr->file;
+                pthread_mutex_unlock(&db->mu);
+                int rc = store_file_sync(f);
+                if (rc)
+                    log_error("dbfile: %s: periodic sync failed: %s", db->path, dv_strerror(rc));
+                pthread_mutex_lock(&db->mu);
+                db->unsynced = 0;
+                unsynced_since = 0;
+                continue;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t wait = unsynced_since + db->sync_interval_ms - now;
+            ts.tv_sec += (time_t)(wait / 1000);
+            ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&db->cv_work, &db->mu, &ts);
+            continue;
+        }
+        if (db->stop)
+            break;
+        pthread_cond_wait(&db->cv_work, &db->mu);
+    }
+    pthread_mutex_unlock(&db->mu);
+    return NULL;
+}
+
+int dbf_writer_start(store_dbfile *db)
+{
+    if (pthread_create(&db->writer, NULL, writer_main, db))
+        return DV_ERR_NOMEM;
+    db->writer_started = 1;
+    return DV_OK;
+}
+
+void dbf_writer_stop(store_dbfile *db)
+{
+    if (!db->writer_started)
+        return;
+    pthread_mutex_lock(&db->mu);
+    db->stop = 1;
+    pthread_cond_broadcast(&db->cv_work);
+    pthread_mutex_unlock(&db->mu);
+    pthread_join(db->writer, NULL);
+    db->writer_started = 0;
+}
+
+void dbf_writer_pause(store_dbfile *db)
+{
+    pthread_mutex_lock(&db->mu);
+    db->pause_req = 1;
+    pthread_cond_broadcast(&db->cv_work);
+    while (!db->paused)
+        pthread_cond_wait(&db->cv_done, &db->mu);
+    pthread_mutex_unlock(&db->mu);
+}
+
+void dbf_writer_resume(store_dbfile *db)
+{
+    pthread_mutex_lock(&db->mu);
+    db->pause_req = 0;
+    pthread_cond_broadcast(&db->cv_work);
+    pthread_mutex_unlock(&db->mu);
+}
+
+static int enqueue(store_dbfile *db, dbf_item *it)
+{
+    if (db->stop)
+        return DV_ERR_CLOSED;
+    it->next = NULL;
+    if (db->qtail)
+        db->qtail->next = it;
+    else
+        db->qhead = it;
+    db->qtail = it;
+    pthread_cond_signal(&db->cv_work);
+    return DV_OK;
+}
+
+int store_dbfile_write(store_dbfile *db, store_write *w)
+{
+    dbf_item it;
+    memset(&it, 0, sizeof it);
+    it.w = w;
+    pthread_mutex_lock(&db->mu);
+    int rc = enqueue(db, &it);
+    while (!rc && !it.finished)
+        pthread_cond_wait(&db->cv_done, &db->mu);
+    pthread_mutex_unlock(&db->mu);
+    return rc ? rc : it.status;
+}
+
+int store_dbfile_write_async(store_dbfile *db, store_write *w, store_write_done done, void *arg)
+{
+    if (!done)
+        return DV_ERR_INVALID;
+    dbf_item *it = calloc(1, sizeof *it);
+    if (!it)
+        return DV_ERR_NOMEM;
+    it->w = w;
+    it->done = done;
+    it->arg = arg;
+    pthread_mutex_lock(&db->mu);
+    int rc = enqueue(db, it);
+    pthread_mutex_unlock(&db->mu);
+    if (rc)
+        free(it);
+    return rc;
+}
