@@ -262,6 +262,8 @@ int store_dbfile_write_async(store_dbfile *db, store_write *w, store_write_done 
 
 /* ---- compaction -------------------------------------------------------- */
 
+/* Progress runs on the compacting thread between copy steps, never while
+ * the writer is paused, so it may itself read or write the database. */
 typedef void (*store_compact_progress)(void *arg, uint64_t done, uint64_t total);
 /* Copies live data into path + ".compact" while reads and writes go on,
  * catches up with writes made meanwhile, then atomically renames it over

@@ -7,7 +7,8 @@
  * are numbered and the number is kept in the model node's body.off.  It
  * checks what the store adds: persistence across reopen, update/purge
  * sequences, one changes entry per doc at its latest seq, leaf lists,
- * bodies, counts and external sizes, locals, security, revs_limit.
+ * bodies, counts and external sizes, locals, security, revs_limit, and
+ * that compaction at random points changes none of it.
  * Reproduce a failure with DIVAN_SEED=<printed seed>.
  */
 #include <setjmp.h>
@@ -449,6 +450,12 @@ static void run_sequence(const char *dir, uint64_t seed, int nops)
                 if (!expect[i])
                     assert_true(store_rev_equal(&u[i].rev, &er[i]));
             }
+        } else if (r < 95) { /* compaction: non-leaf revs lose their bodies */
+            assert_int_equal(store_dbfile_compact(db, NULL, NULL), DV_OK);
+            for (int d = 0; d < NIDS; d++)
+                for (uint32_t i = 0; i < m->docs[d].tree.n; i++)
+                    if (!revtree_is_leaf(&m->docs[d].tree, i))
+                        m->docs[d].tree.nodes[i].has_body = 0;
         } else if (r < 97) {
             assert_int_equal(store_dbfile_close(db), DV_OK);
             o.create = 0;
