@@ -1,0 +1,148 @@
+/*
+ * test_dbfile_faults.c — the database file under I/O errors (faultvfs):
+ * a failed commit fails its whole group and nothing of it is visible, the
+ * next group works again (the file is reopened from its last good header),
+ * snapshots held across the failure stay readable, a permanent failure
+ * never hangs writers or close, and a compaction that fails leaves the
+ * database as it was.  (Power-loss loops are tests/store/test_crash_*.)
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "base/status.h"
+#include "store/dbfile.h"
+#include "store/dbfile_tutil.h"
+#include "store/faultvfs.h"
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static store_dbfile *open_fv(faultvfs *v, int create)
+{
+    store_dbfile_options o = {.vfs = faultvfs_vfs(v), .create = create};
+    store_dbfile *db = NULL;
+    assert_int_equal(store_dbfile_open("db.couch", &o, &db), DV_OK);
+    return db;
+}
+
+static void test_failed_commit_then_recovery(void **state)
+{
+    (void)state;
+    faultvfs *v = faultvfs_new(1);
+    store_dbfile *db = open_fv(v, 1);
+    assert_int_equal(dt_edit(db, "a", NULL, "{\"a\":1}", 0, NULL), DV_OK);
+    store_snap *held;
+    assert_int_equal(store_dbfile_snapshot(db, &held), DV_OK);
+    for (int mode = 0; mode < 2; mode++) {
+        if (mode == 0)
+            faultvfs_fail_sync_after(v, 1);
+        else
+            faultvfs_fail_write_after(v, 1);
+        char id[8];
+        snprintf(id, sizeof id, "lost%d", mode);
+        assert_int_equal(dt_edit(db, id, NULL, "{}", 0, NULL), DV_ERR_IO);
+        assert_int_equal(dt_winner(db, id, NULL, NULL, NULL), DV_ERR_NOTFOUND);
+        snprintf(id, sizeof id, "ok%d", mode);
+        assert_int_equal(dt_edit(db, id, NULL, "{}", 0, NULL), DV_OK);
+    }
+    store_dbinfo i = dt_info(db);
+    assert_int_equal(i.update_seq, 3);
+    assert_int_equal(i.doc_count, 3);
+    /* the snapshot from before the failures still reads its data */
+    store_docinfo d;
+    store_docinfo_init(&d);
+    assert_int_equal(store_snap_get_doc(held, (const uint8_t *)"a", 1, &d), DV_OK);
+    store_docbody b;
+    store_docbody_init(&b);
+    assert_int_equal(store_snap_read_body(held, d.tree.nodes[0].body, &b), DV_OK);
+    assert_memory_equal(b.body.data, "{\"a\":1}", 7);
+    store_docbody_free(&b);
+    store_docinfo_free(&d);
+    store_snap_release(held);
+    assert_int_equal(store_dbfile_close(db), DV_OK);
+    /* and the state survives a power loss */
+    faultvfs_crash(v, FAULTVFS_DROP_UNSYNCED);
+    db = open_fv(v, 0);
+    i = dt_info(db);
+    assert_int_equal(i.update_seq, 3);
+    assert_int_equal(dt_winner(db, "ok1", NULL, NULL, NULL), DV_OK);
+    assert_int_equal(store_dbfile_close(db), DV_OK);
+    faultvfs_free(v);
+}
+
+static void test_power_cut_never_hangs(void **state)
+{
+    (void)state;
+    faultvfs *v = faultvfs_new(2);
+    store_dbfile *db = open_fv(v, 1);
+    assert_int_equal(dt_edit(db, "kept", NULL, "{}", 0, NULL), DV_OK);
+    faultvfs_cut_after(v, 1);
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(dt_edit(db, "gone", NULL, "{}", 0, NULL), DV_ERR_IO);
+    /* reads keep working on the last good state */
+    assert_int_equal(dt_winner(db, "kept", NULL, NULL, NULL), DV_OK);
+    /* compaction fails cleanly too */
+    assert_int_not_equal(store_dbfile_compact(db, NULL, NULL), DV_OK);
+    assert_false(dt_info(db).compact_running);
+    store_dbfile_close(db); /* may report the failure; must not hang */
+    faultvfs_crash(v, FAULTVFS_KEEP_RANDOM);
+    db = open_fv(v, 0);
+    assert_int_equal(dt_winner(db, "kept", NULL, NULL, NULL), DV_OK);
+    assert_int_equal(dt_winner(db, "gone", NULL, NULL, NULL), DV_ERR_NOTFOUND);
+    assert_int_equal(store_dbfile_close(db), DV_OK);
+    faultvfs_free(v);
+}
+
+static void test_failed_compaction_keeps_db(void **state)
+{
+    (void)state;
+    faultvfs *v = faultvfs_new(3);
+    store_dbfile *db = open_fv(v, 1);
+    char prev[96];
+    store_rev r;
+    for (int k = 0; k < 30; k++)
+        assert_int_equal(dt_edit(db, "x", k ? dt_rev_str(&r, prev) : NULL, "{\"pad\":\"................\"}", 0, &r),
+                         DV_OK);
+    store_rev rx = r;
+    store_dbinfo before = dt_info(db);
+    /* fail at every mutating step of a compaction in turn */
+    int failed = 0;
+    for (uint64_t n = 1; n < 40; n++) {
+        faultvfs_fail_write_after(v, n);
+        int rc = store_dbfile_compact(db, NULL, NULL);
+        faultvfs_fail_write_after(v, 0);
+        if (rc == DV_OK)
+            break;
+        failed++;
+        assert_int_equal(rc, DV_ERR_IO);
+        store_dbinfo i = dt_info(db);
+        assert_int_equal(i.update_seq, before.update_seq + (failed > 1));
+        assert_int_equal(dt_edit(db, "y", NULL, "{}", 0, NULL), failed == 1 ? DV_OK : DV_ERR_CONFLICT);
+    }
+    assert_true(failed > 0);
+    char rev[96];
+    assert_int_equal(dt_winner(db, "x", rev, NULL, NULL), DV_OK);
+    assert_string_equal(rev, dt_rev_str(&rx, prev));
+    assert_int_equal(dt_info(db).doc_count, 2);
+    assert_int_equal(store_dbfile_close(db), DV_OK);
+    faultvfs_crash(v, FAULTVFS_DROP_UNSYNCED);
+    db = open_fv(v, 0);
+    assert_int_equal(dt_info(db).doc_count, 2);
+    assert_int_equal(store_dbfile_close(db), DV_OK);
+    faultvfs_free(v);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_failed_commit_then_recovery),
+        cmocka_unit_test(test_power_cut_never_hangs),
+        cmocka_unit_test(test_failed_compaction_keeps_db),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
