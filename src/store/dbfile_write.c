@@ -163,100 +163,115 @@ static int grow_array(void **arr, size_t *cap, size_t n, size_t elem)
     return DV_OK;
 }
 
+/* Pending tables: arrays of entries whose first member is buf_t id,
+ * indexed by an idmap.  An entry is prepared at index n and inserted only
+ * once it is fully loaded, so a failed load leaves the table unchanged. */
+static void *pend_find(const idmap *m, void *base, size_t stride, const uint8_t *id, size_t idlen)
+{
+    int found;
+    if (!m->cap)
+        return NULL;
+    size_t pos = idmap_pos(m, base, stride, id, idlen, &found);
+    return found ? (char *)base + (size_t)(m->slot[pos] - 1) * stride : NULL;
+}
+
+static int pend_reserve(idmap *m, void **base, size_t n, size_t *cap, size_t stride)
+{
+    int rc = grow_array(base, cap, n, stride);
+    if (!rc)
+        rc = idmap_grow(m, *base, stride);
+    if (!rc)
+        memset((char *)*base + n * stride, 0, stride);
+    return rc;
+}
+
+static void pend_insert(idmap *m, void *base, size_t stride, size_t *n)
+{
+    int found;
+    const buf_t *k = idmap_key(base, stride, (uint32_t)*n);
+    size_t pos = idmap_pos(m, base, stride, k->data, k->len, &found);
+    assert(!found);
+    m->slot[pos] = (uint32_t)++*n;
+    m->n++;
+}
+
+/* The committed value of key in tree t (as of the group's start). */
+static int committed_get(group *g, int t, const uint8_t *id, size_t idlen, buf_t *val)
+{
+    const buf_t *root = &g->st->root[t];
+    return store_btree_get(&g->st->fr->tree[t], root->data, root->len, (store_slice){id, idlen}, val);
+}
+
 /* Finds or loads the pending entry of a doc.  Errors reading the committed
  * tree are the item's (returned), not the group's. */
 static int load_doc(group *g, const uint8_t *id, size_t idlen, pdoc **out)
 {
-    int found, rc;
-    if (g->dmap.cap) {
-        size_t pos = idmap_pos(&g->dmap, g->docs, sizeof *g->docs, id, idlen, &found);
-        if (found) {
-            *out = &g->docs[g->dmap.slot[pos] - 1];
-            return DV_OK;
-        }
+    pdoc *d = pend_find(&g->dmap, g->docs, sizeof *g->docs, id, idlen);
+    buf_t val = BUF_INIT;
+    if (d) {
+        *out = d;
+        return DV_OK;
     }
-    rc = grow_array((void **)&g->docs, &g->capdocs, g->ndocs, sizeof *g->docs);
-    if (!rc)
-        rc = idmap_grow(&g->dmap, g->docs, sizeof *g->docs);
+    int rc = pend_reserve(&g->dmap, (void **)&g->docs, g->ndocs, &g->capdocs, sizeof *g->docs);
     if (rc)
         return rc;
-    pdoc *d = &g->docs[g->ndocs];
-    memset(d, 0, sizeof *d);
+    d = &g->docs[g->ndocs];
     revtree_init(&d->tree);
-    buf_t val = BUF_INIT;
     rc = buf_append(&d->id, id, idlen);
-    if (rc)
-        goto fail;
-    const buf_t *root = &g->st->root[DBF_T_BYID];
-    rc = store_btree_get(&g->st->fr->tree[DBF_T_BYID], root->data, root->len, (store_slice){id, idlen}, &val);
+    if (!rc)
+        rc = committed_get(g, DBF_T_BYID, id, idlen, &val);
     if (rc == DV_OK) {
         rc = dbf_byid_decode(val.data, val.len, &d->tree, &d->old_seq, NULL, NULL, NULL);
-        if (rc)
-            goto fail;
         d->committed = d->present = 1;
         d->seq = d->old_seq;
-    } else if (rc != DV_ERR_NOTFOUND) {
-        goto fail;
+    } else if (rc == DV_ERR_NOTFOUND) {
+        rc = DV_OK;
     }
     buf_free(&val);
-    size_t pos = idmap_pos(&g->dmap, g->docs, sizeof *g->docs, id, idlen, &found);
-    g->dmap.slot[pos] = (uint32_t)++g->ndocs;
-    g->dmap.n++;
+    if (rc) {
+        buf_free(&d->id);
+        revtree_free(&d->tree);
+        return rc;
+    }
+    pend_insert(&g->dmap, g->docs, sizeof *g->docs, &g->ndocs);
     *out = d;
     return DV_OK;
-fail:
-    buf_free(&val);
-    buf_free(&d->id);
-    revtree_free(&d->tree);
-    return rc;
 }
 
 static int load_local(group *g, const uint8_t *id, size_t idlen, plocal **out)
 {
-    int found, rc;
-    if (g->lmap.cap) {
-        size_t pos = idmap_pos(&g->lmap, g->locals, sizeof *g->locals, id, idlen, &found);
-        if (found) {
-            *out = &g->locals[g->lmap.slot[pos] - 1];
-            return DV_OK;
-        }
+    plocal *l = pend_find(&g->lmap, g->locals, sizeof *g->locals, id, idlen);
+    buf_t val = BUF_INIT;
+    if (l) {
+        *out = l;
+        return DV_OK;
     }
-    rc = grow_array((void **)&g->locals, &g->caplocals, g->nlocals, sizeof *g->locals);
-    if (!rc)
-        rc = idmap_grow(&g->lmap, g->locals, sizeof *g->locals);
+    int rc = pend_reserve(&g->lmap, (void **)&g->locals, g->nlocals, &g->caplocals, sizeof *g->locals);
     if (rc)
         return rc;
-    plocal *l = &g->locals[g->nlocals];
-    memset(l, 0, sizeof *l);
-    buf_t val = BUF_INIT;
+    l = &g->locals[g->nlocals];
     rc = buf_append(&l->id, id, idlen);
-    if (rc)
-        goto fail;
-    const buf_t *root = &g->st->root[DBF_T_LOCAL];
-    rc = store_btree_get(&g->st->fr->tree[DBF_T_LOCAL], root->data, root->len, (store_slice){id, idlen}, &val);
+    if (!rc)
+        rc = committed_get(g, DBF_T_LOCAL, id, idlen, &val);
     if (rc == DV_OK) {
         const uint8_t *b;
         size_t bn;
         rc = dbf_local_decode((store_slice){val.data, val.len}, &l->rev, &b, &bn);
         if (!rc)
             rc = buf_append(&l->body, b, bn);
-        if (rc)
-            goto fail;
         l->present = 1;
-    } else if (rc != DV_ERR_NOTFOUND) {
-        goto fail;
+    } else if (rc == DV_ERR_NOTFOUND) {
+        rc = DV_OK;
     }
     buf_free(&val);
-    size_t pos = idmap_pos(&g->lmap, g->locals, sizeof *g->locals, id, idlen, &found);
-    g->lmap.slot[pos] = (uint32_t)++g->nlocals;
-    g->lmap.n++;
+    if (rc) {
+        buf_free(&l->id);
+        buf_free(&l->body);
+        return rc;
+    }
+    pend_insert(&g->lmap, g->locals, sizeof *g->locals, &g->nlocals);
     *out = l;
     return DV_OK;
-fail:
-    buf_free(&val);
-    buf_free(&l->id);
-    buf_free(&l->body);
-    return rc;
 }
 
 /* ---- document updates ------------------------------------------------- */

@@ -482,7 +482,7 @@ static void test_model(void **state)
     (void)state;
     uint64_t seed = tu_seed("test_dbfile_prop");
     char *dir = tu_mkdtemp("dbfile-prop");
-    long seqs = tu_iterations(60);
+    long seqs = tu_iterations(40);
     for (long i = 0; i < seqs; i++) {
         uint64_t s = seed + (uint64_t)i * 0x9e3779b97f4a7c15ULL;
         run_sequence(dir, s, 120);
