@@ -256,7 +256,12 @@ typedef struct store_write {
  * in order and commit together. */
 int store_dbfile_write(store_dbfile *db, store_write *w);
 /* Same, without blocking: done(arg, status) runs on the writer thread after
- * the commit.  w and everything it points to must stay valid until then. */
+ * the commit.  w and everything it points to must stay valid until then.
+ * done must not block on this database (a blocking write from it would
+ * wait for its own thread).
+ * After a failed commit the writer reopens the file from its last good
+ * header and goes on; while that reopen keeps failing every write returns
+ * DV_ERR_IO (reads keep the last good state). */
 typedef void (*store_write_done)(void *arg, int status);
 int store_dbfile_write_async(store_dbfile *db, store_write *w, store_write_done done, void *arg);
 
