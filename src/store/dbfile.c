@@ -26,6 +26,7 @@
 #include "base/status.h"
 
 #include <assert.h>
+#include <libgen.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -553,6 +554,16 @@ int store_dbfile_close(store_dbfile *db)
 }
 
 const char *store_dbfile_path(const store_dbfile *db) { return db->path; }
+
+int dbf_sync_dir(store_dbfile *db)
+{
+    char *tmp = strdup(db->path);
+    if (!tmp)
+        return DV_ERR_NOMEM;
+    int rc = db->vfs->sync_dir(db->vfs, dirname(tmp));
+    free(tmp);
+    return rc;
+}
 
 uint64_t store_dbfile_commit_count(store_dbfile *db) { return atomic_load(&db->commits); }
 

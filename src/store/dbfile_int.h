@@ -86,6 +86,7 @@ struct store_dbfile {
     int pause_req;     /* compaction wants the writer idle */
     int paused;        /* writer is idle, waiting for pause_req == 0 */
     int unsynced;      /* PERIODIC: commits not yet synced */
+    int dir_unsynced;  /* a compaction swap's rename is not durable yet */
     atomic_int compact_running;
     atomic_uint_fast64_t commits; /* groups committed (tests, stats) */
 };
@@ -99,6 +100,8 @@ int dbf_state_encode(const store_snap *s, buf_t *out);
 int dbf_state_clone(const store_snap *s, store_snap **out); /* refs fr again */
 void dbf_state_unref(store_snap *s);
 void dbf_fileref_init_trees(dbf_fileref *fr);
+/* Syncs the folder holding db->path (after a rename into it). */
+int dbf_sync_dir(store_dbfile *db);
 /* Publishes s as db->cur (takes ownership), under db->mu. */
 void dbf_publish_locked(store_dbfile *db, store_snap *s);
 

@@ -22,6 +22,9 @@
  * poisons itself) and carries on.  If the reopen fails too the database is
  * "broken": later groups first retry the reopen and fail with DV_ERR_IO
  * while it keeps failing.  Snapshots taken before keep the old handle.
+ * Likewise, after a compaction swap whose directory sync failed, each group
+ * first retries that sync and fails while it fails: no write is
+ * acknowledged in a file whose name a power loss could still take back.
  *
  * Durability: ALWAYS commits with sync; PERIODIC commits without and the
  * writer syncs once sync_interval_ms after the first unsynced commit (the
@@ -810,6 +813,17 @@ static int run_group(store_dbfile *db, dbf_item *items)
             db->broken = 1;
             return DV_ERR_IO;
         }
+    }
+    pthread_mutex_lock(&db->mu);
+    int dir_unsynced = db->dir_unsynced;
+    pthread_mutex_unlock(&db->mu);
+    if (dir_unsynced) {
+        rc = dbf_sync_dir(db);
+        if (rc)
+            return rc;
+        pthread_mutex_lock(&db->mu);
+        db->dir_unsynced = 0;
+        pthread_mutex_unlock(&db->mu);
     }
     g.file = db->fr->file;
     pthread_mutex_lock(&db->mu);
