@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static store_dbfile *open_fv(faultvfs *v, int create)
 {
@@ -188,6 +189,27 @@ static void test_compaction_power_cut_anywhere(void **state)
     assert_true(completed);
 }
 
+/* PERIODIC syncs within its interval; NEVER leaves syncing to the OS, so
+ * a power loss takes its unsynced commits (the documented loss windows). */
+static void test_durability_windows(void **state)
+{
+    (void)state;
+    for (int mode = STORE_DURABLE_PERIODIC; mode <= STORE_DURABLE_NEVER; mode++) {
+        faultvfs *v = faultvfs_new(7);
+        store_dbfile_options o = {.vfs = faultvfs_vfs(v), .create = 1, .durability = mode, .sync_interval_ms = 10};
+        store_dbfile *db = NULL;
+        assert_int_equal(store_dbfile_open("db.couch", &o, &db), DV_OK);
+        assert_int_equal(dt_edit(db, "w", NULL, "{}", 0, NULL), DV_OK);
+        usleep(200 * 1000); /* 20 intervals: the timer has run */
+        faultvfs_crash(v, FAULTVFS_DROP_UNSYNCED);
+        store_dbfile_close(db); /* handles are dead after the crash */
+        db = open_fv(v, 0);
+        assert_int_equal(dt_winner(db, "w", NULL, NULL, NULL), mode == STORE_DURABLE_PERIODIC ? DV_OK : DV_ERR_NOTFOUND);
+        assert_int_equal(store_dbfile_close(db), DV_OK);
+        faultvfs_free(v);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -195,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_power_cut_never_hangs),
         cmocka_unit_test(test_failed_compaction_keeps_db),
         cmocka_unit_test(test_compaction_power_cut_anywhere),
+        cmocka_unit_test(test_durability_windows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
