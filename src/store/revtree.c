@@ -497,12 +497,17 @@ int revtree_stem(revtree *t, uint64_t limit)
 int revtree_purge(revtree *t, const store_rev *revs, size_t n, size_t *purged)
 {
     size_t count = 0;
+    int rc = DV_OK;
+    uint32_t *live = NULL; /* 0 unknown, 1 kept, 2 purged leaf */
+    uint8_t *has_child = NULL;
     if (t->n == 0 || n == 0)
         goto out;
-    /* live[i]: 0 unknown, 1 kept, 2 purged leaf. */
-    uint32_t *live = calloc(t->n, sizeof *live);
-    if (!live)
-        return DV_ERR_NOMEM;
+    rc = DV_ERR_NOMEM;
+    live = calloc(t->n, sizeof *live);
+    has_child = calloc(t->n, 1);
+    if (!live || !has_child)
+        goto out;
+    rc = DV_OK;
     for (size_t r = 0; r < n; r++) {
         uint32_t i = revtree_find(t, &revs[r]);
         if (i != REVTREE_NONE && live[i] == 0 && revtree_is_leaf(t, i)) {
@@ -510,32 +515,27 @@ int revtree_purge(revtree *t, const store_rev *revs, size_t n, size_t *purged)
             count++;
         }
     }
-    if (count) {
-        /* A node stays when it is an unpurged leaf or an ancestor of one;
-         * children come after their parent, so one backward pass marks it. */
-        uint8_t *has_child = calloc(t->n, 1);
-        if (!has_child) {
-            free(live);
-            return DV_ERR_NOMEM;
+    if (count == 0)
+        goto out;
+    /* A node stays when it is an unpurged leaf or an ancestor of one;
+     * children come after their parent, so one backward pass decides. */
+    for (uint32_t i = t->n; i-- > 0;) {
+        uint32_t p = t->nodes[i].parent;
+        if (live[i] == 0 && !has_child[i])
+            live[i] = 1; /* a leaf not purged */
+        else if (live[i] == 2 || !has_child[i])
+            live[i] = 0;
+        if (p != REVTREE_NONE) {
+            has_child[p] = 1;
+            if (live[i] == 1)
+                live[p] = 1;
         }
-        for (uint32_t i = t->n; i-- > 0;) {
-            uint32_t p = t->nodes[i].parent;
-            if (live[i] == 0 && !has_child[i])
-                live[i] = 1; /* a leaf not purged */
-            else if (live[i] == 2 || !has_child[i])
-                live[i] = 0;
-            if (p != REVTREE_NONE) {
-                has_child[p] = 1;
-                if (live[i] == 1)
-                    live[p] = 1;
-            }
-        }
-        free(has_child);
-        compact(t, live);
     }
-    free(live);
+    compact(t, live);
 out:
+    free(live);
+    free(has_child);
     if (purged)
-        *purged = count;
-    return DV_OK;
+        *purged = rc == DV_OK ? count : 0;
+    return rc;
 }

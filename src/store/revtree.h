@@ -14,7 +14,9 @@
  *   - Replicated path (new_edits=false): any path merges, sharing the
  *     ancestors it has in common with the tree; it may create a conflict
  *     (a second leaf); it is never an error.  A path that is already present
- *     changes nothing.
+ *     changes nothing (existing nodes keep their fields), except that
+ *     ancestors it names beyond a stemmed root are grafted on, as CouchDB's
+ *     key-tree merge does; that keeps merges order-independent.
  *   - Stemming keeps the newest revs_limit revisions of every path from a
  *     leaf; ancestors beyond that are dropped (see revtree_stem).
  *   - Winner: non-deleted leaves first, then highest pos, then highest id
@@ -112,7 +114,10 @@ uint32_t revtree_implicit_parent(const revtree *t);
 /* Replicated path (new_edits=false): path[0] is the new leaf, path[i+1] the
  * parent of path[i] (pos decreasing by one).  proto gives the leaf's fields
  * (deleted, body, seq, size); ancestors added are bodiless.  *added = 1 when
- * the leaf was new.  DV_ERR_INVALID when positions are not consecutive. */
+ * the leaf was new (0 when it exists, leaf or inner: its fields are kept);
+ * *out_idx is path[0]'s index either way.  Where the tree names a different
+ * parent than the path, the tree's is kept.  DV_ERR_INVALID when positions
+ * are not consecutive, a pos is 0 or an id is invalid. */
 int revtree_merge_path(revtree *t, const store_rev *path, size_t n, const revtree_node *proto, int *added,
                        uint32_t *out_idx);
 

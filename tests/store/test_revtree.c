@@ -218,7 +218,20 @@ static void test_merge_paths(void **state)
     uint32_t n0 = t.n;
     assert_int_equal(merge(&t, "7-a 5-b", 0, &added), DV_ERR_INVALID);
     assert_int_equal(revtree_merge_path(&t, NULL, 0, NULL, &added, NULL), DV_ERR_INVALID);
+    store_rev bad[2] = {R("2-b"), R("1-a")};
+    bad[1].pos = 0;
+    bad[0].pos = 1;
+    assert_int_equal(revtree_merge_path(&t, bad, 2, NULL, &added, NULL), DV_ERR_INVALID);
+    bad[0] = R("2-b");
+    bad[0].id[0] = ' ';
+    assert_int_equal(revtree_merge_path(&t, bad, 1, NULL, &added, NULL), DV_ERR_INVALID);
     assert_int_equal(t.n, n0);
+    /* A path naming another parent for a known rev: the tree's is kept,
+     * the new leaf still joins where the path and tree agree. */
+    assert_int_equal(merge(&t, "4-n 3-c 2-zz 1-a", 0, &added), DV_OK);
+    assert_int_equal(added, 1);
+    assert_string_equal(rev_str(&t, t.nodes[find(&t, "3-c")].parent), "2-b");
+    assert_int_equal(find(&t, "2-zz"), REVTREE_NONE);
     revtree_free(&copy);
     revtree_free(&t);
 }
