@@ -20,6 +20,7 @@
  */
 #include "store/crashutil.h"
 
+#include "base/log.h"
 #include "base/status.h"
 
 #include <errno.h>
@@ -129,6 +130,7 @@ static void *child_writer(void *arg)
     w.ev.attempt = child_attempt;
     w.ev.ack = child_ack;
     w.ev.arg = &t->c->fd;
+    w.ctx = "crash_kill child";
     for (;;) {
         int rc = cu_writer_step(&w);
         if (rc != DV_OK)
@@ -326,6 +328,7 @@ int cu_run_kill(const cu_kill_opts *o)
     tu_rng rng = {o->seed};
     long in_compaction = 0, during_open = 0, leftovers = 0, total_acks = 0;
     uint64_t t0 = now_us();
+    int log_level = cu_quiet_logs(LOG_ERROR); /* torn tails are expected after kills */
     if (cu_model_init(&k.m, KILL_NDOCS, KILL_NLOCALS) != DV_OK)
         goto done;
     int rc = kill_create(path, &k.m);
@@ -412,6 +415,7 @@ done:
                 dir);
     else
         tu_rmtree(dir);
+    log_set_level((enum log_level)log_level);
     cu_model_free(&k.m);
     free(cpath);
     free(path);

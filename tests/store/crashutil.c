@@ -10,6 +10,7 @@
  */
 #include "store/crashutil.h"
 
+#include "base/log.h"
 #include "base/status.h"
 
 #include <inttypes.h>
@@ -29,6 +30,15 @@ static uint64_t cu_hash(uint64_t salt, uint32_t k, uint64_t v)
     dv_store_u32le(in, k);
     dv_store_u64le(in + 4, v);
     return XXH3_64bits_withSeed(in, sizeof in, salt);
+}
+
+int cu_quiet_logs(int quiet)
+{
+    int prev = (int)log_get_level();
+    const char *v = getenv("DIVAN_VERBOSE");
+    if (!v || !*v)
+        log_set_level((enum log_level)quiet);
+    return prev;
 }
 
 void cu_violation(const char *ctx, const char *fmt, ...)
@@ -825,7 +835,7 @@ int cu_writer_step(cu_writer *w)
     for (i = 0; i < n; i++) {
         uint32_t k = ks[i];
         if (up[i].status != DV_OK || up[i].rev.pos != st->v[k] + 1 || up[i].seq == 0) {
-            cu_violation("writer", "edit of d%u v%" PRIu64 " returned %s rev pos %" PRIu64 " seq %" PRIu64, k,
+            cu_violation(w->ctx, "edit of d%u v%" PRIu64 " returned %s rev pos %" PRIu64 " seq %" PRIu64, k,
                          st->v[k] + 1, dv_strerror(up[i].status), up[i].rev.pos, up[i].seq);
             rc = CU_VIOLATION;
             goto done;
@@ -836,7 +846,7 @@ int cu_writer_step(cu_writer *w)
     }
     if (nlocal) {
         if (lu.status != DV_OK || lu.new_rev != st->lrev[lk] + 1) {
-            cu_violation("writer", "_local/l%u update returned %s rev %" PRIu64 ", expected %" PRIu64, lk,
+            cu_violation(w->ctx, "_local/l%u update returned %s rev %" PRIu64 ", expected %" PRIu64, lk,
                          dv_strerror(lu.status), lu.new_rev, st->lrev[lk] + 1);
             rc = CU_VIOLATION;
             goto done;

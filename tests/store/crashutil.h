@@ -79,6 +79,10 @@ void cu_model_ack(cu_model *m, int kind, uint32_t k, uint64_t v, const store_rev
 int cu_verify(const char *path, store_vfs *vfs, cu_model *m, const char *ctx);
 /* The same checks on an already open database (no model reset). */
 int cu_verify_db(store_dbfile *db, cu_model *m, int reset_model, const char *ctx);
+/* Lowers the store's log level to quiet (expected I/O errors and torn
+ * tails are logged on every round) unless $DIVAN_VERBOSE is set; returns
+ * the previous level for restoring. */
+int cu_quiet_logs(int quiet);
 /* Prints "[ctx] VIOLATION: ..." to stderr. */
 void cu_violation(const char *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -112,7 +116,7 @@ typedef struct cu_writer {
     uint32_t stride, offset;
     tu_rng rng;
     cu_events ev;
-    unsigned max_att; /* largest attachment written (bytes) */
+    const char *ctx;  /* prefix of violation messages */
 } cu_writer;
 
 #define CU_VIOLATION 1

@@ -15,14 +15,14 @@
 static void test_power_cuts_and_io_failures(void **state)
 {
     (void)state;
-    cu_power_opts o = {tu_iterations(30), tu_seed("power_loss")};
+    cu_power_opts o = {tu_iterations(150), tu_seed("power_loss")};
     assert_int_equal(cu_run_power(&o), 0);
 }
 
 static void test_truncated_files(void **state)
 {
     (void)state;
-    cu_power_opts o = {tu_iterations(4), tu_seed("power_loss_truncate")};
+    cu_power_opts o = {tu_iterations(6), tu_seed("power_loss_truncate")};
     assert_int_equal(cu_run_truncate(&o), 0);
 }
 
