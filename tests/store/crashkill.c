@@ -399,13 +399,21 @@ int cu_run_kill(const cu_kill_opts *o)
         if (cu_verify(path, NULL, &k.m, ctx))
             goto done;
         leftovers += leftover;
-        if (o->compact && (leftover || tu_rand_below(&rng, 8) == 0) && kill_parent_compact(path, &k.m, ctx))
-            goto done;
+        if (o->compact && (leftover || tu_rand_below(&rng, 8) == 0)) {
+            if (kill_parent_compact(path, &k.m, ctx))
+                goto done;
+            if (stat(cpath, &sb) == 0) {
+                cu_violation(ctx, "%s still exists after a completed compaction", cpath);
+                goto done;
+            }
+        }
     }
     fprintf(stderr,
             "[crash_kill] %ld kills (durability %s, %d threads%s): %ld during open, %ld during compaction, "
             "%ld stale .compact files, %ld acknowledged writes verified, %.1f s\n",
-            o->iterations, o->durability == STORE_DURABLE_NEVER ? "never" : "always", o->threads,
+            o->iterations, o->durability == STORE_DURABLE_NEVER      ? "never"
+            : o->durability == STORE_DURABLE_PERIODIC ? "periodic"
+                                                      : "always", o->threads,
             o->compact ? " + compaction" : "", during_open, in_compaction, leftovers, total_acks,
             (double)(now_us() - t0) / 1e6);
     bad = 0;

@@ -130,7 +130,7 @@ int cu_writer_step(cu_writer *w);
 
 typedef struct cu_kill_opts {
     long iterations;
-    int durability;  /* STORE_DURABLE_ALWAYS or STORE_DURABLE_NEVER */
+    int durability;  /* STORE_DURABLE_*: a process kill loses nothing in any mode */
     int threads;     /* writer threads in the child */
     int compact;     /* run compaction concurrently in the child */
     uint64_t seed;

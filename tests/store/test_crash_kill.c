@@ -33,6 +33,13 @@ static void test_kill_durable_never(void **state)
     assert_int_equal(cu_run_kill(&o), 0);
 }
 
+static void test_kill_durable_periodic(void **state)
+{
+    (void)state;
+    cu_kill_opts o = {tu_iterations(6), STORE_DURABLE_PERIODIC, 2, 1, tu_seed("crash_kill_periodic")};
+    assert_int_equal(cu_run_kill(&o), 0);
+}
+
 /* The workload itself: bodies are self-checking and a torn one is caught. */
 static void test_body_checksum(void **state)
 {
@@ -132,6 +139,7 @@ int main(void)
         cmocka_unit_test(test_verifier_detects_violations),
         cmocka_unit_test(test_kill_durable_always),
         cmocka_unit_test(test_kill_durable_never),
+        cmocka_unit_test(test_kill_durable_periodic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
