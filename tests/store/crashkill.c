@@ -88,29 +88,28 @@ static void child_fail(int fd, const char *what, int status)
     _exit(3);
 }
 
-static void child_attempt(void *arg, int kind, uint32_t k, uint64_t v)
+static void child_report(int fd, uint8_t type, int kind, uint32_t k, uint64_t v, const store_rev *rev, uint64_t seq)
 {
     kill_rec r;
     memset(&r, 0, sizeof r);
-    r.type = REC_ATTEMPT;
-    r.kind = (uint8_t)kind;
-    r.k = k;
-    r.v = v;
-    child_send(*(int *)arg, &r);
-}
-
-static void child_ack(void *arg, int kind, uint32_t k, uint64_t v, const store_rev *rev, uint64_t seq)
-{
-    kill_rec r;
-    memset(&r, 0, sizeof r);
-    r.type = REC_ACK;
+    r.type = type;
     r.kind = (uint8_t)kind;
     r.k = k;
     r.v = v;
     r.seq = seq;
     if (rev)
         r.rev = *rev;
-    child_send(*(int *)arg, &r);
+    child_send(fd, &r);
+}
+
+static void child_attempt(void *arg, int kind, uint32_t k, uint64_t v)
+{
+    child_report(*(int *)arg, REC_ATTEMPT, kind, k, v, NULL, 0);
+}
+
+static void child_ack(void *arg, int kind, uint32_t k, uint64_t v, const store_rev *rev, uint64_t seq)
+{
+    child_report(*(int *)arg, REC_ACK, kind, k, v, rev, seq);
 }
 
 typedef struct child_thread {

@@ -745,6 +745,26 @@ done:
     return rc;
 }
 
+static void cu_model_attempt_ev(void *arg, int kind, uint32_t k, uint64_t v) { cu_model_attempt(arg, kind, k, v); }
+static void cu_model_ack_ev(void *arg, int kind, uint32_t k, uint64_t v, const store_rev *rev, uint64_t seq)
+{
+    cu_model_ack(arg, kind, k, v, rev, seq);
+}
+
+void cu_writer_init_model(cu_writer *w, store_dbfile *db, cu_state *st, uint64_t seed, cu_model *m,
+                          const char *ctx)
+{
+    memset(w, 0, sizeof *w);
+    w->db = db;
+    w->st = st;
+    w->stride = 1;
+    w->rng.s = seed;
+    w->ev.attempt = cu_model_attempt_ev;
+    w->ev.ack = cu_model_ack_ev;
+    w->ev.arg = m;
+    w->ctx = ctx;
+}
+
 #define CU_BATCH_MAX 4
 
 int cu_writer_step(cu_writer *w)

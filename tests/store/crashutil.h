@@ -119,6 +119,10 @@ typedef struct cu_writer {
     const char *ctx;  /* prefix of violation messages */
 } cu_writer;
 
+/* A single writer over all docs (stride 1) whose events update m directly. */
+void cu_writer_init_model(cu_writer *w, store_dbfile *db, cu_state *st, uint64_t seed, cu_model *m,
+                          const char *ctx);
+
 #define CU_VIOLATION 1
 /* One store_dbfile_write of 1..4 doc edits (sometimes a local doc too).
  * Returns DV_OK when acknowledged, the write's error (< 0) when it failed,

@@ -53,12 +53,6 @@ static double pl_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void pl_attempt(void *arg, int kind, uint32_t k, uint64_t v) { cu_model_attempt(arg, kind, k, v); }
-static void pl_ack(void *arg, int kind, uint32_t k, uint64_t v, const store_rev *rev, uint64_t seq)
-{
-    cu_model_ack(arg, kind, k, v, rev, seq);
-}
-
 typedef struct pl_compactor {
     store_dbfile *db;
     int rc;
@@ -121,15 +115,8 @@ static int pl_round(faultvfs *fv, cu_model *m, tu_rng *rng, pl_stats *stats, con
         cu_violation(ctx, "state load: %s", dv_strerror(rc));
         goto done;
     }
-    cu_writer w = {0};
-    w.db = db;
-    w.st = &st;
-    w.stride = 1;
-    w.rng.s = tu_rand(rng);
-    w.ev.attempt = pl_attempt;
-    w.ev.ack = pl_ack;
-    w.ev.arg = m;
-    w.ctx = ctx;
+    cu_writer w;
+    cu_writer_init_model(&w, db, &st, tu_rand(rng), m, ctx);
     /* Healthy phase: writes (and a compaction, which must work even when a
      * stale ".compact" from an earlier cut is lying around) must succeed. */
     uint64_t ops0 = faultvfs_op_count(fv);
@@ -373,15 +360,8 @@ static int tr_one(tu_rng *rng, const char *dir, const char *ctx0, long *cuts_don
         goto done;
     ends[0] = tr_size(path);
     nstates = 1;
-    cu_writer w = {0};
-    w.db = db;
-    w.st = &st;
-    w.stride = 1;
-    w.rng.s = tu_rand(rng);
-    w.ev.attempt = pl_attempt;
-    w.ev.ack = pl_ack;
-    w.ev.arg = &m;
-    w.ctx = ctx0;
+    cu_writer w;
+    cu_writer_init_model(&w, db, &st, tu_rand(rng), &m, ctx0);
     long nwrites = 5 + (long)tu_rand_below(rng, TR_MAX_COMMITS - 5);
     long compact_at = tu_rand_below(rng, 3) == 0 ? (long)tu_rand_below(rng, (uint64_t)nwrites) : -1;
     for (long i = 0; i < nwrites; i++) {

@@ -69,12 +69,6 @@ static void test_body_checksum(void **state)
     buf_free(&b);
 }
 
-static void ev_attempt(void *arg, int kind, uint32_t k, uint64_t v) { cu_model_attempt(arg, kind, k, v); }
-static void ev_ack(void *arg, int kind, uint32_t k, uint64_t v, const store_rev *rev, uint64_t seq)
-{
-    cu_model_ack(arg, kind, k, v, rev, seq);
-}
-
 /* The verifier is what every crash test rests on: it must reject a lost
  * acknowledged write, a version never written, and a lost local doc. */
 static void test_verifier_detects_violations(void **state)
@@ -90,7 +84,8 @@ static void test_verifier_detects_violations(void **state)
     assert_int_equal(cu_model_init(&m, 20, 4), DV_OK);
     assert_int_equal(cu_state_init(&st, 20, 4), DV_OK);
     assert_int_equal(store_dbfile_open(path, &o, &db), DV_OK);
-    cu_writer w = {db, &st, 1, 0, {42}, {ev_attempt, ev_ack, &m}, "selftest"};
+    cu_writer w;
+    cu_writer_init_model(&w, db, &st, 42, &m, "selftest");
     for (int i = 0; i < 30; i++)
         assert_int_equal(cu_writer_step(&w), DV_OK);
     assert_int_equal(store_dbfile_close(db), DV_OK);
