@@ -144,7 +144,7 @@ static void *child_compactor(void *arg)
     tu_rng rng = {c->seed ^ 0xc0ffee};
     kill_rec r;
     for (;;) {
-        usleep((useconds_t)(2000 + tu_rand_below(&rng, 40000)));
+        usleep((useconds_t)(10000 + tu_rand_below(&rng, 140000)));
         memset(&r, 0, sizeof r);
         r.type = REC_CSTART;
         child_send(c->fd, &r);

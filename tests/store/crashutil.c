@@ -852,8 +852,17 @@ int cu_writer_step(cu_writer *w)
             rc = DV_ERR_INVALID;
         goto done;
     }
+    /* An item that hit an I/O error (e.g. writing its attachment) is simply
+     * not acknowledged; the others of the batch are, and must survive.
+     * Any other refusal contradicts the model: every edit names the
+     * current winner as its parent. */
+    int io_failed = 0;
     for (i = 0; i < n; i++) {
         uint32_t k = ks[i];
+        if (up[i].status == DV_ERR_IO) {
+            io_failed = 1;
+            continue;
+        }
         if (up[i].status != DV_OK || up[i].rev.pos != st->v[k] + 1 || up[i].seq == 0) {
             cu_violation(w->ctx, "edit of d%u v%" PRIu64 " returned %s rev pos %" PRIu64 " seq %" PRIu64, k,
                          st->v[k] + 1, dv_strerror(up[i].status), up[i].rev.pos, up[i].seq);
@@ -864,7 +873,9 @@ int cu_writer_step(cu_writer *w)
         st->rev[k] = up[i].rev;
         w->ev.ack(w->ev.arg, CU_DOC, k, st->v[k], &up[i].rev, up[i].seq);
     }
-    if (nlocal) {
+    if (nlocal && lu.status == DV_ERR_IO) {
+        io_failed = 1;
+    } else if (nlocal) {
         if (lu.status != DV_OK || lu.new_rev != st->lrev[lk] + 1) {
             cu_violation(w->ctx, "_local/l%u update returned %s rev %" PRIu64 ", expected %" PRIu64, lk,
                          dv_strerror(lu.status), lu.new_rev, st->lrev[lk] + 1);
@@ -873,6 +884,10 @@ int cu_writer_step(cu_writer *w)
         }
         st->lrev[lk]++;
         w->ev.ack(w->ev.arg, CU_LOCAL, lk, st->lrev[lk], NULL, 0);
+    }
+    if (io_failed) {
+        rc = DV_ERR_IO;
+        goto done;
     }
     rc = DV_OK;
 done:

@@ -125,9 +125,11 @@ void cu_writer_init_model(cu_writer *w, store_dbfile *db, cu_state *st, uint64_t
 
 #define CU_VIOLATION 1
 /* One store_dbfile_write of 1..4 doc edits (sometimes a local doc too).
- * Returns DV_OK when acknowledged, the write's error (< 0) when it failed,
- * or CU_VIOLATION (printed) when the database refused an edit the model
- * says is valid or reported an impossible rev / seq. */
+ * Returns DV_OK when acknowledged, the write's error (< 0) when it failed
+ * (also DV_ERR_IO when an item reported an I/O error: the items that
+ * reported DV_OK are still acknowledged), or CU_VIOLATION (printed) when
+ * the database refused an edit the model says is valid or reported an
+ * impossible rev / seq. */
 int cu_writer_step(cu_writer *w);
 
 /* ---- runners (the tests and the tools are thin wrappers) ------------- */

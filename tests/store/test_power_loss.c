@@ -15,7 +15,7 @@
 static void test_power_cuts_and_io_failures(void **state)
 {
     (void)state;
-    cu_power_opts o = {tu_iterations(150), tu_seed("power_loss")};
+    cu_power_opts o = {tu_iterations(200), tu_seed("power_loss")};
     assert_int_equal(cu_run_power(&o), 0);
 }
 
