@@ -3,15 +3,18 @@
  * the same work, in the same run, printed as a markdown table of figures
  * and ratios.  A benchmark, never a test: it asserts nothing about speed.
  *
- * Each engine runs in its own forked child, so that its peak RSS (ru_maxrss
- * from wait4) is its own and one engine's heap or page cache mapping cannot
- * inflate another's.  The child sends its figures back over a pipe.
+ * Every group of phases runs in its own forked child, so that an engine's
+ * peak RSS (ru_maxrss from wait4, the maximum over its children) is its own
+ * and one engine's heap or mapped pages cannot inflate another's.  A child
+ * sends its figures back over a pipe.
  *
- * Per engine, two databases in a fresh directory under the work directory:
+ * Groups, each in a fresh directory under the work directory:
  *   commits  timed phases of durable single-document commits with 1, 8 and
  *            64 writer threads (group commit where the engine has it); the
  *            1-writer phase also records per-commit latency.  Then the file
- *            bytes per committed document.
+ *            bytes per committed document.  Sync latency on a shared machine
+ *            drifts, so engines take turns for BENCH_ROUNDS rounds and each
+ *            row reports the median round.
  *   bulk     BENCH_DOCS documents inserted in batches of 1,000 (only the
  *            engine calls are timed, not building the documents); file bytes
  *            per document after close; random point reads and range scans
@@ -19,8 +22,9 @@
  *            quarter of the documents rewritten (untimed) and the database
  *            compacted, timed.
  *
- * Environment: BENCH_DOCS (default 100000), BENCH_SECONDS (default 3),
- * BENCH_SEED (default 42), BENCH_ENGINES (default "divan,lmdb,sqlite").
+ * Environment: BENCH_DOCS (default 100000), BENCH_SECONDS (default 2),
+ * BENCH_ROUNDS (default 3), BENCH_SEED (default 42), BENCH_ENGINES (default
+ * "divan,lmdb,sqlite").
  * Usage: bench_store [workdir]  (default "."; must be on a real disk, not
  * tmpfs, for the sync figures to mean anything).
  */
@@ -46,6 +50,7 @@
 #define SCAN_ROWS 1000
 #define POOL_DOCS 256
 #define LAT_CAP (1u << 18)
+#define MAX_ROUNDS 15
 
 enum {
     ROW_C1,
@@ -77,12 +82,13 @@ static const char *const row_label[ROW_COUNT] = {
     [ROW_SCAN] = "range scan rows/s (1,000-row ranges)",
     [ROW_COMPACT] = "compaction (MiB of compacted file per s)",
     [ROW_BYTES_COMPACT] = "file bytes per doc after update of 1/4 + compaction (lower is better)",
-    [ROW_RSS] = "peak RSS, whole engine run (MiB, lower is better)",
+    [ROW_RSS] = "peak RSS (MiB, lower is better)",
 };
 
 typedef struct bench_cfg {
     uint64_t docs;
     double seconds;
+    int rounds;
     uint64_t seed;
 } bench_cfg;
 
@@ -354,33 +360,18 @@ done:
     return rc;
 }
 
-/* Runs every phase in the calling (child) process. */
-static void run_engine(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
-{
-    char sub[4200];
-    int rc;
-    if (mkdir(dir, 0755) != 0) {
-        fprintf(stderr, "  %s: cannot create %s\n", ops->name, dir);
-        return;
-    }
-    if (snprintf(sub, sizeof sub, "%s/commits", dir) >= (int)sizeof sub)
-        return;
-    if ((rc = phase_commits(ops, sub, cfg, r)) != DV_OK)
-        fprintf(stderr, "  %s: commit phases failed: %s\n", ops->name, dv_strerror(rc));
-    bench_rmtree(sub);
-    if (snprintf(sub, sizeof sub, "%s/bulk", dir) >= (int)sizeof sub)
-        return;
-    if ((rc = phase_bulk(ops, sub, cfg, r)) != DV_OK)
-        fprintf(stderr, "  %s: bulk phases failed: %s\n", ops->name, dv_strerror(rc));
-    bench_rmtree(sub);
-}
+/* One group of phases, run in a child in a fresh directory dir. */
+typedef int (*phase_fn)(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r);
 
-/* Forks a child for one engine; fills r (RSS from wait4 included). */
-static void run_child(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
+/* Runs fn for ops in a forked child; r receives its figures (NAN where it
+ * measured nothing), *rss_mib its peak RSS.  Removes dir afterwards. */
+static void run_child(phase_fn fn, const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg,
+                      bench_results *r, double *rss_mib)
 {
     int fds[2];
     for (int i = 0; i < ROW_COUNT; i++)
         r->v[i] = NAN;
+    *rss_mib = NAN;
     if (pipe(fds) != 0) {
         perror("pipe");
         return;
@@ -398,7 +389,10 @@ static void run_child(const bench_engine_ops *ops, const char *dir, const bench_
         close(fds[0]);
         for (int i = 0; i < ROW_COUNT; i++)
             cr.v[i] = NAN;
-        run_engine(ops, dir, cfg, &cr);
+        int rc = fn(ops, dir, cfg, &cr);
+        if (rc != DV_OK)
+            fprintf(stderr, "  %s: failed: %s (the figures it did not reach are n/a)\n", ops->name,
+                    dv_strerror(rc));
         ssize_t w = write(fds[1], &cr, sizeof cr);
         _exit(w == (ssize_t)sizeof cr ? 0 : 1);
     }
@@ -414,15 +408,52 @@ static void run_child(const bench_engine_ops *ops, const char *dir, const bench_
         got += (size_t)n;
     }
     close(fds[0]);
-    int status;
+    int status = 0;
     struct rusage ru;
     while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR)
         ;
     if (got == sizeof cr) {
         *r = cr;
-        r->v[ROW_RSS] = (double)ru.ru_maxrss / 1024.0;
+        *rss_mib = (double)ru.ru_maxrss / 1024.0;
     } else {
-        fprintf(stderr, "  %s: child failed (status %d)\n", ops->name, status);
+        fprintf(stderr, "  %s: child died (status 0x%x)\n", ops->name, (unsigned)status);
+    }
+    bench_rmtree(dir);
+}
+
+/* Every figure one engine produced, over all its children. */
+typedef struct engine_samples {
+    double v[ROW_COUNT][MAX_ROUNDS];
+    int n[ROW_COUNT];
+} engine_samples;
+
+static void samples_add(engine_samples *s, const bench_results *r, double rss_mib)
+{
+    for (int i = 0; i < ROW_COUNT; i++) {
+        double v = i == ROW_RSS ? rss_mib : r->v[i];
+        if (!isnan(v) && s->n[i] < MAX_ROUNDS)
+            s->v[i][s->n[i]++] = v;
+    }
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* Median of each row (peak RSS: the maximum), NAN for rows never measured. */
+static void samples_reduce(engine_samples *s, bench_results *out)
+{
+    for (int i = 0; i < ROW_COUNT; i++) {
+        int n = s->n[i];
+        qsort(s->v[i], (size_t)n, sizeof(double), cmp_double);
+        if (n == 0)
+            out->v[i] = NAN;
+        else if (i == ROW_RSS)
+            out->v[i] = s->v[i][n - 1];
+        else
+            out->v[i] = n % 2 ? s->v[i][n / 2] : (s->v[i][n / 2 - 1] + s->v[i][n / 2]) / 2;
     }
 }
 
@@ -461,8 +492,9 @@ static void print_table(const bench_results *res, const int *ran, const bench_cf
         printf("| %s | %s | %s | %s | %s | %s |\n", row_label[i], v[0], v[1], v[2], r1, r2);
     }
     printf("\nDocuments: %d-byte JSON bodies (order records from a 64-word vocabulary; lz4 takes one to ~710 bytes), "
-           "ids %d random hex digits; %llu docs in the bulk database; timed phases %.1f s each; seed %llu.\n",
-           BENCH_DOC_LEN, BENCH_ID_LEN, (unsigned long long)cfg->docs, cfg->seconds,
+           "ids %d random hex digits; %llu docs in the bulk database; timed phases %.1f s each; "
+           "commit rows (the first six) are the median of %d rounds in which the engines take turns; seed %llu.\n",
+           BENCH_DOC_LEN, BENCH_ID_LEN, (unsigned long long)cfg->docs, cfg->seconds, cfg->rounds,
            (unsigned long long)cfg->seed);
     printf("Durability: every commit synced before it returns. divan STORE_DURABLE_ALWAYS, lz4 bodies, "
            "8 MiB node cache; LMDB %d.%d.%d default flags (sync on commit); SQLite %s journal_mode=WAL, "
@@ -485,41 +517,59 @@ int main(int argc, char **argv)
 {
     const bench_engine_ops *engines[3] = {&bench_engine_divan, &bench_engine_lmdb, &bench_engine_sqlite};
     static const char *const keys[3] = {"divan", "lmdb", "sqlite"};
-    bench_results res[3];
+    static engine_samples samples[3];
+    bench_results res[3], r;
     int ran[3] = {0, 0, 0};
     bench_cfg cfg;
     const char *workdir = argc > 1 ? argv[1] : ".";
     const char *which = getenv("BENCH_ENGINES");
     const char *secs = getenv("BENCH_SECONDS");
-    char root[4096];
+    char root[4096], dir[4200];
+    double rss;
 
     cfg.docs = env_u64("BENCH_DOCS", 100000);
-    cfg.seconds = secs && *secs ? strtod(secs, NULL) : 3.0;
+    cfg.seconds = secs && *secs ? strtod(secs, NULL) : 2.0;
+    cfg.rounds = (int)env_u64("BENCH_ROUNDS", 3);
     cfg.seed = env_u64("BENCH_SEED", 42);
-    if (cfg.docs < BATCH || !(cfg.seconds > 0)) {
-        fprintf(stderr, "bench_store: BENCH_DOCS must be >= %d and BENCH_SECONDS > 0\n", BATCH);
+    if (cfg.docs < BATCH || !(cfg.seconds > 0) || cfg.rounds < 1 || cfg.rounds > MAX_ROUNDS) {
+        fprintf(stderr, "bench_store: need BENCH_DOCS >= %d, BENCH_SECONDS > 0, 1 <= BENCH_ROUNDS <= %d\n", BATCH,
+                MAX_ROUNDS);
         return 2;
     }
-    snprintf(root, sizeof root, "%s/bench-store-XXXXXX", workdir);
-    if (!mkdtemp(root)) {
+    for (int e = 0; e < 3; e++) {
+        ran[e] = !(which && *which && !strstr(which, keys[e]));
+        if (e == 0 && ran[e] && !bench_engine_divan_available()) {
+            fprintf(stderr, "bench_store: this build has no store_dbfile; divan column skipped\n");
+            ran[e] = 0;
+        }
+    }
+    if (snprintf(root, sizeof root, "%s/bench-store-XXXXXX", workdir) >= 4000 || !mkdtemp(root)) {
         fprintf(stderr, "bench_store: cannot create a directory under %s: %s\n", workdir, strerror(errno));
         return 1;
     }
-    for (int e = 0; e < 3; e++) {
-        if (which && *which && !strstr(which, keys[e]))
-            continue;
-        if (e == 0 && !bench_engine_divan_available()) {
-            fprintf(stderr, "bench_store: this build has no store_dbfile; divan column skipped\n");
-            continue;
+    /* Commit phases hang on the disk's sync latency, which drifts with
+     * whatever else the machine does: engines take turns, round after
+     * round, and each row reports the median round. */
+    for (int round = 0; round < cfg.rounds; round++) {
+        for (int e = 0; e < 3; e++) {
+            if (!ran[e])
+                continue;
+            fprintf(stderr, "bench_store: round %d/%d, %s commits\n", round + 1, cfg.rounds, engines[e]->name);
+            snprintf(dir, sizeof dir, "%s/%s-commits-%d", root, keys[e], round);
+            run_child(phase_commits, engines[e], dir, &cfg, &r, &rss);
+            samples_add(&samples[e], &r, rss);
         }
-        char dir[4200];
-        if (snprintf(dir, sizeof dir, "%s/%s", root, keys[e]) >= (int)sizeof dir)
-            return 1;
-        fprintf(stderr, "bench_store: %s\n", engines[e]->name);
-        run_child(engines[e], dir, &cfg, &res[e]);
-        bench_rmtree(dir);
-        ran[e] = 1;
     }
+    for (int e = 0; e < 3; e++) {
+        if (!ran[e])
+            continue;
+        fprintf(stderr, "bench_store: %s bulk\n", engines[e]->name);
+        snprintf(dir, sizeof dir, "%s/%s-bulk", root, keys[e]);
+        run_child(phase_bulk, engines[e], dir, &cfg, &r, &rss);
+        samples_add(&samples[e], &r, rss);
+    }
+    for (int e = 0; e < 3; e++)
+        samples_reduce(&samples[e], &res[e]);
     bench_rmtree(root);
     print_table(res, ran, &cfg);
     return 0;

@@ -29,7 +29,7 @@ bench_store() {
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),"\
        "data on $(stat -f -c %T "$build") ($(df -P "$build" | awk 'NR==2 {print $1}')), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)."
-  echo "Command: \`BENCH_DOCS=${BENCH_DOCS:-100000} BENCH_SECONDS=${BENCH_SECONDS:-3} make bench\`"
+  echo "Command: \`BENCH_DOCS=${BENCH_DOCS:-100000} BENCH_SECONDS=${BENCH_SECONDS:-2} BENCH_ROUNDS=${BENCH_ROUNDS:-3} make bench\`"
   echo
   "$bin" "$build"
 }
