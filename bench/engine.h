@@ -57,13 +57,14 @@ typedef struct bench_engine_ops {
     /* Rewrites the database keeping only live data, durably; *bytes
      * receives the size of the database on disk afterwards. */
     int (*compact)(void *h, uint64_t *bytes);
+    /* Durable commits made since open, for the group-commit factor; NULL
+     * when every put_one is its own commit. */
+    uint64_t (*commits)(void *h);
 } bench_engine_ops;
 
 extern const bench_engine_ops bench_engine_divan;
 extern const bench_engine_ops bench_engine_lmdb;
 extern const bench_engine_ops bench_engine_sqlite;
-/* 0 while this build has no store_dbfile implementation to measure. */
-int bench_engine_divan_available(void);
 
 /* ---- workload (workload.c) ------------------------------------------ */
 

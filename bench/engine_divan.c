@@ -24,35 +24,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Interim, until store_dbfile is on main: weak references let this
- * benchmark link without it, and bench_engine_divan_available() reports
- * whether it is there.  Weak references do not pull members out of a
- * static library, so this block goes when dbfile lands. */
-#pragma weak store_dbfile_open
-#pragma weak store_dbfile_close
-#pragma weak store_dbfile_snapshot
-#pragma weak store_snap_release
-#pragma weak store_snap_get_doc
-#pragma weak store_docinfo_init
-#pragma weak store_docinfo_free
-#pragma weak store_snap_read_body
-#pragma weak store_docbody_init
-#pragma weak store_docbody_free
-#pragma weak store_snap_iter_ids
-#pragma weak store_id_cursor_next
-#pragma weak store_id_cursor_close
-#pragma weak store_dbfile_write
-#pragma weak store_dbfile_compact
-#pragma weak revtree_winner
-
-int bench_engine_divan_available(void)
-{
-    return store_dbfile_open && store_dbfile_close && store_dbfile_snapshot && store_snap_release &&
-           store_snap_get_doc && store_docinfo_init && store_docinfo_free && store_snap_read_body &&
-           store_docbody_init && store_docbody_free && store_snap_iter_ids && store_id_cursor_next &&
-           store_id_cursor_close && store_dbfile_write && store_dbfile_compact && revtree_winner;
-}
-
 typedef struct divan_handle {
     store_dbfile *db;
     store_docinfo di;   /* reused by get and scan */
@@ -228,6 +199,12 @@ static int divan_compact(void *hp, uint64_t *bytes)
     return DV_OK;
 }
 
+static uint64_t divan_commits(void *hp)
+{
+    divan_handle *h = hp;
+    return store_dbfile_commit_count(h->db);
+}
+
 const bench_engine_ops bench_engine_divan = {
     .name = "divan",
     .open = divan_open,
@@ -239,4 +216,5 @@ const bench_engine_ops bench_engine_divan = {
     .get = divan_get,
     .scan = divan_scan,
     .compact = divan_compact,
+    .commits = divan_commits,
 };
