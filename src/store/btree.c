@@ -115,15 +115,27 @@ typedef struct bt_mod {
     size_t nthin, capthin;
 } bt_mod;
 
+static int vec_reserve(bt_vec *v, size_t extra)
+{
+    if (v->cap - v->n >= extra)
+        return DV_OK;
+    size_t cap = v->cap ? v->cap : 16;
+    while (cap - v->n < extra)
+        cap *= 2;
+    bt_item *p = realloc(v->v, cap * sizeof *p);
+    if (!p)
+        return DV_ERR_NOMEM;
+    v->v = p;
+    v->cap = cap;
+    return DV_OK;
+}
+
 static int vec_push(bt_vec *v, const bt_item *it)
 {
     if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 16;
-        bt_item *p = realloc(v->v, cap * sizeof *p);
-        if (!p)
-            return DV_ERR_NOMEM;
-        v->v = p;
-        v->cap = cap;
+        int rc = vec_reserve(v, 1);
+        if (rc)
+            return rc;
     }
     v->v[v->n++] = *it;
     return DV_OK;
@@ -190,14 +202,27 @@ static int scratch_reserve(bt_mod *m, size_t n)
     return DV_OK;
 }
 
-static size_t varint_len(uint64_t v)
+static inline size_t varint_len(uint64_t v)
 {
-    size_t n = 1;
+    return v < 0x80 ? 1 : (size_t)(64 - __builtin_clzll(v) + 6) / 7;
+}
+
+static inline uint8_t *put_varint(uint8_t *w, uint64_t v)
+{
     while (v >= 0x80) {
+        *w++ = (uint8_t)(v | 0x80);
         v >>= 7;
-        n++;
     }
-    return n;
+    *w++ = (uint8_t)v;
+    return w;
+}
+
+static inline uint8_t *put_bytes(uint8_t *w, store_slice s)
+{
+    w = put_varint(w, s.n);
+    if (s.n)
+        memcpy(w, s.p, s.n);
+    return w + s.n;
 }
 
 static size_t item_bytes(unsigned level, const bt_item *it)
@@ -229,16 +254,17 @@ static bt_item node_item(const bt_node *nd, uint32_t i)
 /* Appends entries [from, to) of nd as items. */
 static int node_items(const bt_node *nd, uint32_t from, uint32_t to, bt_vec *out)
 {
-    for (uint32_t i = from; i < to; i++) {
-        bt_item it = node_item(nd, i);
-        int rc = vec_push(out, &it);
-        if (rc)
-            return rc;
-    }
+    int rc = vec_reserve(out, to - from);
+    if (rc)
+        return rc;
+    for (uint32_t i = from; i < to; i++)
+        out->v[out->n++] = node_item(nd, i);
     return DV_OK;
 }
 
-/* Writes items[0..n) as one node at `level`; *out becomes its parent entry. */
+/* Writes items[0..n) as one node at `level`; *out becomes its parent entry.
+ * With a cache, the new node goes into it decoded: the next modification
+ * or read of this tree starts from the path just written. */
 static int write_node(bt_mod *m, unsigned level, const bt_item *items, size_t n, bt_item *out)
 {
     const store_btree *t = m->t;
@@ -246,31 +272,44 @@ static int write_node(bt_mod *m, unsigned level, const bt_item *items, size_t n,
     uint64_t count = 0;
     int rc;
     assert(n > 0 && n <= UINT32_MAX);
+    size_t size = 1 + varint_len(n) + items_bytes(level, items, n);
     buf_reset(e);
-    rc = buf_append_byte(e, (uint8_t)level);
-    if (!rc)
-        rc = buf_put_varint(e, n);
-    for (size_t i = 0; i < n && !rc; i++) {
-        const bt_item *it = &items[i];
-        rc = buf_put_bytes(e, it->key.p, it->key.n);
-        if (!rc && level) {
-            rc = buf_put_varint(e, it->child.off);
-            if (!rc)
-                rc = buf_put_varint(e, it->child.size);
-            if (!rc)
-                rc = buf_put_varint(e, it->count);
-        }
-        if (!rc)
-            rc = buf_put_bytes(e, it->val.p, it->val.n);
-        count += level ? it->count : 1;
-    }
+    rc = buf_reserve(e, size);
     if (rc)
         return rc;
+    uint8_t *w = e->data;
+    *w++ = (uint8_t)level;
+    w = put_varint(w, n);
+    for (size_t i = 0; i < n; i++) {
+        const bt_item *it = &items[i];
+        w = put_bytes(w, it->key);
+        if (level) {
+            w = put_varint(w, it->child.off);
+            w = put_varint(w, it->child.size);
+            w = put_varint(w, it->count);
+        }
+        w = put_bytes(w, it->val);
+        count += level ? it->count : 1;
+    }
+    e->len = (size_t)(w - e->data);
+    assert(e->len == size);
     store_ptr p;
     rc = store_file_append(t->file, e->data, e->len, &p);
     if (rc)
         return rc;
     *out = (bt_item){items[n - 1].key, {NULL, 0}, count, p};
+    if (t->cache) {
+        bt_node *nd;
+        const char *why;
+        rc = bt_node_decode(e->data, e->len, p.off, t->ops, &nd, &why);
+        if (rc == DV_ERR_CORRUPT)
+            log_error("btree: node just written to %s at %llu does not decode: %s", store_file_path(t->file),
+                      (unsigned long long)p.off, why);
+        if (rc)
+            return rc;
+        nd->file = t->file;
+        bt_node_release(bt_cache_insert(t->cache, nd));
+    }
     if (!has_reduce(t))
         return DV_OK;
     rc = scratch_reserve(m, n);

@@ -1,17 +1,22 @@
 /*
  * btree_cache.c — the decoded-node cache shared by trees and files.
  *
- * A chained hash table keyed by (store_file *, offset) plus an LRU list,
+ * An open-addressing hash table keyed by (store_file *, offset), the keys
+ * stored inline so a probe reads one table cache line rather than node
+ * headers scattered over the heap, plus a recency list,
  * both under one mutex; eviction keeps the bytes charged (each node's whole
- * allocation) under max_bytes.  Nodes are immutable, so the cache never
+ * allocation) under max_bytes.  Recency is CLOCK-style (second chance): a
+ * hit only sets the node's referenced bit, and eviction moves a referenced
+ * tail node back to the head instead of dropping it, so the hit path never
+ * touches neighbouring nodes' memory.  Nodes are immutable, so the cache never
  * invalidates: it only forgets a file's nodes when the file is closed (a new
  * file could be allocated at the same address).
  *
  * Reference counting: a resident node holds one reference owned by the
  * cache; lookups add one for the caller.  Eviction drops the cache's
  * reference, so a node still held by a cursor stays valid and is freed by
- * its last holder.  The hit path is: hash, one short critical section (chain
- * walk, LRU move, atomic increment), unlock.
+ * its last holder.  The hit path is: hash, one short critical section (a
+ * probe, the referenced bit, an atomic increment), unlock.
  */
 #include "store/btree_node.h"
 
@@ -21,19 +26,34 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+typedef struct slot_t {
+    const store_file *file; /* NULL: empty */
+    uint64_t off;
+    bt_node *nd;
+} slot_t;
+
 struct store_btree_cache {
     pthread_mutex_t mu;
     size_t max_bytes, bytes;
-    bt_node **tab;
-    size_t mask; /* table size - 1 (a power of two) */
+    slot_t *tab;
+    size_t mask; /* table size - 1 (a power of two); load kept <= 1/2 */
     size_t count;
-    bt_node *head, *tail; /* LRU: head = most recently used */
+    bt_node *head, *tail; /* recency: head = most recent */
 };
 
-static size_t slot(const store_btree_cache *c, const store_file *f, uint64_t off)
+static size_t hash(const store_btree_cache *c, const store_file *f, uint64_t off)
 {
     uint64_t h = (off ^ ((uint64_t)(uintptr_t)f * 0x9e3779b97f4a7c15ULL)) * 0xbf58476d1ce4e5b9ULL;
-    return (size_t)(h >> 32) & c->mask;
+    return (size_t)(h >> 29) & c->mask;
+}
+
+/* Index of (f, off) or of the empty slot where it would go. */
+static size_t probe(const store_btree_cache *c, const store_file *f, uint64_t off)
+{
+    size_t i = hash(c, f, off);
+    while (c->tab[i].file && (c->tab[i].off != off || c->tab[i].file != f))
+        i = (i + 1) & c->mask;
+    return i;
 }
 
 int store_btree_cache_new(size_t max_bytes, store_btree_cache **out)
@@ -77,15 +97,25 @@ static void lru_push_front(store_btree_cache *c, bt_node *nd)
         c->tail = nd;
 }
 
-/* Unlinks nd from table and list; returns the cache's reference to drop
- * (outside or inside the lock: bt_node_release never takes it). */
+/* Unlinks nd from table and list; the caller then drops the cache's
+ * reference.  Deletion shifts later members of the probe run back so that
+ * lookups need no tombstones. */
 static void remove_node(store_btree_cache *c, bt_node *nd)
 {
-    bt_node **pp = &c->tab[slot(c, nd->file, nd->off)];
-    while (*pp != nd)
-        pp = &(*pp)->hnext;
-    *pp = nd->hnext;
-    nd->hnext = NULL;
+    size_t i = probe(c, nd->file, nd->off), j = i;
+    assert(c->tab[i].nd == nd);
+    for (;;) {
+        j = (j + 1) & c->mask;
+        if (!c->tab[j].file)
+            break;
+        size_t home = hash(c, c->tab[j].file, c->tab[j].off);
+        /* The entry at j stays if its home lies cyclically in (i, j]. */
+        if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+            continue;
+        c->tab[i] = c->tab[j];
+        i = j;
+    }
+    c->tab[i] = (slot_t){NULL, 0, NULL};
     lru_unlink(c, nd);
     nd->in_cache = 0;
     c->bytes -= nd->mem;
@@ -124,42 +154,33 @@ void store_btree_cache_forget(store_btree_cache *c, const store_file *f)
 bt_node *bt_cache_lookup(store_btree_cache *c, const store_file *f, uint64_t off)
 {
     pthread_mutex_lock(&c->mu);
-    bt_node *nd = c->tab[slot(c, f, off)];
-    while (nd && (nd->off != off || nd->file != f))
-        nd = nd->hnext;
+    size_t i = probe(c, f, off);
+    bt_node *nd = c->tab[i].file ? c->tab[i].nd : NULL;
     if (nd) {
         atomic_fetch_add_explicit(&nd->refs, 1, memory_order_relaxed);
-        if (c->head != nd) {
-            lru_unlink(c, nd);
-            lru_push_front(c, nd);
-        }
+        nd->referenced = 1;
     }
     pthread_mutex_unlock(&c->mu);
     return nd;
 }
 
-/* Doubles the table when chains would grow past one node on average.  A
- * failed allocation just keeps the old table (longer chains, still correct). */
+/* Doubles the table when it passes half full.  A failed allocation keeps
+ * the old table: probes get longer, and insertion declines (the node is
+ * handed out uncached) rather than fill it past three quarters. */
 static void maybe_grow(store_btree_cache *c)
 {
-    if (c->count <= c->mask + 1)
+    if (c->count * 2 <= c->mask + 1)
         return;
-    size_t nsize = (c->mask + 1) * 2;
-    bt_node **ntab = calloc(nsize, sizeof *ntab);
+    size_t osize = c->mask + 1, nsize = osize * 2;
+    slot_t *ntab = calloc(nsize, sizeof *ntab);
     if (!ntab)
         return;
-    bt_node **old = c->tab;
-    size_t osize = c->mask + 1;
+    slot_t *old = c->tab;
     c->tab = ntab;
     c->mask = nsize - 1;
-    for (size_t i = 0; i < osize; i++) {
-        for (bt_node *nd = old[i], *next; nd; nd = next) {
-            next = nd->hnext;
-            size_t s = slot(c, nd->file, nd->off);
-            nd->hnext = ntab[s];
-            ntab[s] = nd;
-        }
-    }
+    for (size_t i = 0; i < osize; i++)
+        if (old[i].file)
+            c->tab[probe(c, old[i].file, old[i].off)] = old[i];
     free(old);
 }
 
@@ -169,26 +190,34 @@ bt_node *bt_cache_insert(store_btree_cache *c, bt_node *nd)
     if (nd->mem > c->max_bytes)
         return nd; /* would evict everything: hand it out uncached */
     pthread_mutex_lock(&c->mu);
-    size_t s = slot(c, nd->file, nd->off);
-    bt_node *cur = c->tab[s];
-    while (cur && (cur->off != nd->off || cur->file != nd->file))
-        cur = cur->hnext;
-    if (cur) {
+    size_t i = probe(c, nd->file, nd->off);
+    if (c->tab[i].file) {
         /* Another reader decoded the same node first: share its copy. */
+        bt_node *cur = c->tab[i].nd;
         atomic_fetch_add_explicit(&cur->refs, 1, memory_order_relaxed);
         pthread_mutex_unlock(&c->mu);
         bt_node_release(nd);
         return cur;
     }
+    if ((c->count + 1) * 4 > (c->mask + 1) * 3) {
+        pthread_mutex_unlock(&c->mu); /* table could not grow: stay uncached */
+        return nd;
+    }
     atomic_fetch_add_explicit(&nd->refs, 1, memory_order_relaxed); /* the cache's */
     nd->in_cache = 1;
-    nd->hnext = c->tab[s];
-    c->tab[s] = nd;
+    c->tab[i] = (slot_t){nd->file, nd->off, nd};
     lru_push_front(c, nd);
     c->bytes += nd->mem;
     c->count++;
+    /* Each pass either evicts or clears a referenced bit, so this ends. */
     while (c->bytes > c->max_bytes && c->tail && c->tail != nd) {
         bt_node *victim = c->tail;
+        if (victim->referenced) {
+            victim->referenced = 0;
+            lru_unlink(c, victim);
+            lru_push_front(c, victim);
+            continue;
+        }
         remove_node(c, victim);
         bt_node_release(victim);
     }

@@ -67,12 +67,13 @@ int bt_node_decode(const uint8_t *rec, size_t len, uint64_t off, const store_btr
     atomic_init(&nd->refs, 1);
     nd->level = level;
     nd->in_cache = 0;
+    nd->referenced = 0;
     nd->n = (uint32_t)n;
     nd->raw_len = (uint32_t)len;
     nd->off = off;
     nd->file = NULL;
     nd->mem = mem;
-    nd->hnext = nd->prev = nd->next = NULL;
+    nd->prev = nd->next = NULL;
     nd->child = level ? (bt_child *)((uint8_t *)nd + ents) : NULL;
     uint8_t *raw = (uint8_t *)nd + ents + kids;
     memcpy(raw, rec, len);

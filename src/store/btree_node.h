@@ -55,14 +55,15 @@ typedef struct bt_child {
 typedef struct bt_node {
     atomic_uint refs;
     uint8_t level;
-    uint8_t in_cache; /* guarded by the cache mutex */
+    uint8_t in_cache;   /* guarded by the cache mutex */
+    uint8_t referenced; /* CLOCK bit, guarded by the cache mutex */
     uint32_t n;
     uint32_t raw_len;
     uint64_t count; /* leaf entries in this subtree */
     uint64_t off;   /* record offset: the cache key with file */
     const store_file *file;
     size_t mem; /* bytes charged to the cache */
-    struct bt_node *hnext, *prev, *next; /* hash chain, LRU list */
+    struct bt_node *prev, *next; /* cache recency list */
     bt_child *child;                     /* NULL for leaves */
     const uint8_t *raw;
     bt_ent ent[];
