@@ -13,9 +13,14 @@
  *   (disk = bytes the stream occupies in the file, for sizes.active).
  *
  * Attachment stream: chunk records of at most 64 KiB of data, each
- *   u8 codec | bytes (compressed only when that saves >= 1/8), then one
- *   index record: u8 version | varint length | varint nchunks |
- *   nchunks × (varint off | varint size | varint raw_len).
+ *   u8 codec | bytes (compressed only when that saves >= 1/8), then an
+ *   index.  Up to 1024 chunks (64 MiB) the index is one flat record:
+ *   u8 1 | varint length | varint nchunks | nchunks × (varint off |
+ *   varint size | varint raw_len).  Bigger streams write each run of 1024
+ *   entries as a part record (u8 3 | varint n | entries) and index those:
+ *   u8 2 | varint length | varint nparts | nparts × (varint off | varint
+ *   size | varint raw_len | varint nchunks), so a ranged read touches the
+ *   top record and one part, whatever the attachment's size.
  * A stub shares its parent's stream (same index pointer): never copied.
  *
  * Invariant: nothing decoded here is trusted.  Lengths are checked against
@@ -34,7 +39,9 @@
 #include <zstd.h>
 
 #define BODY_VERSION 1
-#define STREAM_VERSION 1
+#define STREAM_VERSION 1      /* flat index: the chunk list itself */
+#define STREAM_VERSION_2 2    /* two-level: a list of part records */
+#define STREAM_PART_VERSION 3 /* a part record: up to dbf_att_part_chunks chunks */
 #define MAX_RAW (1ull << 31) /* bodies and chunks decoded above this are refused */
 
 void store_docbody_init(store_docbody *b)
@@ -362,16 +369,105 @@ int store_snap_read_body(const store_snap *s, store_ptr body, store_docbody *out
 
 /* ---- attachment streams --------------------------------------------- */
 
+size_t dbf_att_part_chunks = 1024;
+
+typedef struct stream_chunk {
+    store_ptr p;
+    uint64_t raw;
+} stream_chunk;
+
+/* Builds a stream index as chunks are appended: entries go to the current
+ * part; a full part is written as its own record and named in the top
+ * list.  A stream that never filled a part gets a flat (v1) index. */
+typedef struct idx_builder {
+    buf_t part;  /* entries of the current part */
+    size_t npart;
+    uint64_t part_raw;
+    buf_t top;   /* v2 entries: off | size | raw | nchunks */
+    size_t ntop;
+    uint64_t total, disk;
+} idx_builder;
+
+static int put_chunk_entry(buf_t *b, store_ptr p, uint64_t raw)
+{
+    int rc = buf_put_varint(b, p.off);
+    if (!rc)
+        rc = buf_put_varint(b, p.size);
+    if (!rc)
+        rc = buf_put_varint(b, raw);
+    return rc;
+}
+
+static int builder_flush_part(store_file *f, idx_builder *b)
+{
+    buf_t rec = BUF_INIT;
+    store_ptr p;
+    int rc = buf_append_byte(&rec, STREAM_PART_VERSION);
+    if (!rc)
+        rc = buf_put_varint(&rec, b->npart);
+    if (!rc)
+        rc = buf_append(&rec, b->part.data, b->part.len);
+    if (!rc)
+        rc = store_file_append(f, rec.data, rec.len, &p);
+    if (!rc)
+        rc = put_chunk_entry(&b->top, p, b->part_raw);
+    if (!rc)
+        rc = buf_put_varint(&b->top, b->npart);
+    buf_free(&rec);
+    if (!rc) {
+        b->disk += p.size + DBF_REC_OVERHEAD;
+        b->ntop++;
+        buf_reset(&b->part);
+        b->npart = 0;
+        b->part_raw = 0;
+    }
+    return rc;
+}
+
+static int builder_add(store_file *f, idx_builder *b, store_ptr p, uint64_t raw)
+{
+    int rc = put_chunk_entry(&b->part, p, raw);
+    if (rc)
+        return rc;
+    b->npart++;
+    b->part_raw += raw;
+    b->total += raw;
+    b->disk += p.size + DBF_REC_OVERHEAD;
+    return b->npart >= dbf_att_part_chunks ? builder_flush_part(f, b) : DV_OK;
+}
+
+static int builder_finish(store_file *f, idx_builder *b, dbf_att *out)
+{
+    buf_t rec = BUF_INIT;
+    int rc = DV_OK;
+    if (b->ntop && b->npart)
+        rc = builder_flush_part(f, b);
+    if (!rc)
+        rc = buf_append_byte(&rec, b->ntop ? STREAM_VERSION_2 : STREAM_VERSION);
+    if (!rc)
+        rc = buf_put_varint(&rec, b->total);
+    if (!rc)
+        rc = buf_put_varint(&rec, b->ntop ? b->ntop : b->npart);
+    if (!rc)
+        rc = b->ntop ? buf_append(&rec, b->top.data, b->top.len) : buf_append(&rec, b->part.data, b->part.len);
+    if (!rc)
+        rc = store_file_append(f, rec.data, rec.len, &out->a.stream);
+    if (!rc) {
+        out->disk = b->disk + out->a.stream.size + DBF_REC_OVERHEAD;
+        out->a.length = b->total;
+    }
+    buf_free(&rec);
+    buf_free(&b->part);
+    buf_free(&b->top);
+    return rc;
+}
+
 int dbf_att_write(store_file *f, int compression, int try_compress, const uint8_t *data, size_t len, dbf_att *out)
 {
-    buf_t idx = BUF_INIT, chunk = BUF_INIT;
-    size_t nchunks = (len + DBF_CHUNK - 1) / DBF_CHUNK;
-    uint64_t disk = 0;
-    int rc = buf_append_byte(&idx, STREAM_VERSION);
-    if (!rc)
-        rc = buf_put_varint(&idx, len);
-    if (!rc)
-        rc = buf_put_varint(&idx, nchunks);
+    idx_builder b;
+    buf_t chunk = BUF_INIT;
+    int rc = DV_OK;
+    memset(&b, 0, sizeof b);
     for (size_t off = 0; off < len && !rc; off += DBF_CHUNK) {
         size_t n = len - off < DBF_CHUNK ? len - off : DBF_CHUNK;
         store_ptr p;
@@ -380,83 +476,127 @@ int dbf_att_write(store_file *f, int compression, int try_compress, const uint8_
         if (!rc)
             rc = store_file_append(f, chunk.data, chunk.len, &p);
         if (!rc)
-            rc = buf_put_varint(&idx, p.off);
-        if (!rc)
-            rc = buf_put_varint(&idx, p.size);
-        if (!rc)
-            rc = buf_put_varint(&idx, n);
-        disk += p.size + DBF_REC_OVERHEAD;
+            rc = builder_add(f, &b, p, n);
     }
-    if (!rc)
-        rc = store_file_append(f, idx.data, idx.len, &out->a.stream);
-    if (!rc) {
-        out->disk = disk + out->a.stream.size + DBF_REC_OVERHEAD;
-        out->a.length = len;
-    }
-    buf_free(&idx);
     buf_free(&chunk);
+    if (rc) {
+        buf_free(&b.part);
+        buf_free(&b.top);
+        return rc;
+    }
+    return builder_finish(f, &b, out);
+}
+
+/* Calls fn for every chunk overlapping [from, to) with the chunk's start
+ * offset in the data.  Reads the top index and only the parts that
+ * overlap, so a ranged read of a huge attachment costs O(part), not
+ * O(whole index).  Lengths must add up at every level. */
+typedef int (*chunk_fn)(void *ctx, store_file *f, const stream_chunk *c, uint64_t pos);
+
+static int get_chunk_entry(buf_reader *r, stream_chunk *c)
+{
+    uint64_t v;
+    int rc = buf_get_varint(r, &c->p.off);
+    if (!rc)
+        rc = buf_get_varint(r, &v);
+    if (!rc)
+        rc = buf_get_varint(r, &c->raw);
+    if (!rc && (v > UINT32_MAX || c->p.off == 0 || c->raw == 0))
+        rc = DV_ERR_CORRUPT;
+    c->p.size = (uint32_t)v;
     return rc;
 }
 
-typedef struct stream_chunk {
-    store_ptr p;
-    uint64_t raw;
-} stream_chunk;
-
-/* Reads and checks a stream index: chunk raw lengths must add up. */
-static int stream_index(store_file *f, store_ptr ptr, uint64_t *len, stream_chunk **out, size_t *nout)
+/* Walks n chunk entries of r starting at data offset pos. */
+static int walk_chunks(buf_reader *r, uint64_t n, uint64_t pos, uint64_t from, uint64_t to, store_file *f,
+                       chunk_fn fn, void *ctx, uint64_t *sum)
 {
-    buf_t rec = BUF_INIT;
+    uint64_t start = pos;
+    for (uint64_t i = 0; i < n; i++) {
+        stream_chunk c;
+        int rc = get_chunk_entry(r, &c);
+        if (!rc && c.raw > DBF_CHUNK)
+            rc = DV_ERR_CORRUPT;
+        if (rc)
+            return rc;
+        if (pos < to && pos + c.raw > from) {
+            rc = fn(ctx, f, &c, pos);
+            if (rc)
+                return rc;
+        }
+        pos += c.raw;
+    }
+    *sum = pos - start;
+    return buf_reader_left(r) ? DV_ERR_CORRUPT : DV_OK;
+}
+
+static int stream_walk(store_file *f, store_ptr idx, uint64_t from, uint64_t to, uint64_t *total, chunk_fn fn,
+                       void *ctx)
+{
+    buf_t rec = BUF_INIT, part = BUF_INIT;
     buf_reader r;
     uint8_t ver;
-    uint64_t n = 0, total = 0, v;
-    stream_chunk *ch = NULL;
-    int rc = store_file_read(f, ptr, &rec);
+    uint64_t n = 0, sum = 0;
+    int rc = store_file_read(f, idx, &rec);
     if (rc)
         goto done;
     buf_reader_init(&r, rec.data, rec.len);
     rc = buf_get_u8(&r, &ver);
-    if (!rc && ver != STREAM_VERSION)
+    if (!rc && ver != STREAM_VERSION && ver != STREAM_VERSION_2)
         rc = DV_ERR_CORRUPT;
     if (!rc)
-        rc = buf_get_varint(&r, len);
+        rc = buf_get_varint(&r, total);
     if (!rc)
         rc = buf_get_varint(&r, &n);
     if (!rc && n > buf_reader_left(&r) / 3)
         rc = DV_ERR_CORRUPT;
     if (rc)
         goto done;
-    ch = calloc(n ? n : 1, sizeof *ch);
-    if (!ch) {
-        rc = DV_ERR_NOMEM;
-        goto done;
-    }
-    for (uint64_t i = 0; i < n && !rc; i++) {
-        rc = buf_get_varint(&r, &ch[i].p.off);
-        if (!rc)
-            rc = buf_get_varint(&r, &v);
-        if (!rc && (v > UINT32_MAX || ch[i].p.off == 0))
+    if (to > *total)
+        to = *total;
+    if (ver == STREAM_VERSION) {
+        rc = walk_chunks(&r, n, 0, from, to, f, fn, ctx, &sum);
+    } else {
+        uint64_t pos = 0;
+        for (uint64_t i = 0; i < n && !rc; i++) {
+            stream_chunk pc;
+            uint64_t pn, psum = 0;
+            uint8_t pver;
+            buf_reader pr;
+            rc = get_chunk_entry(&r, &pc);
+            if (!rc)
+                rc = buf_get_varint(&r, &pn);
+            if (rc)
+                break;
+            if (pos < to && pos + pc.raw > from) {
+                rc = store_file_read(f, pc.p, &part);
+                if (rc)
+                    break;
+                buf_reader_init(&pr, part.data, part.len);
+                uint64_t got = 0;
+                rc = buf_get_u8(&pr, &pver);
+                if (!rc)
+                    rc = buf_get_varint(&pr, &got);
+                if (!rc && (pver != STREAM_PART_VERSION || got != pn))
+                    rc = DV_ERR_CORRUPT;
+                if (!rc)
+                    rc = walk_chunks(&pr, pn, pos, from, to, f, fn, ctx, &psum);
+                if (!rc && psum != pc.raw)
+                    rc = DV_ERR_CORRUPT;
+            }
+            pos += pc.raw;
+        }
+        sum = pos;
+        if (!rc && buf_reader_left(&r))
             rc = DV_ERR_CORRUPT;
-        ch[i].p.size = (uint32_t)v;
-        if (!rc)
-            rc = buf_get_varint(&r, &ch[i].raw);
-        if (!rc && (ch[i].raw == 0 || ch[i].raw > DBF_CHUNK))
-            rc = DV_ERR_CORRUPT;
-        total += ch[i].raw;
     }
-    if (!rc && (total != *len || buf_reader_left(&r)))
+    if (!rc && sum != *total)
         rc = DV_ERR_CORRUPT;
 done:
     if (rc == DV_ERR_CORRUPT)
-        log_error("dbfile: %s: bad attachment index at offset %llu", store_file_path(f), (unsigned long long)ptr.off);
-    if (rc) {
-        free(ch);
-        ch = NULL;
-        n = 0;
-    }
-    *out = ch;
-    *nout = n;
+        log_error("dbfile: %s: bad attachment index at offset %llu", store_file_path(f), (unsigned long long)idx.off);
     buf_free(&rec);
+    buf_free(&part);
     return rc;
 }
 
@@ -476,37 +616,31 @@ static int chunk_read(store_file *f, const stream_chunk *c, buf_t *rec, buf_t *o
     return rc;
 }
 
-int dbf_att_read_range(store_file *f, const store_att *att, uint64_t off, uint64_t len, buf_t *out)
+typedef struct range_ctx {
+    uint64_t off, end;
+    buf_t rec, data;
+    buf_t *out;
+} range_ctx;
+
+static int range_chunk(void *ctx, store_file *f, const stream_chunk *c, uint64_t pos)
 {
-    stream_chunk *ch = NULL;
-    size_t n = 0;
-    uint64_t total;
-    buf_t rec = BUF_INIT, data = BUF_INIT;
-    int rc = stream_index(f, att->stream, &total, &ch, &n);
+    range_ctx *r = ctx;
+    buf_reset(&r->data);
+    int rc = chunk_read(f, c, &r->rec, &r->data);
     if (rc)
         return rc;
-    if (off >= total || len == 0)
-        goto done;
-    if (len > total - off)
-        len = total - off;
-    uint64_t pos = 0; /* start offset of chunk i in the data */
-    for (size_t i = 0; i < n && pos < off + len; pos += ch[i].raw, i++) {
-        if (pos + ch[i].raw <= off)
-            continue;
-        buf_reset(&data);
-        rc = chunk_read(f, &ch[i], &rec, &data);
-        if (rc)
-            goto done;
-        uint64_t from = off > pos ? off - pos : 0;
-        uint64_t to = off + len - pos < ch[i].raw ? off + len - pos : ch[i].raw;
-        rc = buf_append(out, data.data + from, to - from);
-        if (rc)
-            goto done;
-    }
-done:
-    free(ch);
-    buf_free(&rec);
-    buf_free(&data);
+    uint64_t from = r->off > pos ? r->off - pos : 0;
+    uint64_t to = r->end - pos < c->raw ? r->end - pos : c->raw;
+    return buf_append(r->out, r->data.data + from, to - from);
+}
+
+int dbf_att_read_range(store_file *f, const store_att *att, uint64_t off, uint64_t len, buf_t *out)
+{
+    range_ctx r = {off, off + (len > UINT64_MAX - off ? UINT64_MAX - off : len), BUF_INIT, BUF_INIT, out};
+    uint64_t total;
+    int rc = len ? stream_walk(f, att->stream, off, r.end, &total, range_chunk, &r) : DV_OK;
+    buf_free(&r.rec);
+    buf_free(&r.data);
     return rc;
 }
 
@@ -515,46 +649,47 @@ int store_snap_read_att(const store_snap *s, const store_att *att, uint64_t off,
     return dbf_att_read_range(s->fr->file, att, off, len, out);
 }
 
+typedef struct copy_ctx {
+    store_file *to;
+    idx_builder b;
+    buf_t rec;
+} copy_ctx;
+
+/* Chunks are copied as stored (still compressed): no recompression. */
+static int copy_chunk(void *ctx, store_file *f, const stream_chunk *c, uint64_t pos)
+{
+    copy_ctx *cc = ctx;
+    store_ptr p;
+    int rc = store_file_read(f, c->p, &cc->rec);
+    if (!rc)
+        rc = store_file_append(cc->to, cc->rec.data, cc->rec.len, &p);
+    if (!rc)
+        rc = builder_add(cc->to, &cc->b, p, c->raw);
+    return rc;
+}
+
 int dbf_att_copy(store_file *from, store_file *to, const dbf_att *src, dbf_att *dst)
 {
-    stream_chunk *ch = NULL;
-    size_t n = 0;
-    uint64_t total, disk = 0;
-    buf_t rec = BUF_INIT, idx = BUF_INIT;
-    int rc = stream_index(from, src->a.stream, &total, &ch, &n);
-    if (rc)
+    copy_ctx cc;
+    uint64_t total;
+    memset(&cc, 0, sizeof cc);
+    cc.to = to;
+    int rc = stream_walk(from, src->a.stream, 0, UINT64_MAX, &total, copy_chunk, &cc);
+    buf_free(&cc.rec);
+    if (rc) {
+        buf_free(&cc.b.part);
+        buf_free(&cc.b.top);
         return rc;
-    rc = buf_append_byte(&idx, STREAM_VERSION);
-    if (!rc)
-        rc = buf_put_varint(&idx, total);
-    if (!rc)
-        rc = buf_put_varint(&idx, n);
-    /* Chunks are copied as stored (still compressed): no recompression. */
-    for (size_t i = 0; i < n && !rc; i++) {
-        store_ptr p;
-        rc = store_file_read(from, ch[i].p, &rec);
-        if (!rc)
-            rc = store_file_append(to, rec.data, rec.len, &p);
-        if (!rc)
-            rc = buf_put_varint(&idx, p.off);
-        if (!rc)
-            rc = buf_put_varint(&idx, p.size);
-        if (!rc)
-            rc = buf_put_varint(&idx, ch[i].raw);
-        disk += p.size + DBF_REC_OVERHEAD;
     }
-    if (!rc)
-        rc = dbf_att_dup(&src->a, &dst->a);
-    if (!rc) {
-        rc = store_file_append(to, idx.data, idx.len, &dst->a.stream);
-        if (rc)
-            att_free(&dst->a);
+    rc = dbf_att_dup(&src->a, &dst->a);
+    if (rc) {
+        buf_free(&cc.b.part);
+        buf_free(&cc.b.top);
+        return rc;
     }
-    if (!rc)
-        dst->disk = disk + dst->a.stream.size + DBF_REC_OVERHEAD;
-    free(ch);
-    buf_free(&rec);
-    buf_free(&idx);
+    rc = builder_finish(to, &cc.b, dst);
+    if (rc)
+        att_free(&dst->a);
     return rc;
 }
 

@@ -136,6 +136,8 @@ int dbf_body_read(store_file *f, store_ptr ptr, buf_t *body, dbf_att **atts, siz
 int dbf_att_write(store_file *f, int compression, int try_compress, const uint8_t *data, size_t len, dbf_att *out);
 /* "md5-<base64>" of data. */
 void dbf_md5_digest(const uint8_t *data, size_t len, char out[64]);
+/* Chunks per part record of an attachment index (tests lower it). */
+extern size_t dbf_att_part_chunks;
 /* Copies a stream from one file to another (compaction). */
 int dbf_att_copy(store_file *from, store_file *to, const dbf_att *src, dbf_att *dst);
 int dbf_att_read_range(store_file *f, const store_att *att, uint64_t off, uint64_t len, buf_t *out);

@@ -12,6 +12,7 @@
 
 #include "base/status.h"
 #include "store/dbfile.h"
+#include "store/dbfile_int.h" /* dbf_att_part_chunks */
 #include "store/dbfile_tutil.h"
 #include "testutil.h"
 
@@ -478,6 +479,63 @@ static void test_attachments(void **state)
     free(data);
 }
 
+/* Attachments past one index part (lowered here from 1024 chunks to 3)
+ * use a two-level index: ranged reads and compaction must see the same
+ * bytes as with a flat one. */
+static void test_two_level_attachment_index(void **state)
+{
+    fx *f = *state;
+    size_t saved = dbf_att_part_chunks;
+    dbf_att_part_chunks = 3;
+    size_t n = 1000000; /* 16 chunks: 6 parts */
+    uint8_t *data = malloc(n);
+    tu_rng rng = {7};
+    for (size_t k = 0; k < n; k++)
+        data[k] = (uint8_t)(k % 3 ? 'x' : tu_rand(&rng));
+    store_att_in a = {.name = "big", .type = "x/y", .data = data, .len = n};
+    store_doc_update u;
+    memset(&u, 0, sizeof u);
+    u.id = (const uint8_t *)"big";
+    u.idlen = 3;
+    u.atts = &a;
+    u.natts = 1;
+    store_write w = {.docs = &u, .ndocs = 1};
+    assert_int_equal(store_dbfile_write(f->db, &w), DV_OK);
+    assert_int_equal(u.status, DV_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        store_snap *s;
+        store_docinfo d;
+        store_docbody b;
+        buf_t out = BUF_INIT;
+        store_docinfo_init(&d);
+        store_docbody_init(&b);
+        assert_int_equal(store_dbfile_snapshot(f->db, &s), DV_OK);
+        assert_int_equal(store_snap_get_doc(s, (const uint8_t *)"big", 3, &d), DV_OK);
+        assert_int_equal(store_snap_read_body(s, d.tree.nodes[0].body, &b), DV_OK);
+        assert_int_equal(b.atts[0].length, n);
+        assert_int_equal(store_snap_read_att(s, &b.atts[0], 0, UINT64_MAX, &out), DV_OK);
+        assert_int_equal(out.len, n);
+        assert_memory_equal(out.data, data, n);
+        for (int k = 0; k < 50; k++) {
+            uint64_t off = tu_rand_below(&rng, n + 10), len = tu_rand_below(&rng, 300000);
+            buf_reset(&out);
+            assert_int_equal(store_snap_read_att(s, &b.atts[0], off, len, &out), DV_OK);
+            uint64_t want = off >= n ? 0 : (len < n - off ? len : n - off);
+            assert_int_equal(out.len, want);
+            if (want)
+                assert_memory_equal(out.data, data + off, want);
+        }
+        buf_free(&out);
+        store_docbody_free(&b);
+        store_docinfo_free(&d);
+        store_snap_release(s);
+        if (pass == 0) /* the copy rebuilds the index */
+            assert_int_equal(store_dbfile_compact(f->db, NULL, NULL), DV_OK);
+    }
+    dbf_att_part_chunks = saved;
+    free(data);
+}
+
 static void test_compression_modes(void **state)
 {
     fx *f = *state;
@@ -724,6 +782,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revs_limit_and_security, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attachments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_level_attachment_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compression_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_info_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursors, setup, teardown),
