@@ -96,6 +96,25 @@ static void expect_get(const fx *x, const buf_t *root, const char *key, const ch
     buf_free(&v);
 }
 
+/* A full ascending scan of root gives exactly keys fmt % i with values
+ * "v<i>" for i in [0, n). */
+static void expect_scan(const fx *x, const buf_t *root, const char *fmt, int n)
+{
+    store_btree_cursor *c;
+    store_slice k, v;
+    assert_int_equal(store_btree_cursor_open(&x->t, root->data, root->len, NULL, &c), DV_OK);
+    for (int i = 0; i < n; i++) {
+        char kb[32], vb[32];
+        snprintf(kb, sizeof kb, fmt, i);
+        snprintf(vb, sizeof vb, "v%d", i);
+        assert_int_equal(store_btree_cursor_next(c, &k, &v), 1);
+        assert_true(bm_slice_eq(k, S(kb)));
+        assert_true(bm_slice_eq(v, S(vb)));
+    }
+    assert_int_equal(store_btree_cursor_next(c, &k, &v), 0);
+    store_btree_cursor_close(c);
+}
+
 /* ---- empty tree and argument checks ------------------------------------ */
 
 static void test_empty_and_invalid(void **state)
@@ -169,19 +188,7 @@ static void test_snapshots(void **state)
 
     /* The old root is untouched: every original row, original values. */
     assert_int_equal(store_btree_root_count(old.data, old.len), 3000);
-    store_btree_cursor *c;
-    store_slice k, v;
-    assert_int_equal(store_btree_cursor_open(&x.t, old.data, old.len, NULL, &c), DV_OK);
-    for (int i = 0; i < 3000; i++) {
-        char kb[16], vb[16];
-        snprintf(kb, sizeof kb, "k%05d", i);
-        snprintf(vb, sizeof vb, "v%d", i);
-        assert_int_equal(store_btree_cursor_next(c, &k, &v), 1);
-        assert_true(bm_slice_eq(k, S(kb)));
-        assert_true(bm_slice_eq(v, S(vb)));
-    }
-    assert_int_equal(store_btree_cursor_next(c, &k, &v), 0);
-    store_btree_cursor_close(c);
+    expect_scan(&x, &old, "k%05d", 3000);
     expect_get(&x, &old, "k00003", "v3");
     expect_get(&x, &old, "n00001", NULL);
 
@@ -306,19 +313,7 @@ static void test_reopen(void **state)
     assert_int_equal(hdr.len, committed.len);
     assert_memory_equal(hdr.data, committed.data, hdr.len);
     assert_int_equal(store_btree_root_count(hdr.data, hdr.len), 5000);
-    store_btree_cursor *c;
-    store_slice k, v;
-    assert_int_equal(store_btree_cursor_open(&x.t, hdr.data, hdr.len, NULL, &c), DV_OK);
-    for (int i = 0; i < 5000; i++) {
-        char kb[16], vb[16];
-        snprintf(kb, sizeof kb, "doc-%06d", i);
-        snprintf(vb, sizeof vb, "v%d", i);
-        assert_int_equal(store_btree_cursor_next(c, &k, &v), 1);
-        assert_true(bm_slice_eq(k, S(kb)));
-        assert_true(bm_slice_eq(v, S(vb)));
-    }
-    assert_int_equal(store_btree_cursor_next(c, &k, &v), 0);
-    store_btree_cursor_close(c);
+    expect_scan(&x, &hdr, "doc-%06d", 5000);
     /* And the reopened tree can be modified further. */
     buf_free(&x.root);
     x.root = hdr;
