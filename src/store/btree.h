@@ -106,7 +106,8 @@ void store_btree_cursor_close(store_btree_cursor *c);
 
 /* Count (and reduction, when the tree reduces and red != NULL) of the rows in
  * a range, in O(log n) node reads: whole subtrees inside the range contribute
- * their stored count and reduction; only the two boundary paths are read. */
+ * their stored count and reduction; only the two boundary paths are read.
+ * An empty range gives count 0 and leaves red empty (reduce is not called). */
 int store_btree_reduce_range(const store_btree *t, const uint8_t *root, size_t root_len,
                              const store_btree_range *r, uint64_t *count, buf_t *red);
 
