@@ -269,25 +269,6 @@ static void kill_pump(kill_run *k, uint64_t deadline_us, int (*stop)(const kill_
 static int stop_ready(const kill_run *k) { return k->ready || k->child_error; }
 static int stop_cstart(const kill_run *k) { return k->cstarted > 0 || k->child_error; }
 
-static int kill_create(const char *path, cu_model *m)
-{
-    store_dbfile_options o = {0};
-    o.create = 1;
-    o.durability = STORE_DURABLE_ALWAYS;
-    store_dbfile *db = NULL;
-    int rc = store_dbfile_open(path, &o, &db);
-    if (rc != DV_OK)
-        return rc;
-    store_write w = {0};
-    w.set_revs_limit = 1;
-    w.revs_limit = CU_REVS_LIMIT;
-    rc = store_dbfile_write(db, &w);
-    int rc2 = store_dbfile_close(db);
-    if (rc == DV_OK)
-        m->revs_limit_acked = 1;
-    return rc != DV_OK ? rc : rc2;
-}
-
 /* Compacts the recovered database in the parent: a stale ".compact" left by
  * the kill must not stop the next compaction, nor may compaction lose data. */
 static int kill_parent_compact(const char *path, cu_model *m, const char *ctx)
@@ -330,7 +311,7 @@ int cu_run_kill(const cu_kill_opts *o)
     int log_level = cu_quiet_logs(LOG_ERROR); /* torn tails are expected after kills */
     if (cu_model_init(&k.m, KILL_NDOCS, KILL_NLOCALS) != DV_OK)
         goto done;
-    int rc = kill_create(path, &k.m);
+    int rc = cu_create(path, NULL, &k.m);
     if (rc != DV_OK) {
         cu_violation("crash_kill", "create %s: %s", path, dv_strerror(rc));
         goto done;

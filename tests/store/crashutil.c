@@ -14,6 +14,7 @@
 #include "base/status.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -654,6 +655,26 @@ done:
     return bad;
 }
 
+int cu_create(const char *path, store_vfs *vfs, cu_model *m)
+{
+    store_dbfile_options o = {0};
+    o.vfs = vfs;
+    o.create = 1;
+    o.durability = STORE_DURABLE_ALWAYS;
+    store_dbfile *db = NULL;
+    int rc = store_dbfile_open(path, &o, &db);
+    if (rc != DV_OK)
+        return rc;
+    store_write w = {0};
+    w.set_revs_limit = 1;
+    w.revs_limit = CU_REVS_LIMIT;
+    rc = store_dbfile_write(db, &w);
+    if (rc == DV_OK)
+        m->revs_limit_acked = 1;
+    int rc2 = store_dbfile_close(db);
+    return rc != DV_OK ? rc : rc2;
+}
+
 int cu_verify(const char *path, store_vfs *vfs, cu_model *m, const char *ctx)
 {
     store_dbfile_options o = {0};
@@ -698,7 +719,9 @@ void cu_state_free(cu_state *s)
     memset(s, 0, sizeof *s);
 }
 
-int cu_state_load(cu_state *s, store_dbfile *db)
+int cu_state_load(cu_state *s, store_dbfile *db) { return cu_state_load_share(s, db, 1, 0); }
+
+int cu_state_load_share(cu_state *s, store_dbfile *db, uint32_t stride, uint32_t offset)
 {
     store_snap *snap = NULL;
     store_docinfo d;
@@ -707,7 +730,7 @@ int cu_state_load(cu_state *s, store_dbfile *db)
     int rc = store_dbfile_snapshot(db, &snap);
     if (rc != DV_OK)
         goto done;
-    for (uint32_t k = 0; k < s->ndocs; k++) {
+    for (uint32_t k = offset; k < s->ndocs; k += stride) {
         char id[16];
         cu_doc_id(k, id);
         rc = store_snap_get_doc(snap, (const uint8_t *)id, strlen(id), &d);
@@ -725,7 +748,7 @@ int cu_state_load(cu_state *s, store_dbfile *db)
         s->v[k] = d.tree.nodes[w].rev.pos;
         s->rev[k] = d.tree.nodes[w].rev;
     }
-    for (uint32_t k = 0; k < s->nlocals; k++) {
+    for (uint32_t k = offset; k < s->nlocals; k += stride) {
         char id[24];
         cu_local_id(k, id);
         uint64_t rev = 0;
@@ -745,10 +768,22 @@ done:
     return rc;
 }
 
-static void cu_model_attempt_ev(void *arg, int kind, uint32_t k, uint64_t v) { cu_model_attempt(arg, kind, k, v); }
+int cu_writer_resync(cu_writer *w) { return cu_state_load_share(w->st, w->db, w->stride, w->offset); }
+
+static pthread_mutex_t cu_model_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void cu_model_attempt_ev(void *arg, int kind, uint32_t k, uint64_t v)
+{
+    pthread_mutex_lock(&cu_model_mu);
+    cu_model_attempt(arg, kind, k, v);
+    pthread_mutex_unlock(&cu_model_mu);
+}
+
 static void cu_model_ack_ev(void *arg, int kind, uint32_t k, uint64_t v, const store_rev *rev, uint64_t seq)
 {
+    pthread_mutex_lock(&cu_model_mu);
     cu_model_ack(arg, kind, k, v, rev, seq);
+    pthread_mutex_unlock(&cu_model_mu);
 }
 
 void cu_writer_init_model(cu_writer *w, store_dbfile *db, cu_state *st, uint64_t seed, cu_model *m,

@@ -70,6 +70,11 @@ int cu_model_copy(cu_model *dst, const cu_model *src);
 void cu_model_attempt(cu_model *m, int kind, uint32_t k, uint64_t v);
 void cu_model_ack(cu_model *m, int kind, uint32_t k, uint64_t v, const store_rev *rev, uint64_t seq);
 
+/* Creates the database at path (durability ALWAYS) and sets its revs_limit
+ * to CU_REVS_LIMIT; m->revs_limit_acked is set when that write was
+ * acknowledged.  Returns the first error (open, write or close). */
+int cu_create(const char *path, store_vfs *vfs, cu_model *m);
+
 /* Opens path (create == 0) through vfs (NULL: POSIX), checks the database
  * against m (see the file comment), closes it.  On success the model is
  * reset to what was found (acked == attempted == found), the baseline of
@@ -109,6 +114,8 @@ int cu_state_init(cu_state *s, uint32_t ndocs, uint32_t nlocals);
 void cu_state_free(cu_state *s);
 /* Reads every doc's and local doc's current version from a snapshot. */
 int cu_state_load(cu_state *s, store_dbfile *db);
+/* The same for the docs of a stride/offset share only. */
+int cu_state_load_share(cu_state *s, store_dbfile *db, uint32_t stride, uint32_t offset);
 
 typedef struct cu_writer {
     store_dbfile *db;
@@ -119,7 +126,11 @@ typedef struct cu_writer {
     const char *ctx;  /* prefix of violation messages */
 } cu_writer;
 
-/* A single writer over all docs (stride 1) whose events update m directly. */
+/* Re-reads the versions of the writer's own docs (after a failed write,
+ * which may or may not have reached the file). */
+int cu_writer_resync(cu_writer *w);
+/* A single writer over all docs (stride 1) whose events update m directly
+ * (under a lock: several such writers may share m with other strides). */
 void cu_writer_init_model(cu_writer *w, store_dbfile *db, cu_state *st, uint64_t seed, cu_model *m,
                           const char *ctx);
 

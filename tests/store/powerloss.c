@@ -81,8 +81,47 @@ static const char *const mode_name[] = {"drop-unsynced", "keep-random", "tear-la
 
 /* Counters for the summary line (the long run's report). */
 typedef struct pl_stats {
-    long rounds, cuts_hit, failures_seen, acks, compactions;
+    long rounds, cuts_hit, failures_seen, acks, compactions, create_cuts;
 } pl_stats;
+
+/* One writer of the fault phase: `planned` writes, stopping after three
+ * failures or when the database cannot even be read back. */
+typedef struct pl_worker {
+    cu_writer w;
+    faultvfs *fv;
+    long planned, fails;
+    int violation, stopped;
+} pl_worker;
+
+static void *pl_worker_run(void *arg)
+{
+    pl_worker *p = arg;
+    for (long i = 0; i < p->planned && !p->stopped; i++) {
+        int cut_before = faultvfs_cut_happened(p->fv);
+        int rc = cu_writer_step(&p->w);
+        if (rc == CU_VIOLATION) {
+            p->violation = p->stopped = 1;
+            break;
+        }
+        if (rc == DV_OK && cut_before) {
+            /* Durable means synced, and nothing syncs after the cut. */
+            cu_violation(p->w.ctx, "write %ld acknowledged after the power was cut", i);
+            p->violation = p->stopped = 1;
+            break;
+        }
+        if (rc != DV_OK) {
+            p->fails++;
+            /* A failed write may still have reached the file (a header
+             * written whose sync failed, found again when the database
+             * reopens it): as a client retrying after an error, re-read
+             * where its docs are.  A database that cannot answer is
+             * refusing cleanly, which is fine. */
+            if (p->fails >= 3 || cu_writer_resync(&p->w) != DV_OK)
+                p->stopped = 1;
+        }
+    }
+    return NULL;
+}
 
 /* One round on an existing database.  0 on success. */
 static int pl_round(faultvfs *fv, cu_model *m, tu_rng *rng, pl_stats *stats, const char *ctx0)
@@ -100,8 +139,11 @@ static int pl_round(faultvfs *fv, cu_model *m, tu_rng *rng, pl_stats *stats, con
     sc = sc < 6 ? SC_CUT : sc < 8 ? SC_FAIL_WRITE : SC_FAIL_SYNC;
     /* Crash mode; 4 = no power loss, the process closes the db cleanly. */
     int mode = (int)tu_rand_below(rng, sc == SC_CUT ? 4 : 5);
-    snprintf(ctx, sizeof ctx, "%s %s durability=%s mode=%s", ctx0, sc_name[sc],
-             durability == STORE_DURABLE_NEVER ? "never" : "always", mode_name[mode]);
+    /* One writer, compaction in between or on its own thread; or two
+     * writers (group commits of both) with compaction beside them. */
+    int nworkers = tu_rand_below(rng, 3) == 0 ? 2 : 1;
+    snprintf(ctx, sizeof ctx, "%s %s durability=%s mode=%s writers=%d", ctx0, sc_name[sc],
+             durability == STORE_DURABLE_NEVER ? "never" : "always", mode_name[mode], nworkers);
     memset(&base, 0, sizeof base);
     memset(&st, 0, sizeof st);
     if (cu_model_copy(&base, m) != DV_OK || cu_state_init(&st, m->ndocs, m->nlocals) != DV_OK)
@@ -148,10 +190,21 @@ static int pl_round(faultvfs *fv, cu_model *m, tu_rng *rng, pl_stats *stats, con
         faultvfs_fail_write_after(fv, n);
     else
         faultvfs_fail_sync_after(fv, n);
-    long fails = 0;
-    for (long i = 0; i < planned; i++) {
-        if (i == compact_at) {
-            comp.db = db;
+    pl_worker wk[2];
+    pthread_t wth[2];
+    int wstarted = 0;
+    memset(wk, 0, sizeof wk);
+    for (int i = 0; i < nworkers; i++) {
+        cu_writer_init_model(&wk[i].w, db, &st, tu_rand(rng), m, ctx);
+        wk[i].w.stride = (uint32_t)nworkers;
+        wk[i].w.offset = (uint32_t)i;
+        wk[i].fv = fv;
+        wk[i].planned = nworkers == 1 && compact_at >= 0 ? compact_at : planned;
+    }
+    comp.db = db;
+    if (nworkers == 1) {
+        pl_worker_run(&wk[0]);
+        if (compact_at >= 0 && !wk[0].violation) {
             if (concurrent) {
                 if (pthread_create(&th, NULL, pl_compact_thread, &comp) != 0)
                     goto done;
@@ -160,32 +213,30 @@ static int pl_round(faultvfs *fv, cu_model *m, tu_rng *rng, pl_stats *stats, con
                 pl_compact_thread(&comp);
                 stats->compactions += comp.rc == DV_OK;
             }
+            wk[0].planned = planned - compact_at;
+            pl_worker_run(&wk[0]);
         }
-        int cut_before = faultvfs_cut_happened(fv);
-        rc = cu_writer_step(&w);
-        if (rc == CU_VIOLATION)
-            goto done;
-        if (rc == DV_OK && cut_before) {
-            /* Durable means synced, and nothing syncs after the cut. */
-            cu_violation(ctx, "write %ld acknowledged after the power was cut", i);
-            goto done;
-        }
-        if (rc != DV_OK) {
-            fails++;
-            /* A failed write may still have reached the file (a header
-             * written whose sync failed, found again when the database
-             * reopens it): as a client retrying after an error, re-read
-             * where the docs are.  A database that cannot answer is
-             * refusing cleanly, which is fine. */
-            if (fails >= 3 || cu_state_load(&st, db) != DV_OK)
+    } else {
+        for (; wstarted < nworkers; wstarted++)
+            if (pthread_create(&wth[wstarted], NULL, pl_worker_run, &wk[wstarted]) != 0)
                 break;
+        if (compact_at >= 0) {
+            pl_compact_thread(&comp);
+            stats->compactions += comp.rc == DV_OK;
         }
+        for (int i = 0; i < wstarted; i++)
+            pthread_join(wth[i], NULL);
+        if (wstarted < nworkers)
+            goto done;
     }
     if (thread_started) {
         pthread_join(th, NULL);
         thread_started = 0;
         stats->compactions += comp.rc == DV_OK;
     }
+    if (wk[0].violation || wk[1].violation)
+        goto done;
+    long fails = wk[0].fails + wk[1].fails;
     stats->cuts_hit += faultvfs_cut_happened(fv);
     stats->failures_seen += fails > 0;
     if (mode != 4)
@@ -238,20 +289,22 @@ int cu_run_power(const cu_power_opts *o)
             faultvfs_free(fv);
             goto done;
         }
-        store_dbfile *db = NULL;
-        int rc = pl_open(faultvfs_vfs(fv), 1, STORE_DURABLE_ALWAYS, 0, &db);
-        if (rc == DV_OK) {
-            store_write w = {0};
-            w.set_revs_limit = 1;
-            w.revs_limit = CU_REVS_LIMIT;
-            rc = store_dbfile_write(db, &w);
-            int rc2 = store_dbfile_close(db);
-            rc = rc != DV_OK ? rc : rc2;
-            m.revs_limit_acked = rc == DV_OK;
+        /* Sometimes the power goes while the database is being created: it
+         * was never acknowledged, but creating it again must then work. */
+        int precut = tu_rand_below(&r, 3) == 0;
+        if (precut)
+            faultvfs_cut_after(fv, 1 + tu_rand_below(&r, 12));
+        int rc = cu_create(PL_PATH, faultvfs_vfs(fv), &m);
+        if (precut) {
+            stats.create_cuts += faultvfs_cut_happened(fv);
+            faultvfs_crash(fv, (int)tu_rand_below(&r, 4));
+            faultvfs_cut_after(fv, 0); /* also clears "cut happened" */
+            if (rc != DV_OK)
+                rc = cu_create(PL_PATH, faultvfs_vfs(fv), &m);
         }
         int fail = rc != DV_OK;
         if (fail)
-            cu_violation(ctx, "create: %s", dv_strerror(rc));
+            cu_violation(ctx, "create%s: %s", precut ? " after a power cut during creation" : "", dv_strerror(rc));
         int rounds = 2 + (int)tu_rand_below(&r, 3);
         for (int i = 0; i < rounds && !fail; i++) {
             char rctx[160];
@@ -264,10 +317,10 @@ int cu_run_power(const cu_power_opts *o)
             goto done;
     }
     fprintf(stderr,
-            "[power_loss] %ld iterations, %ld rounds: %ld power cuts hit, %ld rounds with failed writes, "
-            "%ld compactions, %ld acknowledged edits verified, %.1f s\n",
-            o->iterations, stats.rounds, stats.cuts_hit, stats.failures_seen, stats.compactions, stats.acks,
-            pl_now() - t0);
+            "[power_loss] %ld iterations (%ld cut while creating), %ld rounds: %ld power cuts hit, "
+            "%ld rounds with failed writes, %ld compactions, %ld acknowledged edits verified, %.1f s\n",
+            o->iterations, stats.create_cuts, stats.rounds, stats.cuts_hit, stats.failures_seen, stats.compactions,
+            stats.acks, pl_now() - t0);
     bad = 0;
 done:
     log_set_level((enum log_level)log_level);
