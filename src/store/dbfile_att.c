@@ -495,7 +495,7 @@ typedef int (*chunk_fn)(void *ctx, store_file *f, const stream_chunk *c, uint64_
 
 static int get_chunk_entry(buf_reader *r, stream_chunk *c)
 {
-    uint64_t v;
+    uint64_t v = 0;
     int rc = buf_get_varint(r, &c->p.off);
     if (!rc)
         rc = buf_get_varint(r, &v);
