@@ -13,6 +13,7 @@
 #include "base/status.h"
 #include "http/handlers.h"
 #include "http/json_out.h"
+#include "db/db.h"
 #include "http/router.h"
 
 #include <stdint.h>
@@ -56,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         total += t.seg[i].n;
         check_json(&t.seg[i]);
-        (void)http_db_name_valid(t.seg[i].p, t.seg[i].n);
+        (void)db_name_valid(t.seg[i].p, t.seg[i].n);
     }
     for (size_t i = 0; i < t.nparam; i++) {
         total += t.param[i].key.n + t.param[i].value.n;

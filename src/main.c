@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "config.h"
+#include "db/db.h"
 #include "http/server.h"
 
 #include <signal.h>
@@ -55,13 +56,15 @@ static int default_threads(void)
  * malformed (already logged). */
 static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_list *v)
 {
-    long long port, threads, max_count, max_size, drain;
+    long long port, threads, max_count, max_size, drain, max_doc, depth;
     int rc;
     if ((rc = config_get_int(c, "chttpd", "port", 5984, 0, 65535, &port)) != DV_OK ||
         (rc = config_get_int(c, "divan", "http_threads", default_threads(), 1, 256, &threads)) != DV_OK ||
         (rc = config_get_int(c, "uuids", "max_count", 1000, 0, 1000000, &max_count)) != DV_OK ||
         (rc = config_get_int(c, "chttpd", "max_http_request_size", 4294967296LL, 1, 1LL << 40, &max_size)) != DV_OK ||
-        (rc = config_get_int(c, "divan", "shutdown_drain_ms", 10000, 0, 3600000, &drain)) != DV_OK)
+        (rc = config_get_int(c, "divan", "shutdown_drain_ms", 10000, 0, 3600000, &drain)) != DV_OK ||
+        (rc = config_get_int(c, "couchdb", "max_document_size", 8000000, 1, 1LL << 40, &max_doc)) != DV_OK ||
+        (rc = config_get_int(c, "chttpd", "max_json_depth", 512, 1, 100000, &depth)) != DV_OK)
         return rc;
     memset(o, 0, sizeof *o);
     o->bind_address = config_bind_address(c);
@@ -73,6 +76,8 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
     o->uuids_utc_id_suffix = config_get_str(c, "uuids", "utc_id_suffix", "");
     o->max_request_size = max_size;
     o->drain_ms = (int)drain;
+    o->max_document_size = max_doc;
+    o->max_json_depth = (unsigned)depth;
     v->n = 0;
     v->f = calloc(config_count(c, "vendor") + 1, sizeof *v->f);
     if (!v->f)
@@ -87,11 +92,53 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
     return DV_OK;
 }
 
+/* The databases: [couchdb] max_dbs_open, [divan] durability
+ * (always|periodic|never), sync_interval_ms, cache_mb, compression
+ * (lz4|zstd|none). */
+static int open_dbs(const config_t *c, db_server **out)
+{
+    long long max_open, sync_ms, cache_mb;
+    int rc;
+    if ((rc = config_get_int(c, "couchdb", "max_dbs_open", 500, 1, 1000000, &max_open)) != DV_OK ||
+        (rc = config_get_int(c, "divan", "sync_interval_ms", 200, 1, 3600000, &sync_ms)) != DV_OK ||
+        (rc = config_get_int(c, "divan", "cache_mb", 64, 1, 1 << 20, &cache_mb)) != DV_OK)
+        return rc;
+    db_server_opts o = {0};
+    o.dir = config_data_dir(c);
+    o.max_dbs_open = (size_t)max_open;
+    o.cache_bytes = (size_t)cache_mb << 20;
+    o.sync_interval_ms = (unsigned)sync_ms;
+    const char *d = config_get_str(c, "divan", "durability", "always");
+    if (!strcmp(d, "always"))
+        o.durability = STORE_DURABLE_ALWAYS;
+    else if (!strcmp(d, "periodic"))
+        o.durability = STORE_DURABLE_PERIODIC;
+    else if (!strcmp(d, "never"))
+        o.durability = STORE_DURABLE_NEVER;
+    else {
+        log_error("config: [divan] durability must be always, periodic or never, not %s", d);
+        return DV_ERR_INVALID;
+    }
+    const char *z = config_get_str(c, "divan", "compression", "lz4");
+    if (!strcmp(z, "lz4"))
+        o.compression = STORE_COMPRESS_LZ4;
+    else if (!strcmp(z, "zstd"))
+        o.compression = STORE_COMPRESS_ZSTD;
+    else if (!strcmp(z, "none"))
+        o.compression = STORE_COMPRESS_NONE;
+    else {
+        log_error("config: [divan] compression must be lz4, zstd or none, not %s", z);
+        return DV_ERR_INVALID;
+    }
+    return db_server_open(&o, out);
+}
+
 int main(int argc, char **argv)
 {
     config_args_t args;
     config_t *cfg = NULL;
     http_server_t *srv = NULL;
+    db_server *dbs = NULL;
     struct vendor_list vendor = {NULL, 0};
     http_server_opts_t opts;
     int exit_code = 1;
@@ -113,6 +160,9 @@ int main(int argc, char **argv)
         log_set_level((enum log_level)log_level_parse(level));
     if (server_opts(cfg, &opts, &vendor) != DV_OK)
         goto done;
+    if (open_dbs(cfg, &dbs) != DV_OK)
+        goto done;
+    opts.dbs = dbs;
     if (http_server_start(&opts, &srv) != DV_OK)
         goto done;
     const char *bind = opts.bind_address;
@@ -126,9 +176,11 @@ int main(int argc, char **argv)
         ;
     log_notice("%s received, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     http_server_stop(srv);
-    log_notice("stopped");
     exit_code = 0;
 done:
+    db_server_close(dbs); /* commits what is queued */
+    if (exit_code == 0)
+        log_notice("stopped");
     free(vendor.f);
     config_free(cfg);
     config_args_free(&args);

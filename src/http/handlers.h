@@ -11,6 +11,7 @@
 
 #include "http/router.h"
 #include "http/server.h"
+#include "json/json.h"
 
 extern const http_route_t http_routes[];
 extern const size_t http_nroutes;
@@ -18,6 +19,21 @@ extern const size_t http_nroutes;
 void http_handle_welcome(http_req_t *r);
 void http_handle_up(http_req_t *r);
 void http_handle_uuids(http_req_t *r);
-void http_handle_db_missing(http_req_t *r);
+void http_handle_all_dbs(http_req_t *r);
+void http_handle_dbs_info(http_req_t *r);
+void http_handle_active_tasks(http_req_t *r);
+void http_handle_stats(http_req_t *r);
+
+/* handlers_db.c */
+void http_handle_db(http_req_t *r);
+void http_handle_compact(http_req_t *r);
+void http_handle_ensure_full_commit(http_req_t *r);
+void http_handle_revs_limit(http_req_t *r);
+void http_handle_security(http_req_t *r);
+/* The info object of GET /{db} (also rows of /_dbs_info). */
+int http_db_info_json(db_t *db, json_writer *w);
+
+/* handlers_doc.c */
+void http_handle_doc(http_req_t *r);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * handlers_server.c — server-level endpoints: GET /, GET /_up, GET /_uuids,
- * and the answer for database paths until the db layer is wired in.
+ * and /_node/{node}/_stats.
  *
  * Bodies and status codes mirror CouchDB 3's chttpd_misc and
  * couch_httpd_misc_handlers.  JSON is written with http/json_out.h until
@@ -9,6 +9,7 @@
 #include "base/status.h"
 #include "http/handlers.h"
 #include "http/json_out.h"
+#include "http/stats.h"
 #include "http/uuids.h"
 
 #include <limits.h>
@@ -156,32 +157,26 @@ void http_handle_uuids(http_req_t *r)
     buf_free(&b);
 }
 
-/* Until db/ is wired in no database exists: CouchDB's answers for a
- * missing database, and its name check for PUT /{db}. */
-void http_handle_db_missing(http_req_t *r)
+/* GET /_node/{node}/_stats[/group[/name]]: the node must be "_local" or
+ * this node's name. */
+void http_handle_stats(http_req_t *r)
 {
-    const http_str_t *db = &r->match.db;
-    int create = r->method == HTTP_PUT && r->target.nseg == 1;
-    if (create && !http_db_name_valid(db->p, db->n)) {
-        buf_t reason = BUF_INIT;
-        int rc = buf_append_str(&reason, "Name: '");
-        if (rc == DV_OK)
-            rc = buf_append(&reason, db->p, db->n);
-        if (rc == DV_OK)
-            rc = buf_append_str(&reason, "'. Only lowercase characters (a-z), digits (0-9), and any of the "
-                                         "characters _, $, (, ), +, -, and / are allowed. Must begin with a letter.");
-        if (rc == DV_OK)
-            rc = buf_append_byte(&reason, '\0');
-        if (rc == DV_OK)
-            http_send_error(r, 400, "illegal_database_name", (const char *)reason.data);
-        else
-            http_send_internal(r, rc);
-        buf_free(&reason);
+    const http_str_t *node = &r->match.db;
+    if (!((node->n == 6 && !memcmp(node->p, "_local", 6)) || (node->n == 13 && !memcmp(node->p, "nonode@nohost", 13)))) {
+        http_send_error(r, 404, "not_found", "missing");
         return;
     }
-    if (create) {
-        http_send_error(r, 501, "not_implemented", "Creating databases is not available in this build yet.");
-        return;
-    }
-    http_send_error(r, 404, "not_found", "Database does not exist.");
+    const char *path[8];
+    size_t np = 0;
+    for (size_t i = 3; i < r->target.nseg && np < 8; i++)
+        path[np++] = r->target.seg[i].p;
+    buf_t b = BUF_INIT;
+    int rc = http_stats_json(path, np, &b);
+    if (rc == DV_OK)
+        http_send_json(r, 200, &b);
+    else if (rc == DV_ERR_NOTFOUND)
+        http_send_error(r, 404, "not_found", "missing");
+    else
+        http_send_internal(r, rc);
+    buf_free(&b);
 }

@@ -255,17 +255,3 @@ int http_route_find(const http_route_t *routes, size_t nroutes, int method, cons
     return HTTP_ROUTE_NO_PATH;
 }
 
-int http_db_name_valid(const char *name, size_t n)
-{
-    if (str_is((http_str_t){name, n}, "_users", 6) || str_is((http_str_t){name, n}, "_replicator", 11) ||
-        str_is((http_str_t){name, n}, "_global_changes", 15))
-        return 1;
-    if (n == 0 || n > 238 || name[0] < 'a' || name[0] > 'z')
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("_$()+-/", c)) || c == '\0')
-            return 0;
-    }
-    return 1;
-}

@@ -104,8 +104,5 @@ int http_route_find(const http_route_t *routes, size_t nroutes, int method, cons
 /* Size scratch must have for http_route_find on target t. */
 size_t http_route_scratch_size(const http_target_t *t);
 
-/* CouchDB's database-name rule: ^[a-z][a-z0-9_$()+/-]*$ up to 238 bytes, or
- * one of the system databases (_users, _replicator, _global_changes). */
-int http_db_name_valid(const char *name, size_t n);
 
 #endif

@@ -10,7 +10,15 @@ const http_route_t http_routes[] = {
     {HTTP_GET, "/", "GET,HEAD", (void *)http_handle_welcome},
     {HTTP_GET, "/_up/{any}", "GET,HEAD", (void *)http_handle_up},
     {HTTP_GET, "/_uuids/{any}", "GET", (void *)http_handle_uuids},
-    {HTTP_ANY, "/{db}/{any}", "GET,HEAD,POST,PUT,DELETE,COPY", (void *)http_handle_db_missing},
+    {HTTP_GET, "/_all_dbs/{any}", "GET,HEAD", (void *)http_handle_all_dbs},
+    {HTTP_GET | HTTP_POST, "/_dbs_info/{any}", "GET,HEAD,POST", (void *)http_handle_dbs_info},
+    {HTTP_GET, "/_active_tasks/{any}", "GET,HEAD", (void *)http_handle_active_tasks},
+    {HTTP_GET, "/_node/{db}/_stats/{any}", "GET,HEAD", (void *)http_handle_stats},
+    {HTTP_ANY, "/{db}", "DELETE,GET,HEAD,POST,PUT", (void *)http_handle_db},
+    {HTTP_POST, "/{db}/_compact", "POST", (void *)http_handle_compact},
+    {HTTP_POST, "/{db}/_ensure_full_commit", "POST", (void *)http_handle_ensure_full_commit},
+    {HTTP_GET | HTTP_PUT, "/{db}/_revs_limit", "PUT,GET", (void *)http_handle_revs_limit},
+    {HTTP_GET | HTTP_PUT, "/{db}/_security", "PUT,GET", (void *)http_handle_security},
+    {HTTP_ANY, "/{db}/{docid}", "DELETE,GET,HEAD,POST,PUT,COPY", (void *)http_handle_doc},
 };
-
 const size_t http_nroutes = sizeof http_routes / sizeof http_routes[0];

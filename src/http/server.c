@@ -16,6 +16,7 @@
 #include "base/status.h"
 #include "http/handlers.h"
 #include "http/json_out.h"
+#include "http/stats.h"
 #include "http/uuids.h"
 
 #include <arpa/inet.h>
@@ -35,6 +36,14 @@
 
 #include <openssl/rand.h>
 
+/* A timeout list per distinct duration: h2o 2.2 timeouts have one fixed
+ * duration each, and disposing one from inside its own callback is unsafe,
+ * so a loop keeps the few durations its streams use for its whole life. */
+typedef struct loop_timeout {
+    uint64_t ms;
+    h2o_timeout_t t;
+} loop_timeout;
+
 struct http_loop {
     http_server_t *server;
     pthread_t tid;
@@ -49,6 +58,48 @@ struct http_loop {
     int idle_expired;
     long long deadline_ms;
     uint64_t rng; /* request ids; not security sensitive */
+    size_t npending;       /* asyncs created here and not yet delivered */
+    atomic_size_t nwatch;  /* streams watching a database (read by the commit hook) */
+    h2o_linklist_t streams; /* every live stream of this loop */
+    loop_timeout **timeouts;
+    size_t ntimeouts;
+};
+
+enum { MSG_ASYNC = 1, MSG_COMMIT = 2 };
+struct loop_msg {
+    h2o_multithread_message_t super;
+    int kind;
+};
+
+struct http_async {
+    struct loop_msg m;
+    struct http_loop *loop;
+    http_req_t *req; /* NULL once the request is gone */
+    http_async_fn fn;
+    void *arg;
+};
+
+struct commit_msg {
+    struct loop_msg m;
+    char db[];
+};
+
+struct http_stream {
+    h2o_generator_t gen;
+    http_req_t *r;
+    struct http_loop *loop;
+    http_stream_fill_fn fill;
+    http_stream_dispose_fn dispose;
+    void *ctx;
+    buf_t out;
+    int sending;    /* a part is with h2o; proceed will follow */
+    int waiting;    /* fill said WAIT: call again only when woken */
+    int woken;      /* a wake arrived while sending */
+    int done;       /* the final part (or an error) was sent */
+    int in_pump;
+    h2o_timeout_entry_t timer;
+    char *watch_db;
+    h2o_linklist_t link; /* loop->streams */
 };
 
 struct dispatch_handler {
@@ -132,13 +183,13 @@ static void add_token_header(h2o_req_t *req, const h2o_token_t *token, const cha
     h2o_add_header(&req->pool, &req->res.headers, token, orig, value, strlen(value));
 }
 
-void http_send_json(http_req_t *r, int status, const buf_t *body)
+/* Content-Type (JSON unless set), Cache-Control, request id, body time. */
+static void add_standard_headers(http_req_t *r)
 {
     h2o_req_t *req = r->h2o;
     struct http_loop *l = r->loop;
-    req->res.status = status;
-    req->res.reason = reason_phrase(status);
-    add_token_header(req, H2O_TOKEN_CONTENT_TYPE, "Content-Type", "application/json");
+    if (h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1) < 0)
+        add_token_header(req, H2O_TOKEN_CONTENT_TYPE, "Content-Type", "application/json");
     if (h2o_find_header(&req->res.headers, H2O_TOKEN_CACHE_CONTROL, -1) < 0)
         add_token_header(req, H2O_TOKEN_CACHE_CONTROL, "Cache-Control", "must-revalidate");
     /* chttpd's reqid(): ten hex digits per request. */
@@ -150,6 +201,15 @@ void http_send_json(http_req_t *r, int status, const buf_t *body)
     snprintf(id, sizeof id, "%010llx", (unsigned long long)((z ^ (z >> 31)) & 0xffffffffffULL));
     http_add_header(r, "X-Couch-Request-ID", id);
     http_add_header(r, "X-CouchDB-Body-Time", "0");
+}
+
+void http_send_json(http_req_t *r, int status, const buf_t *body)
+{
+    h2o_req_t *req = r->h2o;
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    http_stat_status(status);
+    add_standard_headers(r);
     size_t n = body ? body->len : 0;
     char *p = h2o_mem_alloc_pool(&req->pool, n + 1);
     if (n)
@@ -164,6 +224,18 @@ void http_send_json(http_req_t *r, int status, const buf_t *body)
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
     else
         h2o_send(req, &chunk, 1, H2O_SEND_STATE_FINAL);
+}
+
+void http_send_not_modified(http_req_t *r)
+{
+    h2o_req_t *req = r->h2o;
+    req->res.status = 304;
+    req->res.reason = reason_phrase(304);
+    http_stat_status(304);
+    add_standard_headers(r);
+    static h2o_generator_t generator = {NULL, NULL};
+    h2o_start_response(req, &generator);
+    h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
 }
 
 void http_send_error(http_req_t *r, int status, const char *error, const char *reason)
@@ -197,11 +269,240 @@ const http_server_opts_t *http_server_opts(const http_server_t *s) { return &s->
 struct http_uuids *http_server_uuids(http_server_t *s) { return &s->uuids; }
 int http_server_port(const http_server_t *s) { return s->port; }
 
+const uint8_t *http_req_body(http_req_t *r, size_t *len)
+{
+    h2o_req_t *req = r->h2o;
+    *len = req->entity.base ? req->entity.len : 0;
+    return (const uint8_t *)req->entity.base;
+}
+
+/* ---- asyncs ---------------------------------------------------------------- */
+
+http_async_t *http_async_new(http_req_t *r, http_async_fn fn, void *arg)
+{
+    assert(r->async == NULL);
+    http_async_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->m.kind = MSG_ASYNC;
+    a->loop = r->loop;
+    a->req = r;
+    a->fn = fn;
+    a->arg = arg;
+    r->async = a;
+    r->loop->npending++;
+    return a;
+}
+
+void http_async_post(http_async_t *a)
+{
+    h2o_multithread_send_message(&a->loop->wake, &a->m.super);
+}
+
+static void deliver_async(http_async_t *a)
+{
+    struct http_loop *l = a->loop;
+    http_req_t *r = a->req;
+    if (r)
+        r->async = NULL;
+    a->fn(r, a->arg);
+    free(a);
+    assert(l->npending > 0);
+    l->npending--;
+}
+
+/* ---- streams ------------------------------------------------------------- */
+
+static void stream_pump(struct http_stream *st);
+
+static void stream_send(struct http_stream *st, h2o_send_state_t state)
+{
+    h2o_iovec_t chunk = h2o_iovec_init(st->out.data, st->out.len);
+    h2o_send(st->r->h2o, st->out.len ? &chunk : NULL, st->out.len ? 1 : 0, state);
+}
+
+static void stream_pump(struct http_stream *st)
+{
+    if (st->in_pump)
+        return;
+    st->in_pump = 1;
+    while (!st->done && !st->sending && !st->waiting) {
+        buf_reset(&st->out);
+        int rc = st->fill(st->r, st->ctx, &st->out);
+        if (rc < 0) {
+            log_error("http: streamed response aborted: %s", dv_strerror(rc));
+            st->done = 1;
+            buf_reset(&st->out);
+            stream_send(st, H2O_SEND_STATE_ERROR);
+        } else if (rc == HTTP_STREAM_DONE) {
+            st->done = 1;
+            stream_send(st, H2O_SEND_STATE_FINAL);
+        } else {
+            st->waiting = rc == HTTP_STREAM_WAIT;
+            if (st->out.len) {
+                st->sending = 1;
+                stream_send(st, H2O_SEND_STATE_IN_PROGRESS);
+            }
+        }
+    }
+    st->in_pump = 0;
+}
+
+static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    struct http_stream *st = H2O_STRUCT_FROM_MEMBER(struct http_stream, gen, g);
+    (void)req;
+    st->sending = 0;
+    if (st->woken) {
+        st->woken = 0;
+        st->waiting = 0;
+    }
+    stream_pump(st);
+}
+
+void http_stream_wake(http_req_t *r)
+{
+    struct http_stream *st = r->stream;
+    if (!st || st->done)
+        return;
+    if (st->sending) {
+        st->woken = 1;
+        return;
+    }
+    st->waiting = 0;
+    stream_pump(st);
+}
+
+static void stream_timer_cb(h2o_timeout_entry_t *e)
+{
+    struct http_stream *st = H2O_STRUCT_FROM_MEMBER(struct http_stream, timer, e);
+    http_stream_wake(st->r);
+}
+
+static h2o_timeout_t *loop_timeout_for(struct http_loop *l, uint64_t ms)
+{
+    for (size_t i = 0; i < l->ntimeouts; i++)
+        if (l->timeouts[i]->ms == ms)
+            return &l->timeouts[i]->t;
+    loop_timeout **nt = realloc(l->timeouts, (l->ntimeouts + 1) * sizeof *nt);
+    if (!nt)
+        return NULL;
+    l->timeouts = nt;
+    loop_timeout *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->ms = ms;
+    h2o_timeout_init(l->ctx.loop, &t->t, ms);
+    l->timeouts[l->ntimeouts++] = t;
+    return &t->t;
+}
+
+void http_stream_wake_after(http_req_t *r, uint64_t ms)
+{
+    struct http_stream *st = r->stream;
+    if (!st)
+        return;
+    if (h2o_timeout_is_linked(&st->timer))
+        h2o_timeout_unlink(&st->timer);
+    h2o_timeout_t *t = loop_timeout_for(st->loop, ms);
+    if (t)
+        h2o_timeout_link(st->loop->ctx.loop, t, &st->timer);
+}
+
+int http_stream_watch_db(http_req_t *r, const char *db)
+{
+    struct http_stream *st = r->stream;
+    if (!st || st->watch_db)
+        return DV_ERR_INVALID;
+    if (!(st->watch_db = strdup(db)))
+        return DV_ERR_NOMEM;
+    atomic_fetch_add(&st->loop->nwatch, 1);
+    return DV_OK;
+}
+
+int http_server_stopping(http_req_t *r) { return r->loop->stopping; }
+
+static void stream_dispose(void *p)
+{
+    struct http_stream *st = p;
+    if (h2o_timeout_is_linked(&st->timer))
+        h2o_timeout_unlink(&st->timer);
+    h2o_linklist_unlink(&st->link);
+    if (st->watch_db) {
+        atomic_fetch_sub(&st->loop->nwatch, 1);
+        free(st->watch_db);
+    }
+    buf_free(&st->out);
+    if (st->dispose)
+        st->dispose(st->ctx);
+}
+
+void http_stream_start(http_req_t *r, int status, http_stream_fill_fn fill, http_stream_dispose_fn dispose,
+                       void *ctx)
+{
+    h2o_req_t *req = r->h2o;
+    struct http_stream *st = h2o_mem_alloc_shared(&req->pool, sizeof *st, stream_dispose);
+    memset(st, 0, sizeof *st);
+    st->gen.proceed = stream_proceed;
+    st->r = r;
+    st->loop = r->loop;
+    st->fill = fill;
+    st->dispose = dispose;
+    st->ctx = ctx;
+    st->timer.cb = stream_timer_cb;
+    h2o_linklist_insert(&r->loop->streams, &st->link);
+    r->stream = st;
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    http_stat_status(status);
+    add_standard_headers(r);
+    h2o_start_response(req, &st->gen);
+    if (r->method == HTTP_HEAD) {
+        st->done = 1;
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    stream_pump(st);
+}
+
+/* The commit hook (db.h): wakes every stream watching dbname, through a
+ * message to each loop that has watchers.  Runs on a writer thread. */
+static void on_commit(void *arg, const char *dbname, uint64_t seq)
+{
+    http_server_t *s = arg;
+    (void)seq;
+    size_t n = strlen(dbname);
+    for (size_t i = 0; i < s->nloops; i++) {
+        struct http_loop *l = &s->loops[i];
+        if (atomic_load(&l->nwatch) == 0)
+            continue;
+        struct commit_msg *m = malloc(sizeof *m + n + 1);
+        if (!m)
+            continue; /* a missed wake-up: feeds still wake on their timers */
+        memset(&m->m, 0, sizeof m->m);
+        m->m.kind = MSG_COMMIT;
+        memcpy(m->db, dbname, n + 1);
+        h2o_multithread_send_message(&l->wake, &m->m.super);
+    }
+}
+
+static void deliver_commit(struct http_loop *l, const char *db)
+{
+    for (h2o_linklist_t *n = l->streams.next; n != &l->streams;) {
+        struct http_stream *st = H2O_STRUCT_FROM_MEMBER(struct http_stream, link, n);
+        n = n->next; /* waking may finish (not free) the stream; the list stays intact */
+        if (st->watch_db && !strcmp(st->watch_db, db))
+            http_stream_wake(st->r);
+    }
+}
+
 /* ---- dispatch ---------------------------------------------------------- */
 
 static void release_req(void *p)
 {
     http_req_t *r = p;
+    if (r->async)
+        r->async->req = NULL;
     http_target_free(&r->target);
     assert(r->loop->inflight > 0);
     r->loop->inflight--;
@@ -218,6 +519,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->loop = l;
     l->inflight++;
     r->method = http_method_parse(req->input.method.base, req->input.method.len);
+    http_stat_method(r->method);
     int rc = http_target_parse(req->input.path.base, req->input.path.len, &r->target);
     if (rc == DV_ERR_INVALID) {
         http_send_error(r, 400, "bad_request", "Invalid request target");
@@ -271,8 +573,17 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 
 static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
-    (void)receiver;
-    (void)messages; /* only ever woken with NULL messages */
+    struct http_loop *l = H2O_STRUCT_FROM_MEMBER(struct http_loop, wake, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        struct loop_msg *m = H2O_STRUCT_FROM_MEMBER(struct loop_msg, super.link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        if (m->kind == MSG_ASYNC) {
+            deliver_async((http_async_t *)m);
+        } else {
+            deliver_commit(l, ((struct commit_msg *)m)->db);
+            free(m);
+        }
+    }
 }
 
 static void begin_stop(struct http_loop *l)
@@ -284,6 +595,12 @@ static void begin_stop(struct http_loop *l)
         h2o_socket_read_stop(l->listener);
         h2o_socket_close(l->listener);
         l->listener = NULL;
+    }
+    /* Long feeds notice the stop when woken (http_server_stopping). */
+    for (h2o_linklist_t *n = l->streams.next; n != &l->streams;) {
+        struct http_stream *st = H2O_STRUCT_FROM_MEMBER(struct http_stream, link, n);
+        n = n->next;
+        http_stream_wake(st->r);
     }
 }
 
@@ -304,9 +621,11 @@ static void *loop_main(void *arg)
             l->idle_expired = 1;
             continue;
         }
-        if (l->inflight == 0 && l->nconns == 0)
+        if (l->inflight == 0 && l->nconns == 0 && l->npending == 0)
             break;
-        if (monotonic_ms() > l->deadline_ms) {
+        /* An outstanding async will be posted to this loop: never leave
+         * before it arrives (writes always complete, even failed). */
+        if (monotonic_ms() > l->deadline_ms && l->npending == 0) {
             log_warn("http: stopping with %zu requests in flight and %zu connections open", l->inflight,
                      l->nconns);
             break;
@@ -409,6 +728,7 @@ static int init_loop(http_server_t *s, struct http_loop *l)
     l->accept_ctx.ctx = &l->ctx;
     l->accept_ctx.hosts = s->config.hosts;
     h2o_multithread_register_receiver(l->ctx.queue, &l->wake, on_wake);
+    h2o_linklist_init_anchor(&l->streams);
     int fd = fcntl(s->listen_fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) {
         log_error("http: dup of the listening socket failed: %s", strerror(errno));
@@ -431,6 +751,12 @@ static void dispose_loop(struct http_loop *l)
     }
     if (l->nconns != 0 || l->inflight != 0)
         return; /* the process is exiting; tearing down under live connections would be unsafe */
+    h2o_evloop_run(loop, 0); /* delivers messages still queued */
+    for (size_t i = 0; i < l->ntimeouts; i++) {
+        h2o_timeout_dispose(loop, &l->timeouts[i]->t);
+        free(l->timeouts[i]);
+    }
+    free(l->timeouts);
     h2o_multithread_unregister_receiver(l->ctx.queue, &l->wake);
     h2o_context_dispose(&l->ctx);
     /* The context's queue is freed when its socket's close completes,
@@ -482,6 +808,8 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
         }
         s->loops[i].started = 1;
     }
+    if (s->opts.dbs)
+        db_server_set_commit_hook(s->opts.dbs, on_commit, s);
     *out = s;
     return DV_OK;
 fail_loops:
@@ -502,6 +830,8 @@ fail:
 
 void http_server_stop(http_server_t *s)
 {
+    if (s->opts.dbs)
+        db_server_set_commit_hook(s->opts.dbs, NULL, NULL); /* waits for hooks running now */
     atomic_store(&s->stop_requested, 1);
     for (size_t i = 0; i < s->nloops; i++)
         h2o_multithread_send_message(&s->loops[i].wake, NULL);

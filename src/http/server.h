@@ -27,6 +27,7 @@
 #define DV_HTTP_SERVER_H
 
 #include "base/buf.h"
+#include "db/db.h"
 #include "http/router.h"
 
 #include <stddef.h>
@@ -53,6 +54,9 @@ typedef struct http_server_opts {
     const char *uuids_utc_id_suffix;
     long long max_request_size; /* bytes; larger bodies get 413 */
     int drain_ms;               /* how long stop waits for requests in flight */
+    db_server *dbs;             /* the databases (not owned) */
+    long long max_document_size; /* [couchdb] max_document_size, bytes */
+    unsigned max_json_depth;    /* [chttpd] max_json_depth: deeper bodies get 400 */
 } http_server_opts_t;
 
 /* Binds, listens and starts the loop threads.  The strings in opts are
@@ -77,7 +81,9 @@ struct http_req {
     http_target_t target;   /* decoded path segments and query parameters */
     http_match_t match;     /* captures of the route ({db}, {docid}, {rest}) */
     const http_route_t *route;
-    struct http_loop *loop; /* private to server.c */
+    struct http_loop *loop;     /* private to server.c */
+    struct http_async *async;   /* private: the outstanding async, if any */
+    struct http_stream *stream; /* private: the streamed response, if any */
 };
 
 /* Sends status and body followed by "\n" (CouchDB ends JSON with a
@@ -87,6 +93,8 @@ void http_send_json(http_req_t *r, int status, const buf_t *body);
 void http_send_error(http_req_t *r, int status, const char *error, const char *reason);
 /* 405 with Allow, as chttpd:send_method_not_allowed(Req, Allow). */
 void http_send_method_not_allowed(http_req_t *r, const char *allow);
+/* 304 Not Modified with the headers added so far (ETag) and no body. */
+void http_send_not_modified(http_req_t *r);
 /* 500 for an internal status code (logged). */
 void http_send_internal(http_req_t *r, int status);
 /* Adds a response header (copied into the request's pool) before sending. */
@@ -98,5 +106,50 @@ const char *http_req_header(http_req_t *r, const char *name);
 /* Server-wide values handlers read. */
 const http_server_opts_t *http_server_opts(const http_server_t *s);
 struct http_uuids *http_server_uuids(http_server_t *s);
+static inline db_server *http_dbs(http_req_t *r) { return http_server_opts(r->server)->dbs; }
+
+/* The request body as h2o buffered it (NULL, 0 when there is none). */
+const uint8_t *http_req_body(http_req_t *r, size_t *len);
+
+/* ---- answers that wait for other threads ------------------------------ */
+
+/* A handler that must wait (for a commit, say) creates an http_async_t on
+ * its loop thread and hands it to the other thread, which calls
+ * http_async_post exactly once when done.  fn(r, arg) then runs on the
+ * request's loop thread; r is NULL when the client went away meanwhile
+ * (fn must still free what arg owns).  A loop does not exit while an
+ * async it created is outstanding, so posting is always safe. */
+typedef void (*http_async_fn)(http_req_t *r, void *arg);
+typedef struct http_async http_async_t;
+http_async_t *http_async_new(http_req_t *r, http_async_fn fn, void *arg); /* NULL: out of memory */
+void http_async_post(http_async_t *a);
+
+/* ---- streamed (chunked) responses --------------------------------------- */
+
+/* fill appends the next part of the body to out and says what follows:
+ * MORE (call again when the part is sent), WAIT (send what is in out, then
+ * call again only after http_stream_wake or the timer set with
+ * http_stream_wake_after), DONE (out is the last part), or a negative
+ * DV_ERR_* (the response is aborted: the client sees a truncated body).
+ * Each part is held in memory until sent, so fill should append a bounded
+ * amount (tens of KiB) per call.  dispose(ctx) runs once, when the request
+ * is finished or the client is gone; r must not be used after it. */
+enum { HTTP_STREAM_MORE = 0, HTTP_STREAM_WAIT = 1, HTTP_STREAM_DONE = 2 };
+typedef int (*http_stream_fill_fn)(http_req_t *r, void *ctx, buf_t *out);
+typedef void (*http_stream_dispose_fn)(void *ctx);
+/* Starts the response (status, the headers added so far, JSON content type
+ * unless one was added) and calls fill.  For HEAD, sends the headers and
+ * disposes at once. */
+void http_stream_start(http_req_t *r, int status, http_stream_fill_fn fill, http_stream_dispose_fn dispose,
+                       void *ctx);
+/* Loop thread only: a WAITing stream's fill is called again. */
+void http_stream_wake(http_req_t *r);
+/* Wakes the stream after ms milliseconds (replaces an earlier timer). */
+void http_stream_wake_after(http_req_t *r, uint64_t ms);
+/* Wakes the stream whenever database `db` commits a document change (the
+ * db layer's commit hook), until the request ends. */
+int http_stream_watch_db(http_req_t *r, const char *db);
+/* 1 once the server is stopping: long feeds should finish. */
+int http_server_stopping(http_req_t *r);
 
 #endif

@@ -247,6 +247,10 @@ int json_write_null(json_writer *w);
 /* Splices an already-valid JSON value (a stored body, say) as the next value.
  * Not re-checked in release builds (asserted in debug builds). */
 int json_write_raw(json_writer *w, const char *s, size_t n);
+/* Splices the members of obj[0..n), an already-valid minified object text
+ * ("{...}", as stored), into the object being written, after the members
+ * written so far.  "{}" adds nothing. */
+int json_write_members_raw(json_writer *w, const char *obj, size_t n);
 /* Writes a DOM value (minified, duplicates resolved, strings re-escaped). */
 int json_write_value(json_writer *w, const json_val *v);
 
@@ -259,6 +263,10 @@ int json_write_object_filtered(json_writer *w, const json_val *obj, json_key_pre
 /* Same, skipping the members named in names[0..n_names) (NUL-terminated). */
 int json_write_object_without(json_writer *w, const json_val *obj, const char *const *names,
                               size_t n_names);
+
+/* 1 when s[0..n) is well-formed UTF-8 (the parser's rules: no overlongs,
+ * no surrogates, nothing above U+10FFFF). */
+int json_utf8_valid(const void *s, size_t n);
 
 /* Appends the minified serialisation of v to out. */
 int json_serialize(const json_val *v, buf_t *out);

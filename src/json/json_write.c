@@ -113,8 +113,9 @@ static int append_dom_string(buf_t *b, const json_val *v)
     return DV_OK;
 }
 
-static int utf8_valid(const uint8_t *s, size_t n)
+int json_utf8_valid(const void *text, size_t n)
 {
+    const uint8_t *s = text;
     const uint8_t *p = s, *end = s + n;
     while (p < end) {
         if (end - p >= 8 && !(json__load64(p) & JSON__HIGHS)) {
@@ -190,7 +191,7 @@ int json_write_key(json_writer *w, const char *s, size_t n)
 {
     if (w->err)
         return w->err;
-    if (!utf8_valid((const uint8_t *)s, n))
+    if (!json_utf8_valid(s, n))
         return set_err(w, DV_ERR_INVALID);
     int rc = pre(w);
     if (rc)
@@ -211,7 +212,7 @@ int json_write_string(json_writer *w, const char *s, size_t n)
 {
     if (w->err)
         return w->err;
-    if (!utf8_valid((const uint8_t *)s, n))
+    if (!json_utf8_valid(s, n))
         return set_err(w, DV_ERR_INVALID);
     int rc = pre(w);
     if (rc)
@@ -283,6 +284,15 @@ int json_write_raw(json_writer *w, const char *s, size_t n)
 {
     assert(json_validate(s, n, UINT32_MAX, NULL) == DV_OK);
     return put_scalar(w, s, n);
+}
+
+int json_write_members_raw(json_writer *w, const char *obj, size_t n)
+{
+    assert(n >= 2 && obj[0] == '{' && obj[n - 1] == '}');
+    assert(json_validate(obj, n, UINT32_MAX, NULL) == DV_OK);
+    if (n <= 2)
+        return w->err;
+    return put_scalar(w, obj + 1, n - 2);
 }
 
 typedef struct wframe {

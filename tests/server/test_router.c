@@ -12,6 +12,7 @@
 
 #include "base/status.h"
 #include "http/json_out.h"
+#include "db/db.h"
 #include "http/router.h"
 #include "testutil.h"
 
@@ -209,15 +210,15 @@ static void test_methods_and_names(void **state)
     assert_int_equal(http_method_parse("GETX", 4), HTTP_OTHER);
     const char *good[] = {"a", "db", "a-b_c$d(e)f+g/h", "z9", "_users", "_replicator", "_global_changes"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-        assert_true(http_db_name_valid(good[i], strlen(good[i])));
+        assert_true(db_name_valid(good[i], strlen(good[i])));
     const char *badn[] = {"", "A", "9a", "_foo", "a b", "aB", "a.b", "_users2", "a\xc3\xa9"};
     for (size_t i = 0; i < sizeof badn / sizeof badn[0]; i++)
-        assert_false(http_db_name_valid(badn[i], strlen(badn[i])));
-    assert_false(http_db_name_valid("a\0b", 3));
+        assert_false(db_name_valid(badn[i], strlen(badn[i])));
+    assert_false(db_name_valid("a\0b", 3));
     char longname[240];
     memset(longname, 'a', sizeof longname);
-    assert_true(http_db_name_valid(longname, 238));
-    assert_false(http_db_name_valid(longname, 239));
+    assert_true(db_name_valid(longname, 238));
+    assert_false(db_name_valid(longname, 239));
 }
 
 /* Property: a segment of arbitrary bytes, fully percent-encoded, parses
