@@ -33,6 +33,9 @@ void http_handle_security(http_req_t *r);
 /* The info object of GET /{db} (also rows of /_dbs_info). */
 int http_db_info_json(db_t *db, json_writer *w);
 
+/* handlers_bulk_docs.c */
+void http_handle_bulk_docs(http_req_t *r);
+
 /* handlers_doc.c */
 void http_handle_doc(http_req_t *r);
 

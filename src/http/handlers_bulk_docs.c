@@ -1,0 +1,304 @@
+/*
+ * handlers_bulk_docs.c — POST /{db}/_bulk_docs (CouchDB 3's chttpd_db).
+ *
+ * The whole request is one store_write: every document of the batch goes
+ * to the writer together and commits in one group commit, so a batch of
+ * 1,000 documents costs one sync.  Items keep their own status (a conflict
+ * on one document does not fail the others), and the answer lists one
+ * result per input document, in input order.
+ *
+ * As in CouchDB, a document that is malformed (bad JSON shape, bad id, bad
+ * rev, too large) fails the whole request with its 4xx before anything is
+ * written; conflicts and missing stubs are per-document results.  With
+ * new_edits=false only failures are listed (CouchDB answers [] when all
+ * went in).
+ *
+ * Memory: the parsed request plus one copy of each body (O(request size)).
+ */
+#include "base/log.h"
+#include "base/status.h"
+#include "http/doc_util.h"
+#include "http/handlers.h"
+#include "http/hutil.h"
+#include "http/stats.h"
+#include "http/uuids.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct bulk_ctx {
+    db_t *db;
+    size_t n;
+    db_doc *docs;
+    int *local;              /* docs[i] is a _local doc */
+    size_t *slot;            /* index into ups or lus */
+    store_doc_update *ups;
+    store_local_update *lus;
+    store_write w;
+    int new_edits;
+} bulk_ctx;
+
+static void bulk_free(bulk_ctx *c)
+{
+    for (size_t i = 0; c->docs && i < c->n; i++)
+        db_doc_free(&c->docs[i]);
+    free(c->docs);
+    free(c->local);
+    free(c->slot);
+    free(c->ups);
+    free(c->lus);
+    db_release(c->db);
+    free(c);
+}
+
+static void write_result(json_writer *w, bulk_ctx *c, size_t i)
+{
+    db_doc *d = &c->docs[i];
+    int status;
+    char rev[STORE_REV_ID_MAX + 24];
+    if (c->local[i]) {
+        store_local_update *u = &c->lus[c->slot[i]];
+        status = u->status;
+        snprintf(rev, sizeof rev, "0-%llu", (unsigned long long)u->new_rev);
+    } else {
+        store_doc_update *u = &c->ups[c->slot[i]];
+        status = u->status;
+        http_rev_str(&u->rev, rev, sizeof rev);
+    }
+    if (status == DV_OK && !c->new_edits)
+        return;
+    json_write_begin_object(w);
+    if (status == DV_OK) {
+        json_write_key_cstr(w, "ok");
+        json_write_bool(w, true);
+    }
+    json_write_key_cstr(w, "id");
+    json_write_string(w, (const char *)d->id.data, d->id.len);
+    if (status == DV_OK) {
+        json_write_key_cstr(w, "rev");
+        json_write_cstr(w, rev);
+    } else {
+        db_err e;
+        if (c->local[i] && status == DV_ERR_NOTFOUND)
+            status = DV_ERR_CONFLICT; /* deleting an absent local doc */
+        db_err_from_status(&e, status, d->id.data, d->id.len);
+        if (!c->new_edits && !c->local[i]) {
+            json_write_key_cstr(w, "rev");
+            json_write_cstr(w, rev);
+        }
+        json_write_key_cstr(w, "error");
+        json_write_cstr(w, e.error);
+        json_write_key_cstr(w, "reason");
+        json_write_cstr(w, e.reason);
+    }
+    json_write_end_object(w);
+}
+
+static void bulk_done(http_req_t *r, void *arg, int status)
+{
+    bulk_ctx *c = arg;
+    if (status == DV_OK) {
+        size_t ok = 0;
+        for (size_t i = 0; i < c->n; i++)
+            ok += (c->local[i] ? c->lus[c->slot[i]].status : c->ups[c->slot[i]].status) == DV_OK;
+        http_stat_add(STAT_DB_WRITES, (long long)ok);
+    }
+    if (r) {
+        if (status != DV_OK) {
+            http_send_internal(r, status);
+        } else {
+            buf_t b = BUF_INIT;
+            json_writer w;
+            json_writer_init(&w, &b);
+            json_write_begin_array(&w);
+            for (size_t i = 0; i < c->n; i++)
+                write_result(&w, c, i);
+            json_write_end_array(&w);
+            if (w.err)
+                http_send_internal(r, w.err);
+            else
+                http_send_json(r, 201, &b);
+            buf_free(&b);
+        }
+    }
+    bulk_free(c);
+}
+
+/* Local documents in a bulk request: rev "0-N" → counter. */
+static int local_update(http_req_t *r, db_doc *d, store_local_update *u)
+{
+    memset(u, 0, sizeof *u);
+    u->id = d->id.data;
+    u->idlen = d->id.len;
+    u->deleted = d->deleted;
+    u->body = d->body.data;
+    u->body_len = d->body.len;
+    if (d->has_rev) {
+        uint64_t v = 0;
+        for (size_t k = 0; k < d->rev.len; k++) {
+            char ch = d->rev.id[k];
+            if (ch < '0' || ch > '9' || v > UINT64_MAX / 10 - 1) {
+                http_send_error(r, 400, "bad_request", "Invalid rev format");
+                return DV_ERR_INVALID;
+            }
+            v = v * 10 + (uint64_t)(ch - '0');
+        }
+        u->has_rev = 1;
+        u->rev = v;
+    }
+    return DV_OK;
+}
+
+/* Parses one element of "docs" into c->docs[i]. */
+static int parse_one(http_req_t *r, bulk_ctx *c, size_t i, const json_val *jd)
+{
+    db_doc *d = &c->docs[i];
+    db_err e;
+    const json_val *jid = json_is_object(jd) ? json_object_get_cstr(jd, "_id") : NULL;
+    size_t idl = 0;
+    const char *ids = jid && json_is_string(jid) ? json_str(jid, &idl) : NULL;
+    int local = ids && idl > 7 && !memcmp(ids, "_local/", 7);
+    int flags = DB_DOC_LOCAL_OK | (c->new_edits || local ? DB_DOC_NEW_EDITS : 0);
+    int rc;
+    if (local) {
+        /* "0-N" revs do not pass the document rev rule: take _rev apart. */
+        static const char *const skip[] = {"_rev"};
+        buf_t tmp = BUF_INIT;
+        json_doc copy = JSON_DOC_INIT;
+        json_writer w;
+        json_writer_init(&w, &tmp);
+        rc = json_write_object_without(&w, jd, skip, 1);
+        if (rc == DV_OK)
+            rc = json_doc_parse(&copy, tmp.data, tmp.len, 0, NULL);
+        if (rc == DV_OK)
+            rc = db_doc_from_json(json_doc_root(&copy), NULL, 0, flags, d, &e);
+        json_doc_free(&copy);
+        buf_free(&tmp);
+        const json_val *jr = json_object_get_cstr(jd, "_rev");
+        if (rc == DV_OK && jr) {
+            size_t rl;
+            const char *rs = json_str(jr, &rl);
+            if (!json_is_string(jr) || rl < 3 || rs[0] != '0' || rs[1] != '-' || rl - 2 > STORE_REV_ID_MAX) {
+                http_send_error(r, 400, "bad_request", "Invalid rev format");
+                return DV_ERR_INVALID;
+            }
+            d->has_rev = 1;
+            d->rev.pos = 0;
+            d->rev.len = (uint8_t)(rl - 2);
+            memcpy(d->rev.id, rs + 2, rl - 2);
+        }
+    } else {
+        rc = db_doc_from_json(jd, NULL, 0, flags, d, &e);
+    }
+    if (rc == DV_ERR_INVALID) {
+        http_send_db_err(r, &e);
+        return rc;
+    }
+    if (rc != DV_OK) {
+        http_send_internal(r, rc);
+        return rc;
+    }
+    for (size_t k = 0; k < d->natts; k++) {
+        if (d->att_follows[k]) {
+            http_send_error(r, 400, "bad_request", "Attachments with \"follows\" need a multipart request");
+            return DV_ERR_INVALID;
+        }
+    }
+    if (!c->new_edits && !local && !d->has_rev) {
+        http_send_error(r, 400, "bad_request",
+                        "When `new_edits: false`, the document needs `_rev` or `_revisions` specified");
+        return DV_ERR_INVALID;
+    }
+    if (d->id.len == 0) {
+        char id[128];
+        int n = http_uuids_next(http_server_uuids(r->server), id, sizeof id);
+        if (n < 0 || buf_append(&d->id, id, (size_t)n) != DV_OK) {
+            http_send_internal(r, n < 0 ? n : DV_ERR_NOMEM);
+            return DV_ERR_NOMEM;
+        }
+    }
+    if (!http_doc_size_ok(r, d))
+        return DV_ERR_TOO_LARGE;
+    c->local[i] = local;
+    return DV_OK;
+}
+
+void http_handle_bulk_docs(http_req_t *r)
+{
+    http_stat_inc(STAT_BULK_REQUESTS);
+    if (http_require_ctype(r, "application/json") != DV_OK)
+        return;
+    db_t *db = http_open_db(r);
+    if (!db)
+        return;
+    json_doc jd = JSON_DOC_INIT;
+    const json_val *root, *docs, *ne;
+    bulk_ctx *c = NULL;
+    if (http_json_body(r, &jd, &root) != DV_OK)
+        goto fail;
+    docs = json_is_object(root) ? json_object_get_cstr(root, "docs") : NULL;
+    if (!json_is_object(root)) {
+        http_send_error(r, 400, "bad_request", "Request body must be a JSON object");
+        goto fail;
+    }
+    if (!docs) {
+        http_send_error(r, 400, "bad_request", "POST body must include `docs` parameter.");
+        goto fail;
+    }
+    if (!json_is_array(docs)) {
+        http_send_error(r, 400, "bad_request", "`docs` parameter must be an array.");
+        goto fail;
+    }
+    ne = json_object_get_cstr(root, "new_edits");
+    if (ne && !json_is_bool(ne)) {
+        http_send_error(r, 400, "bad_request", "`new_edits` parameter must be a boolean.");
+        goto fail;
+    }
+    size_t n = json_len(docs);
+    if (!(c = calloc(1, sizeof *c))) {
+        http_send_internal(r, DV_ERR_NOMEM);
+        goto fail;
+    }
+    c->db = db;
+    db = NULL;
+    if (!(c->docs = calloc(n + 1, sizeof *c->docs)) || !(c->local = calloc(n + 1, sizeof *c->local)) ||
+        !(c->slot = calloc(n + 1, sizeof *c->slot)) || !(c->ups = calloc(n + 1, sizeof *c->ups)) ||
+        !(c->lus = calloc(n + 1, sizeof *c->lus))) {
+        http_send_internal(r, DV_ERR_NOMEM);
+        goto fail;
+    }
+    c->n = n;
+    c->new_edits = !ne || json_is_true(ne);
+    json_iter it = json_iter_begin(docs);
+    const json_val *x;
+    for (size_t i = 0; json_iter_elem(&it, &x); i++) {
+        db_doc_init(&c->docs[i]);
+        if (parse_one(r, c, i, x) != DV_OK)
+            goto fail;
+    }
+    size_t nd = 0, nl = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c->local[i]) {
+            c->slot[i] = nl;
+            if (local_update(r, &c->docs[i], &c->lus[nl++]) != DV_OK)
+                goto fail;
+        } else {
+            c->slot[i] = nd;
+            db_doc_to_update(&c->docs[i], c->new_edits, &c->ups[nd++]);
+        }
+    }
+    json_doc_free(&jd);
+    c->w.docs = c->ups;
+    c->w.ndocs = nd;
+    c->w.locals = c->lus;
+    c->w.nlocals = nl;
+    http_db_write(r, c->db, &c->w, bulk_done, c);
+    return;
+fail:
+    json_doc_free(&jd);
+    if (c)
+        bulk_free(c);
+    else
+        db_release(db);
+}
