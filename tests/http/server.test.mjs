@@ -144,7 +144,7 @@ describe('one server', () => {
     }
   });
 
-  test('database paths: no database exists yet', async () => {
+  test('paths of a missing database answer 404 Database does not exist.', async () => {
     for (const p of ['/_nonexistent', '/somedb', '/somedb/docid', '/somedb/_design/x', '/db%2Fwith%2Fslash']) {
       const r = await request(srv.url, p);
       assert.equal(r.status, 404, p);
