@@ -496,6 +496,48 @@ static void deliver_commit(struct http_loop *l, const char *db)
     }
 }
 
+/* ---- h2o's own error answers ------------------------------------------------ */
+
+/* h2o answers some errors itself, before any handler runs (a body over
+ * max_request_entity_size, a malformed request line), with a text/plain
+ * body.  This filter gives those answers CouchDB's JSON error body; it
+ * recognises them by that content type, which divan never sends with an
+ * error status. */
+typedef struct couch_error_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t body;
+} couch_error_ostream;
+
+static void couch_error_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t n, h2o_send_state_t st)
+{
+    (void)bufs;
+    (void)n;
+    couch_error_ostream *os = (couch_error_ostream *)self;
+    if (st == H2O_SEND_STATE_IN_PROGRESS) {
+        h2o_ostream_send_next(self, req, NULL, 0, st); /* swallow h2o's text */
+        return;
+    }
+    h2o_ostream_send_next(self, req, &os->body, 1, st);
+}
+
+static void couch_errors_filter(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    (void)self;
+    ssize_t ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (req->res.status >= 400 && ct >= 0 && !strncmp(req->res.headers.entries[ct].value.base, "text/plain", 10)) {
+        const char *text = req->res.status == 413
+                               ? "{\"error\":\"too_large\",\"reason\":\"the request entity is too large\"}\n"
+                               : "{\"error\":\"bad_request\",\"reason\":\"Bad request\"}\n";
+        req->res.headers.entries[ct].value = h2o_iovec_init(H2O_STRLIT("application/json"));
+        couch_error_ostream *os = (couch_error_ostream *)h2o_add_ostream(req, sizeof *os, slot);
+        os->super.do_send = couch_error_send;
+        os->body = h2o_iovec_init(text, strlen(text));
+        req->res.content_length = os->body.len;
+        slot = &os->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
 /* ---- dispatch ---------------------------------------------------------- */
 
 static void release_req(void *p)
@@ -789,6 +831,10 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
     h2o_hostconf_t *host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     struct dispatch_handler *h = (struct dispatch_handler *)h2o_create_handler(path, sizeof *h);
+    /* h2o's own errors (413 before the handler runs, 400 for a malformed
+     * request) are bound to the host's fallback path. */
+    h2o_create_filter(&host->fallback_path, sizeof(h2o_filter_t))->on_setup_ostream = couch_errors_filter;
+    h2o_create_filter(path, sizeof(h2o_filter_t))->on_setup_ostream = couch_errors_filter;
     h->super.on_req = on_req;
     h->server = s;
     if ((rc = open_listener(s)) != DV_OK)

@@ -334,6 +334,7 @@ describe('documents', () => {
     // a body over max_http_request_size
     r = await put('/db/badinput', JSON.stringify({ big: 'y'.repeat(300000) }));
     assert.equal(r.status, 413);
+    assert.deepEqual(r.json, { error: 'too_large', reason: 'the request entity is too large' });
     assert.equal(await seqOf('db'), seq, 'nothing written');
     assert.equal((await req('/db/badinput')).status, 404);
     r = await req('/db/doc%ff', { method: 'PUT', body: '{}' });
