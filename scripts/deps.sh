@@ -9,7 +9,12 @@ PACKAGES=(
   libssl-dev libxxhash-dev liblz4-dev libzstd-dev zlib1g-dev libcmocka-dev
   libh2o-evloop-dev libicu-dev duktape-dev libcurl4-openssl-dev libinih-dev
   liblmdb-dev libsqlite3-dev wrk nodejs npm
+  nginx
 )
+# Benchmark-only packages: LMDB and SQLite (storage anchors), wrk (HTTP load),
+# nginx (static-file reference for GET; `make bench` starts its own nginx as
+# the current user on a loopback port with its own config in a temporary
+# directory; the system service is never started, see below).
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -45,5 +50,25 @@ else
   SUDO=
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Installing nginx would start (and enable) the system nginx on port 80.  A
+# policy-rc.d that answers 101 ("action forbidden") for the length of the
+# install keeps apt from starting any service; under systemd the unit is then
+# disabled too.  An existing policy-rc.d is left as it is.
+policy=/usr/sbin/policy-rc.d
+own_policy=
+if [[ " ${missing[*]} " == *" nginx "* ]] && [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\n# divan scripts/deps.sh: no service starts during this install\nexit 101\n' |
+    $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  own_policy=1
+  trap '$SUDO rm -f "$policy"' EXIT
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ -n "$own_policy" ]; then
+  $SUDO rm -f "$policy"
+  trap - EXIT
+fi
+if [[ " ${missing[*]} " == *" nginx "* ]] && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
