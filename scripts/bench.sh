@@ -5,8 +5,9 @@
 # on a slow figure, only on a benchmark that cannot run.
 #
 #   scripts/bench.sh BUILD_DIR
-#   BENCH_STEPS="store"   which steps to run (default: all, in order)
+#   BENCH_STEPS="store http"   which steps to run (default: all, in order)
 #   BENCH_DOCS, BENCH_SECONDS, BENCH_SEED, BENCH_ENGINES: see bench/bench_store.c
+#   BENCH_HTTP_DOCS, BENCH_SECONDS, BENCH_HTTP_SERVERS, ...: see bench/http/bench_http.mjs
 #
 # Data lives in a temporary directory under BUILD_DIR (a real disk: sync
 # figures from tmpfs mean nothing), removed afterwards.
@@ -17,7 +18,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 # The list of benchmark steps, run in this order.  A step is a function
 # bench_<name> that writes its markdown to stdout.
-STEPS=(store)
+STEPS=(store http)
 
 bench_store() {
   local bin="$build/bench_store"
@@ -32,6 +33,19 @@ bench_store() {
   echo "Command: \`BENCH_DOCS=${BENCH_DOCS:-100000} BENCH_SECONDS=${BENCH_SECONDS:-2} BENCH_ROUNDS=${BENCH_ROUNDS:-3} make bench\`"
   echo
   "$bin" "$build"
+}
+
+# divan's HTTP API vs pouchdb-server (npm), nginx as the static-GET
+# reference; bench/http/bench_http.mjs writes the whole table.
+bench_http() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then
+    echo "bench: the http step needs node and wrk (run scripts/deps.sh)" >&2
+    return 1
+  fi
+  if [ ! -d "$root/node_modules/pouchdb-server" ]; then
+    echo "bench: warning: node_modules/pouchdb-server missing (npm ci); its column will be n/a" >&2
+  fi
+  node "$root/bench/http/bench_http.mjs" "$build"
 }
 
 fstype=$(stat -f -c %T "$build")

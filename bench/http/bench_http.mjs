@@ -1,0 +1,728 @@
+// bench_http.mjs — the `http` step of `make bench` (issue 3): divan's HTTP
+// document API against pouchdb-server, the CouchDB-compatible server from
+// npm, measured in the same run on the same machine, with nginx serving a
+// static file of the same size as the reference for GET.
+//
+//   node bench/http/bench_http.mjs BUILD_DIR      (scripts/bench.sh runs it)
+//
+// Each server runs alone (one at a time, so they never share the 2 cores),
+// with its data in a temporary directory under BUILD_DIR (a real disk), and
+// goes through the same phases:
+//
+//   create database `bench`, load BENCH_HTTP_DOCS ~1 KiB docs via _bulk_docs
+//   GET a random doc, 64 keep-alive connections          (wrk + get.lua)
+//   _all_docs full scan, _changes?since=0 full feed       (this script, 1 client)
+//   PUT new docs, 1 connection, then 64 connections      (wrk + put.lua)
+//   POST _bulk_docs, 1,000-doc batches, 2 in flight       (this script)
+//   peak RSS of the server process tree (VmHWM)
+//
+// The _bulk_docs phase and the scans run here rather than in wrk because a
+// request can take a second on the peer: wrk drops the requests in flight
+// when its time is up, which would understate a rate measured in a few
+// requests; here every request started is finished and counted.
+// nginx only serves GET of one static file.  It prints a markdown table of
+// figures and ratios (divan / peer) on stdout; progress goes to stderr.
+// Benchmarks are not tests: a slow figure fails nothing.  A phase the server
+// cannot do yet (404/405, wrong answer, crash) prints "n/a" with the reason
+// in the notes, so the harness runs before and after divan's endpoints land.
+// Only a benchmark that cannot run at all (no wrk, no divan binary) exits
+// non-zero.  docs/benchmarks.md describes the rows and the peers' settings.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '../..');
+const DB = 'bench';
+const DOC_LEN = 1024; // bytes of a document body as loaded (before _id/_rev)
+const POOL = 1000; // distinct bodies; doc n of the load uses body n % POOL
+const BATCH = 1000; // documents per _bulk_docs request (load and bulk phase)
+
+function envInt(name, def) {
+  const v = process.env[name];
+  if (v === undefined || v === '') return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}=${v}: want a positive number`);
+  return n;
+}
+
+const cfg = {
+  build: path.resolve(process.argv[2] ?? path.join(ROOT, 'build')),
+  docs: Math.floor(envInt('BENCH_HTTP_DOCS', 100000)),
+  seconds: Math.ceil(envInt('BENCH_SECONDS', 3)),
+  seed: Math.floor(envInt('BENCH_SEED', 42)),
+  wrkThreads: Math.floor(envInt('BENCH_HTTP_WRK_THREADS', 2)),
+  bulkConns: Math.floor(envInt('BENCH_HTTP_BULK_CONNECTIONS', 2)),
+  servers: (process.env.BENCH_HTTP_SERVERS || 'divan,pouchdb-server,nginx').split(/[\s,]+/).filter(Boolean),
+  divanBin: path.resolve(ROOT, process.env.DIVAN_BIN || path.join(process.argv[2] ?? 'build', 'divan')),
+  divanArgs: (process.env.BENCH_HTTP_DIVAN_ARGS || '').split(/\s+/).filter(Boolean),
+  pouchArgs: (process.env.BENCH_HTTP_POUCHDB_ARGS || '').split(/\s+/).filter(Boolean),
+};
+const POUCH_BIN = path.join(ROOT, 'node_modules', 'pouchdb-server', 'bin', 'pouchdb-server');
+
+const log = (...a) => console.error('  http:', ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------- documents
+
+const WORDS = ('alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa ' +
+  'quebec romeo sierra tango uniform victor whiskey xray yankee zulu amber basalt cedar dune ember fjord granite ' +
+  'harbor island jasper kelp lagoon meadow nectar orchard prairie quartz river summit tundra upland valley willow ' +
+  'yarrow zephyr parcel invoice courier express fragile returns pending shipped delivered customer warehouse ' +
+  'priority standard').split(' ');
+
+// A small seeded generator (mulberry32): ids and bodies depend only on the seed.
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// An order record like bench/workload.c's, exactly DOC_LEN bytes of JSON.
+function makeBody(r, n) {
+  const w = () => WORDS[Math.floor(r() * 64)];
+  const items = [];
+  for (let i = 0, k = 1 + Math.floor(r() * 4); i < k; i++) {
+    items.push({ sku: `SKU-${String(Math.floor(r() * 100000)).padStart(5, '0')}`, qty: 1 + Math.floor(r() * 9),
+      price: Math.floor(r() * 50000) / 100 });
+  }
+  const doc = { type: 'order', number: n, customer: { name: `${w()} ${w()}`, city: w(), tier: WORDS[60 + Math.floor(r() * 4)] },
+    status: WORDS[55 + Math.floor(r() * 4)], items, note: '' };
+  const base = JSON.stringify(doc).length;
+  let note = '';
+  for (;;) {
+    const word = w();
+    if (base + note.length + word.length + 1 > DOC_LEN) break;
+    note += word + ' ';
+  }
+  doc.note = note.padEnd(DOC_LEN - base, ' ');
+  const s = JSON.stringify(doc);
+  if (s.length !== DOC_LEN) throw new Error(`body is ${s.length} bytes`);
+  return s;
+}
+
+// 16 random hex digits, as CouchDB's `random` uuids: random insertion order.
+function randomId(r) {
+  return Math.floor(r() * 4294967296).toString(16).padStart(8, '0') + Math.floor(r() * 4294967296).toString(16).padStart(8, '0');
+}
+
+function makeIds(r, n) {
+  const seen = new Set();
+  while (seen.size < n) seen.add(randomId(r));
+  return [...seen];
+}
+
+// ---------------------------------------------------------------- HTTP client
+
+// One request on a keep-alive agent.  discard: count the body's bytes only
+// (full scans, so that the client spends no CPU parsing what it times).  A
+// failed or hung request is the server's failure: n/a for that phase.  The
+// default timeout allows the peer's slowest full scan (~20 s per 100,000
+// rows here) with a wide margin.
+function request(agent, url, { method = 'GET', body, headers = {}, discard = false, timeoutMs = Math.max(60000, cfg.docs) } = {}) {
+  const where = `${method} ${new URL(url).pathname}`;
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, agent, headers: { ...headers, ...(body !== undefined ? { 'content-length': Buffer.byteLength(body) } : {}) } }, (res) => {
+      const chunks = [];
+      let bytes = 0;
+      res.on('data', (d) => { bytes += d.length; if (!discard) chunks.push(d); });
+      res.on('end', () => resolve({ status: res.statusCode, bytes, text: discard ? '' : Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', (e) => reject(na(`${where}: ${e.message}`)));
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`connection idle for ${timeoutMs / 1000} s`)));
+    req.on('error', (e) => reject(na(`${where}: ${e.message}`)));
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
+function json(text) {
+  try { return JSON.parse(text); } catch { return undefined; }
+}
+
+// "404 {"error":"not_found",...}" — a short reason for an n/a cell.
+function answer(r) {
+  const t = r.text.replace(/\s+/g, ' ').trim();
+  return `${r.status} ${t.length > 120 ? t.slice(0, 120) + '…' : t}`;
+}
+
+class NotAvailable extends Error {}
+const na = (msg) => new NotAvailable(msg);
+
+// ---------------------------------------------------------------- processes
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Children alive right now, so that an interrupted run leaves none behind.
+const live = new Set();
+
+function startProcess(name, bin, args, opts = {}) {
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  let tail = '';
+  const keep = (d) => { tail = (tail + d).slice(-16384); };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const proc = { name, child, exit: null, tail: () => tail };
+  proc.exited = new Promise((resolve) => {
+    child.on('error', (e) => { keep(String(e)); proc.exit = { code: null, signal: String(e) }; live.delete(proc); resolve(proc.exit); });
+    child.on('exit', (code, signal) => { proc.exit = { code, signal }; live.delete(proc); resolve(proc.exit); });
+  });
+  live.add(proc);
+  return proc;
+}
+
+function exitText(e) {
+  return e.signal ? `killed by ${e.signal}` : `exit code ${e.code}`;
+}
+
+async function stopProcess(proc) {
+  if (proc.exit) return;
+  proc.child.kill('SIGTERM');
+  const t = setTimeout(() => proc.child.kill('SIGKILL'), 10000);
+  await proc.exited;
+  clearTimeout(t);
+}
+
+// Polls url until it answers 200 (or the process exits, or timeoutMs passes).
+async function waitReady(proc, agent, url, timeoutMs) {
+  const t0 = Date.now();
+  for (;;) {
+    if (proc.exit) throw new Error(`${proc.name} exited (${exitText(proc.exit)}) before it answered:\n${proc.tail()}`);
+    try {
+      const r = await request(agent, url, { timeoutMs: 2000 });
+      if (r.status === 200) return;
+    } catch { /* not listening yet */ }
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${proc.name} did not answer ${url} within ${timeoutMs / 1000} s:\n${proc.tail()}`);
+    await sleep(50);
+  }
+}
+
+// Peak resident set of a process and its descendants: the sum of VmHWM
+// (kernel-tracked high-water mark), in bytes.  Shared pages count once per
+// process, so for nginx's master + workers this overstates a little.
+function peakRss(pid) {
+  let total = 0;
+  const stack = [pid];
+  while (stack.length) {
+    const p = stack.pop();
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      if (m) total += Number(m[1]) * 1024;
+      for (const tid of readdirSync(`/proc/${p}/task`)) {
+        const kids = readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').trim();
+        if (kids) stack.push(...kids.split(/\s+/).map(Number));
+      }
+    } catch { /* gone */ }
+  }
+  return total || null;
+}
+
+// ---------------------------------------------------------------- servers
+
+// divan: started like tests/http/helpers.mjs does — `--data DIR --port 0`,
+// ready when it logs "divan listening on http://…/" and GET /_up says 200.
+async function startDivan(dir, agent) {
+  if (!existsSync(cfg.divanBin)) throw new Error(`${cfg.divanBin} missing (make build)`);
+  const proc = startProcess('divan', cfg.divanBin, ['--data', dir, '--port', '0', ...cfg.divanArgs]);
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`divan did not start within 10 s:\n${proc.tail()}`)), 10000);
+    const look = () => {
+      const m = /divan listening on (http:\/\/\S+\/)/.exec(proc.tail());
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    };
+    proc.child.stderr.on('data', look);
+    proc.child.stdout.on('data', look);
+    proc.exited.then((e) => { clearTimeout(timer); reject(new Error(`divan exited (${exitText(e)}) before listening:\n${proc.tail()}`)); });
+  });
+  await waitReady(proc, agent, new URL('_up', url), 10000);
+  return { proc, url };
+}
+
+// pouchdb-server: its default LevelDB adapter, data and config.json in DIR,
+// its request log to DIR/log.txt (cwd) and not to stdout (-n).
+async function startPouch(dir, agent) {
+  if (!existsSync(POUCH_BIN)) throw new Error(`${POUCH_BIN} missing (npm ci)`);
+  const port = await freePort();
+  const proc = startProcess('pouchdb-server', process.execPath,
+    [POUCH_BIN, '-p', String(port), '-o', '127.0.0.1', '-d', dir, '-c', path.join(dir, 'config.json'), '-n', ...cfg.pouchArgs],
+    { cwd: dir });
+  const url = `http://127.0.0.1:${port}/`;
+  await waitReady(proc, agent, url, 30000);
+  return { proc, url };
+}
+
+// nginx: its own config and prefix in DIR, run in the foreground as the
+// current user on a free loopback port, serving www/doc.json.
+async function startNginx(dir, agent, size) {
+  const port = await freePort();
+  const www = path.join(dir, 'www');
+  mkdirSync(www);
+  mkdirSync(path.join(dir, 'tmp'));
+  writeFileSync(path.join(www, 'doc.json'), staticDoc(size));
+  const t = (n) => path.join(dir, 'tmp', n);
+  const conf = `# written by bench/http/bench_http.mjs
+daemon off;
+master_process on;
+worker_processes auto;
+${process.getuid() === 0 ? 'user root;' : ''}
+pid ${path.join(dir, 'nginx.pid')};
+error_log ${path.join(dir, 'error.log')} warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 65;
+  keepalive_requests 100000000;
+  client_body_temp_path ${t('body')};
+  proxy_temp_path ${t('proxy')};
+  fastcgi_temp_path ${t('fastcgi')};
+  uwsgi_temp_path ${t('uwsgi')};
+  scgi_temp_path ${t('scgi')};
+  types { }
+  default_type application/json;
+  server {
+    listen 127.0.0.1:${port};
+    root ${www};
+  }
+}
+`;
+  writeFileSync(path.join(dir, 'nginx.conf'), conf);
+  const proc = startProcess('nginx', 'nginx', ['-p', dir + '/', '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')]);
+  const url = `http://127.0.0.1:${port}/`;
+  await waitReady(proc, agent, new URL('doc.json', url), 10000);
+  return { proc, url };
+}
+
+// A JSON object of exactly `size` bytes, for nginx to serve.
+function staticDoc(size) {
+  const head = '{"_id":"0000000000000000","pad":"';
+  return head + 'x'.repeat(Math.max(0, size - head.length - 2)) + '"}';
+}
+
+// ---------------------------------------------------------------- phases
+
+const SCENARIOS = [
+  { key: 'get', label: 'GET random doc, 64 connections', unit: 'req/s' },
+  { key: 'alldocs', label: '_all_docs full scan, 1 client', unit: 'rows/s' },
+  { key: 'changes', label: '_changes?since=0 full feed, 1 client', unit: 'rows/s' },
+  { key: 'put1', label: 'PUT new doc, 1 connection', unit: 'req/s' },
+  { key: 'put64', label: 'PUT new doc, 64 connections', unit: 'req/s' },
+  { key: 'bulk', label: () => `_bulk_docs, ${BATCH.toLocaleString('en')}-doc batches, ${cfg.bulkConns} in flight`, unit: 'docs/s', per: 'batch' },
+];
+// Each phase seeds its own ids (PUT phases must not collide with each other).
+const PHASE_SEED = { get: 1, put1: 2, put64: 3, bulk: 4 };
+
+let wrkFiles; // { ids, docs, nginxIds } written once per run
+
+// Runs wrk with a lua scenario; resolves the figures done() printed.
+async function runWrk(base, script, conns, phase, luaArgs) {
+  const threads = Math.max(1, Math.min(cfg.wrkThreads, conns));
+  const args = ['-t', String(threads), '-c', String(conns), '-d', `${cfg.seconds}s`, '--timeout', '60s',
+    '-s', path.join(HERE, script), base, '--', `seed=${cfg.seed * 16 + PHASE_SEED[phase]}`, ...luaArgs];
+  const proc = startProcess('wrk', 'wrk', args, { env: { ...process.env, BENCH_HTTP_LUA: HERE } });
+  const e = await proc.exited;
+  const m = /BENCH_JSON (\{.*\})/.exec(proc.tail());
+  if (e.code !== 0 || !m) throw new Error(`wrk ${args.join(' ')} failed (${exitText(e)}):\n${proc.tail()}`);
+  return JSON.parse(m[1]);
+}
+
+// wrk figures -> a result cell, or n/a when the answers were mostly errors.
+function wrkResult(w) {
+  const failed = w.err_status + w.err_connect + w.err_read + w.err_write + w.err_timeout;
+  if (w.requests === 0) throw na(`no request completed (${failed} errors)`);
+  if (w.err_status > 0.01 * w.requests) throw na(`${w.err_status} of ${w.requests} answers were not 2xx/3xx`);
+  if (failed > 0.01 * w.requests) throw na(`${failed} socket errors or timeouts for ${w.requests} answers`);
+  const res = { rate: w.requests / (w.duration_us / 1e6), p50: w.p50_us / 1000, p99: w.p99_us / 1000 };
+  if (failed) res.note = `${failed} errors in ${w.requests} requests`;
+  return res;
+}
+
+async function loadDocs(agent, base, ids, pool) {
+  const url = new URL(`${DB}/_bulk_docs`, base);
+  let next = 0;
+  const worker = async () => {
+    while (next < ids.length && next >= 0) {
+      const from = next;
+      next += BATCH;
+      const parts = [];
+      for (let i = from; i < Math.min(from + BATCH, ids.length); i++) parts.push(`{"_id":"${ids[i]}",${pool[i % POOL].slice(1)}`);
+      const r = await request(agent, url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"docs":[${parts.join(',')}]}` });
+      const j = json(r.text);
+      if ((r.status !== 201 && r.status !== 202) || !Array.isArray(j)) throw na(`POST /${DB}/_bulk_docs: ${answer(r)}`);
+      const bad = j.find((x) => !x.ok);
+      if (bad || j.length !== parts.length) throw na(`POST /${DB}/_bulk_docs: ${JSON.stringify(bad ?? j.length).slice(0, 100)}`);
+    }
+  };
+  await allOrFirstError([worker, worker], () => { next = -1; });
+}
+
+// Runs the async functions concurrently; if one fails, calls stop() so the
+// others end at their next check, waits for all of them, rethrows the first error.
+async function allOrFirstError(fns, stop) {
+  const settled = await Promise.allSettled(fns.map((f) => f().catch((e) => { stop(); throw e; })));
+  const failed = settled.find((x) => x.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+// Full reads until BENCH_SECONDS have passed (at least one, and on the peer
+// one can take many seconds).  The first is parsed and checked (it must
+// return every loaded doc) after its time is taken; the others are counted
+// in bytes only.
+async function scanPhase(agent, base, pathq, field) {
+  const url = new URL(pathq, base);
+  const t0 = performance.now();
+  const first = await request(agent, url);
+  const times = [performance.now() - t0];
+  let total = times[0];
+  const j = json(first.text);
+  if (first.status !== 200 || !j || !Array.isArray(j[field])) throw na(`GET ${pathq}: ${answer(first)}`);
+  const rows = j[field].length;
+  if (rows < cfg.docs) throw na(`GET ${pathq} returned ${rows} ${field}, not ${cfg.docs}`);
+  while (total < cfg.seconds * 1000) {
+    const t0 = performance.now();
+    const r = await request(agent, url, { discard: true });
+    const ms = performance.now() - t0;
+    if (r.status !== 200) throw na(`GET ${pathq}: status ${r.status} on a later read`);
+    times.push(ms);
+    total += ms;
+  }
+  return { rate: (rows * times.length) / (total / 1000), p50: percentile(times, 50), p99: percentile(times, 99),
+    note: `${times.length} scan${times.length === 1 ? '' : 's'} of ${rows} rows` };
+}
+
+// Nearest-rank percentile of a list of milliseconds.
+function percentile(list, p) {
+  const s = [...list].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+async function getPhase(agent, base, ids) {
+  const r = await request(agent, new URL(`${DB}/${ids[0]}`, base));
+  const j = json(r.text);
+  if (r.status !== 200 || !j || j._id !== ids[0]) throw na(`GET /${DB}/{id}: ${answer(r)}`);
+  const res = wrkResult(await runWrk(base, 'get.lua', 64, 'get', [`path=/${DB}/`, `ids=${wrkFiles.ids}`]));
+  res.docBytes = r.bytes;
+  return res;
+}
+
+async function putPhase(agent, base, conns, pool) {
+  const r = await request(agent, new URL(`${DB}/probe-put-${conns}`, base), { method: 'PUT', headers: { 'content-type': 'application/json' }, body: pool[0] });
+  if ((r.status !== 201 && r.status !== 202) || !json(r.text)?.ok) throw na(`PUT /${DB}/{id}: ${answer(r)}`);
+  return wrkResult(await runWrk(base, 'put.lua', conns, `put${conns}`, [`path=/${DB}/`, `docs=${wrkFiles.docs}`]));
+}
+
+async function bulkPhase(agent, base, pool) {
+  const body = `{"docs":[{"_id":"probe-bulk-1",${pool[1].slice(1)},{"_id":"probe-bulk-2",${pool[2].slice(1)}]}`;
+  const r = await request(agent, new URL(`${DB}/_bulk_docs`, base), { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const j = json(r.text);
+  if ((r.status !== 201 && r.status !== 202) || !Array.isArray(j) || j.length !== 2 || !j.every((x) => x.ok)) {
+    throw na(`POST /${DB}/_bulk_docs: ${answer(r)}`);
+  }
+  // BENCH_HTTP_BULK_CONNECTIONS requests in flight, each BATCH new docs with
+  // random ids; new requests start until BENCH_SECONDS have passed, and the
+  // rate counts every request to its end.  Every row must say ok.
+  const rand = rng(cfg.seed * 16 + PHASE_SEED.bulk);
+  const url = new URL(`${DB}/_bulk_docs`, base);
+  const times = [];
+  let docs = 0;
+  let stopped = false;
+  const t0 = performance.now();
+  const worker = async () => {
+    while (!stopped && performance.now() - t0 < cfg.seconds * 1000) {
+      const parts = [];
+      for (let i = 0; i < BATCH; i++) parts.push(`{"_id":"${randomId(rand)}",${pool[Math.floor(rand() * POOL)].slice(1)}`);
+      const body = `{"docs":[${parts.join(',')}]}`;
+      const t = performance.now();
+      const res = await request(agent, url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      times.push(performance.now() - t);
+      const a = json(res.text);
+      if ((res.status !== 201 && res.status !== 202) || !Array.isArray(a)) throw na(`POST /${DB}/_bulk_docs: ${answer(res)}`);
+      const bad = a.find((x) => !x.ok);
+      if (bad || a.length !== BATCH) throw na(`POST /${DB}/_bulk_docs: ${JSON.stringify(bad ?? a.length).slice(0, 100)}`);
+      docs += BATCH;
+    }
+  };
+  await allOrFirstError(Array.from({ length: cfg.bulkConns }, () => worker), () => { stopped = true; });
+  const secs = (performance.now() - t0) / 1000;
+  return { rate: docs / secs, p50: percentile(times, 50), p99: percentile(times, 99), note: `${times.length} batches in ${secs.toFixed(1)} s` };
+}
+
+// Runs every phase against one database server; returns { results, rss, load, ... }.
+async function runDbServer(name, start, dir, ids, pool) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(4, cfg.bulkConns) });
+  const out = { results: {}, notes: [] };
+  const fail = (key, e) => {
+    if (!(e instanceof NotAvailable)) throw e;
+    out.results[key] = { na: e.message };
+  };
+  let srv;
+  try {
+    srv = await start(dir, agent);
+  } catch (e) {
+    for (const s of SCENARIOS) out.results[s.key] = { na: 'server did not start' };
+    out.notes.push(`${name} did not start: ${e.message.split('\n')[0]}`);
+    log(e.message);
+    return out;
+  }
+  let ran = 0;
+  try {
+    let ready = true;
+    try {
+      const r = await request(agent, new URL(DB, srv.url), { method: 'PUT' });
+      if (r.status !== 201 && r.status !== 202) throw na(`PUT /${DB}: ${answer(r)}`);
+    } catch (e) {
+      if (!(e instanceof NotAvailable)) throw e;
+      ready = false;
+      for (const s of SCENARIOS) out.results[s.key] = { na: e.message };
+    }
+    if (ready) {
+      log(`${name}: loading ${cfg.docs} docs via _bulk_docs...`);
+      const t0 = performance.now();
+      try {
+        await loadDocs(agent, srv.url, ids, pool);
+        const s = (performance.now() - t0) / 1000;
+        out.load = { seconds: s, rate: cfg.docs / s };
+      } catch (e) {
+        if (!(e instanceof NotAvailable)) throw e;
+        ready = false;
+        for (const s of ['get', 'alldocs', 'changes']) out.results[s] = { na: `load failed: ${e.message}` };
+      }
+    }
+    const phases = [
+      ['get', () => getPhase(agent, srv.url, ids), ready],
+      ['alldocs', () => scanPhase(agent, srv.url, `/${DB}/_all_docs?include_docs=false`, 'rows'), ready],
+      ['changes', () => scanPhase(agent, srv.url, `/${DB}/_changes?since=0`, 'results'), ready],
+      ['put1', () => putPhase(agent, srv.url, 1, pool), !out.results.put1],
+      ['put64', () => putPhase(agent, srv.url, 64, pool), !out.results.put64],
+      ['bulk', () => bulkPhase(agent, srv.url, pool), !out.results.bulk],
+    ];
+    for (const [key, fn, runIt] of phases) {
+      if (!runIt) continue;
+      if (srv.proc.exit) {
+        out.results[key] = { na: `server ${exitText(srv.proc.exit)} earlier` };
+        continue;
+      }
+      log(`${name}: ${key}...`);
+      try {
+        out.results[key] = await fn();
+        ran++;
+      } catch (e) {
+        if (srv.proc.exit) e = na(`server ${exitText(srv.proc.exit)}: ${e.message.split('\n')[0]}`);
+        fail(key, e);
+      }
+    }
+    if (srv.proc.exit) out.notes.push(`${name} ${exitText(srv.proc.exit)} during the run; last log lines:\n\n\`\`\`\n${srv.proc.tail().split('\n').slice(-8).join('\n')}\n\`\`\``);
+    else if (ran > 0) {
+      out.rss = peakRss(srv.proc.child.pid);
+      if (ran < SCENARIOS.length) out.notes.push(`peak RSS after ${ran} of ${SCENARIOS.length} phases only (the others were n/a): not comparable`);
+    }
+  } finally {
+    agent.destroy();
+    await stopProcess(srv.proc);
+  }
+  return out;
+}
+
+async function runNginx(dir, size) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const out = { results: {}, notes: [] };
+  let srv;
+  try {
+    srv = await startNginx(dir, agent, size);
+  } catch (e) {
+    out.results.get = { na: 'nginx did not start' };
+    out.notes.push(`nginx did not start: ${e.message.split('\n')[0]}`);
+    log(e.message);
+    agent.destroy();
+    return out;
+  }
+  try {
+    log(`nginx: get (${size}-byte file)...`);
+    out.results.get = wrkResult(await runWrk(srv.url, 'get.lua', 64, 'get', ['path=/', `ids=${wrkFiles.nginxIds}`]));
+    out.rss = peakRss(srv.proc.child.pid);
+  } catch (e) {
+    if (!(e instanceof NotAvailable)) throw e;
+    out.results.get = { na: e.message };
+  } finally {
+    agent.destroy();
+    await stopProcess(srv.proc);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- report
+
+function fmt(v, digits) {
+  if (v === undefined || v === null) return 'n/a';
+  if (digits !== undefined) return v.toFixed(digits);
+  if (v >= 100) return v.toFixed(0);
+  if (v >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+}
+
+function ratio(a, b) {
+  if (a === undefined || a === null || !b) return 'n/a';
+  return `${(a / b).toFixed(2)}x`;
+}
+
+// A version from `cmd args` (stdout or stderr: nginx -v writes to stderr).
+function versionOf(cmd, args, re) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return re.exec(`${r.stdout ?? ''}${r.stderr ?? ''}`)?.[1] ?? '?';
+}
+
+function report(res, info) {
+  const L = [];
+  const cpu = (/model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8')) ?? [])[1] ?? '?';
+  let commit = 'unknown';
+  try { commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim(); } catch { /* no git */ }
+  const d = res.divan, p = res['pouchdb-server'], n = res.nginx;
+  const cell = (r, key, field) => (r?.results[key] && !r.results[key].na ? r.results[key][field] : undefined);
+
+  L.push('## HTTP: divan vs pouchdb-server, nginx static file as the GET reference', '');
+  L.push(`${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${os.cpus().length} cores (${cpu}), ` +
+    `data on ${info.fstype}, commit ${commit}. Servers run one at a time on 127.0.0.1; load from wrk ${info.wrk} ` +
+    `(bench/http/*.lua, ${cfg.wrkThreads} threads for 64 connections) on the same cores; load average ` +
+    `${info.loadavg.toFixed(2)} at the start (figures from a busy machine are noise).`);
+  L.push(`Command: \`BENCH_STEPS=http BENCH_HTTP_DOCS=${cfg.docs} BENCH_SECONDS=${cfg.seconds} make bench\``, '');
+
+  L.push('| scenario | divan | pouchdb-server | divan/pouchdb-server | nginx | divan/nginx | target |');
+  L.push('| --- | ---: | ---: | ---: | ---: | ---: | --- |');
+  for (const s of SCENARIOS) {
+    const label = typeof s.label === 'function' ? s.label() : s.label;
+    const isGet = s.key === 'get';
+    const nx = (f) => (isGet ? fmt(cell(n, 'get', f)) : '');
+    const nr = (f) => (isGet ? ratio(cell(d, 'get', f), cell(n, 'get', f)) : '');
+    L.push(`| ${label}: ${s.unit} | ${fmt(cell(d, s.key, 'rate'))} | ${fmt(cell(p, s.key, 'rate'))} | ` +
+      `${ratio(cell(d, s.key, 'rate'), cell(p, s.key, 'rate'))} | ${nx('rate')} | ${nr('rate')} | ` +
+      `${isGet ? '>= 10x pouchdb-server, >= 0.5x nginx' : '>= 10x pouchdb-server'} |`);
+    for (const [f, name] of [['p50', 'p50'], ['p99', 'p99']]) {
+      L.push(`| ${label}: ${name} ms per ${s.per ?? (s.unit === 'rows/s' ? 'scan' : 'request')} (lower is better) | ` +
+        `${fmt(cell(d, s.key, f))} | ${fmt(cell(p, s.key, f))} | ${ratio(cell(d, s.key, f), cell(p, s.key, f))} | ` +
+        `${nx(f)} | ${nr(f)} | |`);
+    }
+  }
+  const mib = (r) => (r?.rss ? r.rss / 1048576 : undefined);
+  L.push(`| peak RSS, MiB (lower is better) | ${fmt(mib(d), 1)} | ${fmt(mib(p), 1)} | ${ratio(mib(d), mib(p))} | ` +
+    `${n ? fmt(mib(n), 1) : ''} | | <= 0.2x pouchdb-server |`);
+  L.push('');
+
+  L.push(`Documents: ${cfg.docs} of ${DOC_LEN}-byte JSON bodies (order records, 16-hex-digit random ids) loaded ` +
+    `into database \`${DB}\` via _bulk_docs before the timed phases, in the order of the table; each phase lasts ` +
+    `${cfg.seconds} s (scans: full reads until then, at least one). PUT and _bulk_docs add new ` +
+    `docs to the same database. nginx serves one static JSON file of ${info.staticSize} bytes (the size of ` +
+    `${info.staticFrom}'s GET answer for a loaded doc) through the same lua script. Ratios are divan / peer: above 1 ` +
+    'is better for divan, except rows marked "lower is better".');
+  L.push('');
+  const rel = path.relative(ROOT, cfg.divanBin);
+  L.push(`Peers: divan \`${rel.startsWith('..') ? cfg.divanBin : rel} --data DIR --port 0${cfg.divanArgs.length ? ' ' + cfg.divanArgs.join(' ') : ''}\`` +
+    ` (default configuration: every commit synced). pouchdb-server ${info.pouchVersion} ` +
+    `\`-d DIR -c DIR/config.json -n${cfg.pouchArgs.length ? ' ' + cfg.pouchArgs.join(' ') : ''}\`, LevelDB adapter ` +
+    `(LevelDB writes are not synced), request log to DIR/log.txt. nginx ${info.nginx}: worker_processes auto, ` +
+    'access_log off, sendfile on, keepalive_requests 100000000. Peak RSS: VmHWM of the server process (and children) ' +
+    'after its last phase.');
+  const notes = [];
+  for (const [name, r] of Object.entries(res)) {
+    if (!r) continue;
+    if (r.load) notes.push(`${name}: loaded ${cfg.docs} docs in ${r.load.seconds.toFixed(1)} s (${fmt(r.load.rate)} docs/s, 1,000-doc batches, 2 requests in flight).`);
+    const reasons = new Set(SCENARIOS.map((s) => r.results[s.key]?.na));
+    const allNa = r.results.get && reasons.size === 1 && !reasons.has(undefined);
+    if (allNa) notes.push(`${name}: n/a everywhere — ${[...reasons][0]}`);
+    for (const s of SCENARIOS) {
+      const x = r.results[s.key];
+      if (!x || allNa) continue;
+      const label = typeof s.label === 'function' ? s.label() : s.label;
+      if (x.na) notes.push(`${name}, ${label}: n/a — ${x.na}`);
+      else if (x.note) notes.push(`${name}, ${label}: ${x.note}`);
+    }
+    notes.push(...r.notes.map((t) => `${name}: ${t}`));
+  }
+  if (notes.length) {
+    L.push('');
+    for (const t of notes) L.push(`- ${t}`);
+  }
+  return L.join('\n');
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
+  } catch (e) {
+    if (e.code === 'ENOENT') throw new Error('wrk is not installed (scripts/deps.sh installs it)');
+  }
+  for (const s of cfg.servers) {
+    if (!['divan', 'pouchdb-server', 'nginx'].includes(s)) throw new Error(`BENCH_HTTP_SERVERS: unknown server ${s}`);
+  }
+  if (cfg.servers.includes('divan') && !existsSync(cfg.divanBin)) throw new Error(`${cfg.divanBin} missing (make build)`);
+
+  const root = mkdtempSync(path.join(cfg.build, 'bench-http-'));
+  cleanupDirs.push(root);
+  const r = rng(cfg.seed);
+  const pool = Array.from({ length: POOL }, (_, i) => makeBody(r, i));
+  const ids = makeIds(r, cfg.docs);
+  wrkFiles = { ids: path.join(root, 'ids.txt'), docs: path.join(root, 'docs.txt'), nginxIds: path.join(root, 'nginx-ids.txt') };
+  writeFileSync(wrkFiles.ids, ids.join('\n') + '\n');
+  writeFileSync(wrkFiles.docs, pool.join('\n') + '\n');
+  writeFileSync(wrkFiles.nginxIds, 'doc.json\n');
+
+  const info = {
+    loadavg: os.loadavg()[0],
+    fstype: execFileSync('stat', ['-f', '-c', '%T', root], { encoding: 'utf8' }).trim(),
+    wrk: versionOf('wrk', ['--version'], /wrk (?:debian\/)?(\d[\w.]*)/),
+    nginx: versionOf('nginx', ['-v'], /nginx\/(\S+)/),
+    pouchVersion: json(readFileSync(path.join(ROOT, 'node_modules', 'pouchdb-server', 'package.json'), 'utf8').toString())?.version ?? '?',
+  };
+  const res = {};
+  // nginx last: its file takes the size of a GET answer measured before it.
+  for (const name of ['divan', 'pouchdb-server']) {
+    if (!cfg.servers.includes(name)) continue;
+    const dir = path.join(root, name);
+    mkdirSync(dir);
+    log(`${name}: starting`);
+    res[name] = await runDbServer(name, name === 'divan' ? startDivan : startPouch, dir, ids, pool);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const sized = ['divan', 'pouchdb-server'].find((s) => res[s]?.results.get?.docBytes);
+  info.staticFrom = sized ?? 'an estimate of a';
+  info.staticSize = sized ? res[sized].results.get.docBytes : DOC_LEN + 70;
+  if (cfg.servers.includes('nginx')) {
+    const dir = path.join(root, 'nginx');
+    mkdirSync(dir);
+    res.nginx = await runNginx(dir, info.staticSize);
+  }
+  console.log(report(res, info));
+}
+
+const cleanupDirs = [];
+function cleanup() {
+  for (const p of live) { try { p.child.kill('SIGKILL'); } catch { /* gone */ } }
+  for (const d of cleanupDirs) rmSync(d, { recursive: true, force: true });
+}
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { cleanup(); process.exit(130); });
+
+main().then(cleanup, (e) => {
+  cleanup();
+  console.error(`bench_http: ${e.stack ?? e}`);
+  process.exit(1);
+});
