@@ -636,8 +636,9 @@ function report(res, info) {
   const rel = path.relative(ROOT, cfg.divanBin);
   L.push(`Peers: divan \`${rel.startsWith('..') ? cfg.divanBin : rel} --data DIR --port 0${cfg.divanArgs.length ? ' ' + cfg.divanArgs.join(' ') : ''}\`` +
     ` (default configuration: every commit synced). pouchdb-server ${info.pouchVersion} ` +
-    `\`-d DIR -c DIR/config.json -n${cfg.pouchArgs.length ? ' ' + cfg.pouchArgs.join(' ') : ''}\`, LevelDB adapter ` +
-    `(LevelDB writes are not synced), request log to DIR/log.txt. nginx ${info.nginx}: worker_processes auto, ` +
+    `\`-d DIR -c DIR/config.json -n${cfg.pouchArgs.length ? ' ' + cfg.pouchArgs.join(' ') : ''}\`, ` +
+    `${cfg.pouchArgs.some((x) => x === '--in-memory' || x === '-m') ? 'in-memory adapter' : 'LevelDB adapter (LevelDB writes are not synced)'}` +
+    `, request log to DIR/log.txt. nginx ${info.nginx}: worker_processes auto, ` +
     'access_log off, sendfile on, keepalive_requests 100000000. Peak RSS: VmHWM of the server process (and children) ' +
     'after its last phase.');
   const notes = [];
