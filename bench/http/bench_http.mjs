@@ -241,7 +241,9 @@ function peakRss(pid) {
 // ready when it logs "divan listening on http://…/" and GET /_up says 200.
 async function startDivan(dir, agent) {
   if (!existsSync(cfg.divanBin)) throw new Error(`${cfg.divanBin} missing (make build)`);
-  const proc = startProcess('divan', cfg.divanBin, ['--data', dir, '--port', '0', ...cfg.divanArgs]);
+  // cwd: the data directory, so that whatever it drops there (a core file)
+  // goes away with the run's temporary directory.
+  const proc = startProcess('divan', cfg.divanBin, ['--data', dir, '--port', '0', ...cfg.divanArgs], { cwd: dir });
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`divan did not start within 10 s:\n${proc.tail()}`)), 10000);
     const look = () => {
@@ -530,6 +532,7 @@ async function runDbServer(name, start, dir, ids, pool) {
         fail(key, e);
       }
     }
+    if (srv.proc.exit) log(`${name} ${exitText(srv.proc.exit)}; the end of its log:\n${srv.proc.tail()}`);
     if (srv.proc.exit) out.notes.push(`${name} ${exitText(srv.proc.exit)} during the run; last log lines:\n\n\`\`\`\n${srv.proc.tail().split('\n').slice(-8).join('\n')}\n\`\`\``);
     else if (ran > 0) {
       out.rss = peakRss(srv.proc.child.pid);
