@@ -387,8 +387,8 @@ async function allOrFirstError(fns, stop) {
 
 // Full reads until BENCH_SECONDS have passed (at least one, and on the peer
 // one can take many seconds).  The first is parsed and checked (it must
-// return every loaded doc) after its time is taken; the others are counted
-// in bytes only.
+// return every loaded doc) after its time is taken; the others are only
+// counted in bytes, which must match the first's (nothing writes meanwhile).
 async function scanPhase(agent, base, pathq, field) {
   const url = new URL(pathq, base);
   const t0 = performance.now();
@@ -404,6 +404,7 @@ async function scanPhase(agent, base, pathq, field) {
     const r = await request(agent, url, { discard: true });
     const ms = performance.now() - t0;
     if (r.status !== 200) throw na(`GET ${pathq}: status ${r.status} on a later read`);
+    if (r.bytes < 0.99 * first.bytes) throw na(`GET ${pathq}: a later read returned ${r.bytes} bytes, the first ${first.bytes}`);
     times.push(ms);
     total += ms;
   }
