@@ -48,6 +48,8 @@ struct http_loop {
     http_server_t *server;
     pthread_t tid;
     int started;
+    int init_done, init_rc; /* under server->mu: the thread's set-up result */
+    int has_ctx;           /* the h2o context exists (disposal needed) */
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
@@ -120,6 +122,9 @@ struct http_server {
     size_t nstrings;
     http_uuids_t uuids;
     char server_header[64];
+    pthread_mutex_t mu;  /* guards the two hand-offs below */
+    pthread_cond_t cv;
+    int wakes_sent;      /* stop has woken every loop: receivers may go */
 };
 
 static long long monotonic_ms(void)
@@ -646,9 +651,8 @@ static void begin_stop(struct http_loop *l)
     }
 }
 
-static void *loop_main(void *arg)
+static void loop_main(struct http_loop *l)
 {
-    struct http_loop *l = arg;
     http_server_t *s = l->server;
     for (;;) {
         h2o_evloop_run(l->ctx.loop, l->stopping ? 10 : INT32_MAX);
@@ -673,7 +677,6 @@ static void *loop_main(void *arg)
             break;
         }
     }
-    return NULL;
 }
 
 /* ---- start and stop ------------------------------------------------------ */
@@ -755,18 +758,23 @@ static void free_server(http_server_t *s)
         free(s->strings[i]);
     free(s->strings);
     free(s->vendor);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
-/* Creates loop i's context and listener; runs on the caller's thread, the
- * loop thread takes over afterwards (h2o objects are single-threaded, the
- * hand-off through pthread_create is the synchronisation). */
+/* Creates the loop's context and listener.  Runs on the loop's own thread:
+ * h2o sockets take their buffers from the creating thread's thread-local
+ * recycling allocator, so a socket created on one thread and read on
+ * another (the context's wake-up pipe, say) corrupts that allocator once
+ * two loops read at the same time.  For the same reason the loop is
+ * disposed on its thread too. */
 static int init_loop(http_server_t *s, struct http_loop *l)
 {
-    l->server = s;
     if (RAND_bytes((unsigned char *)&l->rng, sizeof l->rng) != 1)
         return DV_ERR_IO;
     h2o_context_init(&l->ctx, h2o_evloop_create(), &s->config);
+    l->has_ctx = 1;
     l->accept_ctx.ctx = &l->ctx;
     l->accept_ctx.hosts = s->config.hosts;
     h2o_multithread_register_receiver(l->ctx.queue, &l->wake, on_wake);
@@ -784,6 +792,8 @@ static int init_loop(http_server_t *s, struct http_loop *l)
 
 static void dispose_loop(struct http_loop *l)
 {
+    if (!l->has_ctx)
+        return;
     h2o_evloop_t *loop = l->ctx.loop;
     if (l->listener) {
         h2o_socket_read_stop(l->listener);
@@ -807,6 +817,45 @@ static void dispose_loop(struct http_loop *l)
     h2o_evloop_destroy(loop);
 }
 
+/* The loop thread: set up, report, serve until stopped, then wait until
+ * the stopper has woken every loop (its wake-up messages go through our
+ * receiver, which must still exist) and tear down. */
+static void *loop_thread(void *arg)
+{
+    struct http_loop *l = arg;
+    http_server_t *s = l->server;
+    int rc = init_loop(s, l);
+    pthread_mutex_lock(&s->mu);
+    l->init_rc = rc;
+    l->init_done = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (rc == DV_OK)
+        loop_main(l);
+    pthread_mutex_lock(&s->mu);
+    while (!s->wakes_sent)
+        pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    dispose_loop(l);
+    return NULL;
+}
+
+/* Sets stop_requested, wakes every loop whose receiver exists, then lets
+ * the loops tear down. */
+static void wake_all_and_release(http_server_t *s)
+{
+    atomic_store(&s->stop_requested, 1);
+    for (size_t i = 0; i < s->nloops; i++) {
+        struct http_loop *l = &s->loops[i];
+        if (l->started && l->init_rc == DV_OK)
+            h2o_multithread_send_message(&l->wake, NULL);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->wakes_sent = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 int http_server_start(const http_server_opts_t *o, http_server_t **out)
 {
     *out = NULL;
@@ -814,6 +863,8 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
     if (!s)
         return DV_ERR_NOMEM;
     s->listen_fd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
     h2o_config_init(&s->config);
     int rc = copy_opts(s, o);
     if (rc != DV_OK)
@@ -846,29 +897,30 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
         goto fail;
     }
     for (size_t i = 0; i < s->nloops; i++) {
-        if ((rc = init_loop(s, &s->loops[i])) != DV_OK)
-            goto fail_loops;
-        if (pthread_create(&s->loops[i].tid, NULL, loop_main, &s->loops[i]) != 0) {
+        struct http_loop *l = &s->loops[i];
+        l->server = s;
+        if (pthread_create(&l->tid, NULL, loop_thread, l) != 0) {
             rc = DV_ERR_NOMEM;
             goto fail_loops;
         }
-        s->loops[i].started = 1;
+        l->started = 1;
+        pthread_mutex_lock(&s->mu);
+        while (!l->init_done)
+            pthread_cond_wait(&s->cv, &s->mu);
+        rc = l->init_rc;
+        pthread_mutex_unlock(&s->mu);
+        if (rc != DV_OK)
+            goto fail_loops;
     }
     if (s->opts.dbs)
         db_server_set_commit_hook(s->opts.dbs, on_commit, s);
     *out = s;
     return DV_OK;
 fail_loops:
-    /* Stop what started; loops that never ran are disposed here. */
-    atomic_store(&s->stop_requested, 1);
-    for (size_t i = 0; i < s->nloops; i++) {
-        if (s->loops[i].started) {
-            h2o_multithread_send_message(&s->loops[i].wake, NULL);
+    wake_all_and_release(s);
+    for (size_t i = 0; i < s->nloops; i++)
+        if (s->loops[i].started)
             pthread_join(s->loops[i].tid, NULL);
-        }
-        if (s->loops[i].server)
-            dispose_loop(&s->loops[i]);
-    }
 fail:
     free_server(s);
     return rc;
@@ -878,14 +930,11 @@ void http_server_stop(http_server_t *s)
 {
     if (s->opts.dbs)
         db_server_set_commit_hook(s->opts.dbs, NULL, NULL); /* waits for hooks running now */
-    atomic_store(&s->stop_requested, 1);
-    for (size_t i = 0; i < s->nloops; i++)
-        h2o_multithread_send_message(&s->loops[i].wake, NULL);
+    wake_all_and_release(s);
     int clean = 1;
     for (size_t i = 0; i < s->nloops; i++) {
         pthread_join(s->loops[i].tid, NULL);
         clean &= s->loops[i].nconns == 0 && s->loops[i].inflight == 0;
-        dispose_loop(&s->loops[i]);
     }
     if (clean)
         free_server(s);
