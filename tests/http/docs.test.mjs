@@ -355,6 +355,23 @@ describe('documents', () => {
     assert.equal(creates.filter((x) => x.status === 201).length, 1);
   });
 
+  test('64 concurrent writers on both event loops: every write acknowledged, server alive', async () => {
+    // Regression: loops created on the main thread shared its h2o buffer
+    // allocator and crashed once write completions woke two loops at once.
+    const clients = Array.from({ length: 64 }, async (_, c) => {
+      let ok = 0;
+      for (let i = 0; i < 25; i++) {
+        const r = await put(`/db/many-${c}-${i}`, { c, i });
+        if (r.status === 201) ok++;
+      }
+      return ok;
+    });
+    const oks = await Promise.all(clients);
+    assert.equal(oks.reduce((a, b) => a + b, 0), 64 * 25);
+    const r = await req('/db/many-63-24');
+    assert.equal(r.json.i, 24);
+  });
+
   test('a stalled client does not block others', async () => {
     const u = new URL(srv.url);
     const sock = net.connect(Number(u.port), u.hostname);
