@@ -170,6 +170,9 @@ typedef struct store_seq_cursor store_seq_cursor;
 int store_snap_iter_changes(const store_snap *s, uint64_t since, int descending, store_seq_cursor **out);
 int store_seq_cursor_next(store_seq_cursor *c, store_change *ch);
 void store_seq_cursor_close(store_seq_cursor *c);
+/* Number of by-seq entries (documents) whose latest change is > since, in
+ * O(log n) node reads from the tree's subtree counts (_changes "pending"). */
+int store_snap_count_changes_since(const store_snap *s, uint64_t since, uint64_t *out);
 
 /* Local docs.  rev is the counter ("0-N" in the API). */
 int store_snap_get_local(const store_snap *s, const uint8_t *id, size_t idlen, uint64_t *rev, buf_t *body);

@@ -242,6 +242,18 @@ void store_seq_cursor_close(store_seq_cursor *c)
     free(c);
 }
 
+int store_snap_count_changes_since(const store_snap *s, uint64_t since, uint64_t *out)
+{
+    uint8_t k[8];
+    store_btree_range r = STORE_BTREE_RANGE_ALL;
+    dbf_seq_key(since, k);
+    r.has_start = 1;
+    r.start_inclusive = 0;
+    r.start = (store_slice){k, 8};
+    const buf_t *root = &s->root[DBF_T_BYSEQ];
+    return store_btree_reduce_range(&s->fr->tree[DBF_T_BYSEQ], root->data, root->len, &r, out, NULL);
+}
+
 /* ---- local docs ------------------------------------------------------- */
 
 int store_snap_get_local(const store_snap *s, const uint8_t *id, size_t idlen, uint64_t *rev, buf_t *body)

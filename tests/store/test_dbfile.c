@@ -680,6 +680,16 @@ static void test_cursors(void **state)
         count++;
     assert_int_equal(count, 50);
     store_seq_cursor_close(c);
+    /* pending counts agree with the cursor, at and between entries */
+    uint64_t pend = 0;
+    assert_int_equal(store_snap_count_changes_since(s, 700, &pend), DV_OK);
+    assert_int_equal(pend, 50);
+    assert_int_equal(store_snap_count_changes_since(s, 0, &pend), DV_OK);
+    assert_int_equal(pend, 300);
+    assert_int_equal(store_snap_count_changes_since(s, 750, &pend), DV_OK);
+    assert_int_equal(pend, 0);
+    assert_int_equal(store_snap_count_changes_since(s, 749, &pend), DV_OK);
+    assert_int_equal(pend, 1);
     assert_int_equal(store_snap_iter_changes(s, 0, 1, &c), DV_OK);
     assert_int_equal(store_seq_cursor_next(c, &ch), 1);
     assert_int_equal(ch.seq, 750);
