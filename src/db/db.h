@@ -25,8 +25,10 @@
  *
  * Update hook: after every commit of every database, the hook set with
  * db_server_set_commit_hook runs on that database's writer thread with the
- * database name and its new update_seq.  It must not block (the HTTP layer
- * posts wake-ups to its event loops).
+ * database name and its new update_seq.  It also runs once after a
+ * database is deleted, on the deleting thread, with update_seq 0, so that
+ * waiting _changes feeds notice at once.  It must not block (the HTTP
+ * layer posts wake-ups to its event loops).
  */
 #ifndef DV_DB_DB_H
 #define DV_DB_DB_H

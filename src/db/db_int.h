@@ -47,4 +47,8 @@ struct db_server {
     pthread_cond_t hook_cv; /* hook_calls reached 0 */
 };
 
+/* Runs the commit hook (if set) outside s->mu, counted in hook_calls so
+ * that unsetting it waits for this call.  Caller must not hold s->mu. */
+void db_run_commit_hook(db_server *s, const char *name, uint64_t seq);
+
 #endif

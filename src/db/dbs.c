@@ -429,6 +429,8 @@ int db_delete(db_server *s, const char *name)
     pthread_mutex_unlock(&s->mu);
     if (idle)
         close_db(idle);
+    /* Feeds waiting on this name wake and find it gone (db.h). */
+    db_run_commit_hook(s, name, 0);
     return DV_OK;
 }
 

@@ -135,25 +135,28 @@ static void write_done(void *arg, int status)
         for (size_t i = 0; i < c.w->ndocs; i++)
             if (c.w->docs[i].status == DV_OK && c.w->docs[i].seq > seq)
                 seq = c.w->docs[i].seq;
-    db_server *s = c.db->server;
     /* The hook runs before done: done may release the caller's reference,
      * after which db (and its name) may be gone. */
-    if (seq) {
-        pthread_mutex_lock(&s->mu);
-        db_commit_hook hook = s->hook;
-        void *hook_arg = s->hook_arg;
-        if (hook)
-            s->hook_calls++;
-        pthread_mutex_unlock(&s->mu);
-        if (hook) {
-            hook(hook_arg, c.db->name, seq);
-            pthread_mutex_lock(&s->mu);
-            if (--s->hook_calls == 0)
-                pthread_cond_broadcast(&s->hook_cv);
-            pthread_mutex_unlock(&s->mu);
-        }
-    }
+    if (seq)
+        db_run_commit_hook(c.db->server, c.db->name, seq);
     c.done(c.arg, status);
+}
+
+void db_run_commit_hook(db_server *s, const char *name, uint64_t seq)
+{
+    pthread_mutex_lock(&s->mu);
+    db_commit_hook hook = s->hook;
+    void *hook_arg = s->hook_arg;
+    if (hook)
+        s->hook_calls++;
+    pthread_mutex_unlock(&s->mu);
+    if (!hook)
+        return;
+    hook(hook_arg, name, seq);
+    pthread_mutex_lock(&s->mu);
+    if (--s->hook_calls == 0)
+        pthread_cond_broadcast(&s->hook_cv);
+    pthread_mutex_unlock(&s->mu);
 }
 
 int db_write_async(db_t *db, store_write *w, store_write_done done, void *arg)
