@@ -36,6 +36,9 @@ int http_db_info_json(db_t *db, json_writer *w);
 /* handlers_bulk_docs.c */
 void http_handle_bulk_docs(http_req_t *r);
 
+/* handlers_changes.c */
+void http_handle_changes(http_req_t *r);
+
 /* handlers_doc.c */
 void http_handle_doc(http_req_t *r);
 

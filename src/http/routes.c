@@ -20,6 +20,7 @@ const http_route_t http_routes[] = {
     {HTTP_GET | HTTP_PUT, "/{db}/_revs_limit", "PUT,GET", (void *)http_handle_revs_limit},
     {HTTP_GET | HTTP_PUT, "/{db}/_security", "PUT,GET", (void *)http_handle_security},
     {HTTP_POST, "/{db}/_bulk_docs", "POST", (void *)http_handle_bulk_docs},
+    {HTTP_GET | HTTP_POST, "/{db}/_changes", "GET,POST,HEAD", (void *)http_handle_changes},
     {HTTP_ANY, "/{db}/{docid}", "DELETE,GET,HEAD,POST,PUT,COPY", (void *)http_handle_doc},
 };
 const size_t http_nroutes = sizeof http_routes / sizeof http_routes[0];
