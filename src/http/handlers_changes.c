@@ -23,10 +23,14 @@
  *     by name and one snapshot to compare update_seq.  A wake for a
  *     database that is gone or re-created (another instance) ends the feed
  *     with its last_seq, as CouchDB's does when its listener dies.
- *   - Before a feed waits it re-checks update_seq with its watch already
- *     registered, so a commit published while a part was being sent is
- *     never missed: either the check sees it or its wake arrives later.
- *   - Timers use a fixed ladder of durations (TIMER_LADDER): the server
+ *   - Before a feed waits it compares update_seq with the last pass's
+ *     snapshot (seen_seq), its watch already registered, so a commit
+ *     published while a part was being sent is never missed: either the
+ *     check sees it or its wake arrives later.
+ *   - A client that hangs up while its feed waits is noticed at the feed's
+ *     next write (h2o does not read the socket meanwhile): its heartbeat,
+ *     or its end at timeout (at most 60 s), as in CouchDB before 3.3.
+ *   - Timers use a fixed ladder of durations (arm_timer): the server
  *     keeps one timeout list per distinct duration for a loop's whole life,
  *     so a client-chosen heartbeat of 1234 ms must not create a new one.
  *     A deadline is reached in a few ladder steps (each at least half the
@@ -45,13 +49,13 @@
  * sent nothing yet sends one "\n" first (CouchDB's waiting_for_updates),
  * which also gets the response headers to the client at once.
  */
-#include "base/log.h"
 #include "base/status.h"
 #include "http/handlers.h"
 #include "http/hutil.h"
 #include "http/stats.h"
 
 #include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,7 +119,6 @@ typedef struct changes_feed {
     db_t *db;
     store_snap *snap;
     uint64_t snap_seq;
-    int pass_open;
     int pass_desc;
     store_seq_cursor *cur;
     lookup_row *list;       /* lookup passes: rows in seq order */
@@ -150,7 +153,6 @@ static void pass_close(changes_feed *f)
     f->db = NULL;
     f->nlist = f->ilist = 0;
     buf_reset(&f->listids);
-    f->pass_open = 0;
 }
 
 static void feed_free(changes_feed *f)
@@ -431,7 +433,6 @@ static int pass_begin(changes_feed *f, int descending)
     f->examined = 0;
     f->nlist = f->ilist = 0;
     buf_reset(&f->listids);
-    f->pass_open = 1;
     int fits = 0;
     if (f->filter == FILTER_DESIGN || (f->filter == FILTER_DOC_IDS && f->nids <= LOOKUP_MAX)) {
         int rc = list_build(f, &fits);
@@ -679,11 +680,15 @@ static int parse_int(const http_str_t *v, long long *out)
     return DV_OK;
 }
 
-/* Answers status {"error", "reason": fmt with arg}; returns DV_ERR_INVALID. */
-static int send_err(http_req_t *r, int status, const char *error, const char *fmt, const char *arg)
+/* Answers status {"error", "reason": formatted}; returns DV_ERR_INVALID. */
+__attribute__((format(printf, 4, 5))) static int send_err(http_req_t *r, int status, const char *error,
+                                                           const char *fmt, ...)
 {
     char reason[300];
-    snprintf(reason, sizeof reason, fmt, arg);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
     http_send_error(r, status, error, reason);
     return DV_ERR_INVALID;
 }
