@@ -30,11 +30,9 @@
  *   - A client that hangs up while its feed waits is noticed at the feed's
  *     next write (h2o does not read the socket meanwhile): its heartbeat,
  *     or its end at timeout (at most 60 s), as in CouchDB before 3.3.
- *   - Timers use a fixed ladder of durations (arm_timer): the server
- *     keeps one timeout list per distinct duration for a loop's whole life,
- *     so a client-chosen heartbeat of 1234 ms must not create a new one.
- *     A deadline is reached in a few ladder steps (each at least half the
- *     time left), and every wake re-checks the clock.
+ *   - Timers aim at a deadline; the server rounds each wait down to its
+ *     fixed ladder of durations (http_stream_wake_after), so a deadline is
+ *     reached in a few wakes and every wake re-checks the clock.
  *   - last_seq/pending: after a complete ascending pass last_seq is the
  *     snapshot's update_seq (or since, when larger) and the next pass starts
  *     there; after a pass cut by limit it is the last row's seq.  pending
@@ -541,15 +539,12 @@ static int write_heartbeat(changes_feed *f, buf_t *out)
     return buf_append_str(out, f->feed == FEED_EVENTSOURCE ? "event: heartbeat\ndata: \n\n" : "\n");
 }
 
-/* Sets the stream's timer toward f->deadline_ms with a ladder duration. */
+/* Sets the stream's timer toward f->deadline_ms (the server rounds it
+ * down to its ladder; an early wake re-arms for the time left). */
 static void arm_timer(http_req_t *r, const changes_feed *f, long long now)
 {
-    static const long long ladder[] = {60000, 30000, 10000, 5000, 2000, 1000, 500, 200, 100, 50, 20, 10, 5, 2, 1};
     long long left = f->deadline_ms - now;
-    size_t i = 0;
-    while (i + 1 < sizeof ladder / sizeof ladder[0] && ladder[i] > left)
-        i++;
-    http_stream_wake_after(r, (uint64_t)ladder[i]);
+    http_stream_wake_after(r, left > 0 ? (uint64_t)left : 1);
 }
 
 /* ---- the stream --------------------------------------------------------------------- */

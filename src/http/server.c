@@ -404,9 +404,14 @@ static h2o_timeout_t *loop_timeout_for(struct http_loop *l, uint64_t ms)
 
 void http_stream_wake_after(http_req_t *r, uint64_t ms)
 {
+    static const uint64_t ladder[] = {60000, 50000, 20000, 10000, 5000, 2000, 1000, 500, 200, 100, 50, 20, 10, 5, 2, 1};
     struct http_stream *st = r->stream;
     if (!st)
         return;
+    size_t i = 0;
+    while (i + 1 < sizeof ladder / sizeof ladder[0] && ladder[i] > ms)
+        i++;
+    ms = ladder[i];
     if (h2o_timeout_is_linked(&st->timer))
         h2o_timeout_unlink(&st->timer);
     h2o_timeout_t *t = loop_timeout_for(st->loop, ms);

@@ -144,7 +144,12 @@ void http_stream_start(http_req_t *r, int status, http_stream_fill_fn fill, http
                        void *ctx);
 /* Loop thread only: a WAITing stream's fill is called again. */
 void http_stream_wake(http_req_t *r);
-/* Wakes the stream after ms milliseconds (replaces an earlier timer). */
+/* Wakes the stream after at most ms milliseconds (replaces an earlier
+ * timer).  The wait is rounded down to a fixed ladder of durations (1, 2,
+ * 5, 10, … ms, at most 60 s): h2o 2.2 keeps one timeout list per distinct
+ * duration for a loop's whole life, so client-chosen durations must not
+ * each add one.  A stream may therefore wake early: fill re-checks its own
+ * clock and calls this again for the time left. */
 void http_stream_wake_after(http_req_t *r, uint64_t ms);
 /* Wakes the stream whenever database `db` commits a document change (the
  * db layer's commit hook), until the request ends. */
