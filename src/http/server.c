@@ -142,6 +142,7 @@ static const char *reason_phrase(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
+    case 206: return "Partial Content";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
@@ -735,6 +736,8 @@ static int copy_opts(http_server_t *s, const http_server_opts_t *o)
     if (!s->strings || !s->vendor)
         return DV_ERR_NOMEM;
     if (!(s->opts.bind_address = keep(s, o->bind_address)) || !(s->opts.uuid = keep(s, o->uuid ? o->uuid : "")))
+        return DV_ERR_NOMEM;
+    if (o->att_compressible_types && !(s->opts.att_compressible_types = keep(s, o->att_compressible_types)))
         return DV_ERR_NOMEM;
     for (size_t i = 0; i < o->nvendor; i++) {
         if (!(s->vendor[i].key = keep(s, o->vendor[i].key)) || !(s->vendor[i].value = keep(s, o->vendor[i].value)))
