@@ -335,14 +335,18 @@ static void stream_pump(struct http_stream *st)
     while (!st->done && !st->sending && !st->waiting) {
         buf_reset(&st->out);
         int rc = st->fill(st->r, st->ctx, &st->out);
-        if (rc < 0) {
-            log_error("http: streamed response aborted: %s", dv_strerror(rc));
+        if (rc < 0 || rc == HTTP_STREAM_DONE) {
+            if (rc < 0) {
+                log_error("http: streamed response aborted: %s", dv_strerror(rc));
+                buf_reset(&st->out);
+            }
             st->done = 1;
-            buf_reset(&st->out);
-            stream_send(st, H2O_SEND_STATE_ERROR);
-        } else if (rc == HTTP_STREAM_DONE) {
-            st->done = 1;
-            stream_send(st, H2O_SEND_STATE_FINAL);
+            st->in_pump = 0;
+            /* The last send may finish the request at once (all of it
+             * written): h2o then clears the pool holding st.  Touch
+             * nothing after it. */
+            stream_send(st, rc < 0 ? H2O_SEND_STATE_ERROR : H2O_SEND_STATE_FINAL);
+            return;
         } else {
             st->waiting = rc == HTTP_STREAM_WAIT;
             if (st->out.len) {
