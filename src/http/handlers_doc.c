@@ -228,7 +228,8 @@ static void doc_get(http_req_t *r, db_t *db)
             goto done;
         }
     }
-    if (o.attachments && http_wants_multipart_related(r)) {
+    /* atts_since implies attachments, as CouchDB's send_doc options. */
+    if ((o.attachments || o.natts_since) && http_wants_multipart_related(r)) {
         http_send_doc_multipart(r, snap, &di, idx, &o);
         goto done;
     }
