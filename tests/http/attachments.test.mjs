@@ -325,6 +325,11 @@ describe('attachments', () => {
     assert.equal(r.json._attachments['x.json'].encoding, 'gzip');
     r = await rawGet('/db/gz2/x.json', { 'Accept-Encoding': 'identity' });
     assert.equal(JSON.parse(r.body).a, text);
+    // and so is data written through _bulk_docs
+    r = await req('/db/_bulk_docs', { method: 'POST', headers: J, body: JSON.stringify({ docs: [{ _id: 'gzb', _attachments: { 'b.txt': { content_type: 'text/plain', data: b64(text) } } }] }) });
+    assert.equal(r.status, 201);
+    r = await req('/db/gzb?att_encoding_info=true');
+    assert.deepEqual([r.json._attachments['b.txt'].encoding, r.json._attachments['b.txt'].length], ['gzip', text.length]);
     // Content-Encoding: gzip from the client: stored as sent, identity length measured
     const zipped = gzipSync(Buffer.from(text));
     r = await put('/db/gz3/pre.txt', zipped, { 'Content-Type': 'text/plain', 'Content-Encoding': 'gzip' });
