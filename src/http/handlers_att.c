@@ -96,31 +96,28 @@ static int etag_matches(const char *inm, const char *etag)
     return 0;
 }
 
-/* Queues the answer for attachment k of the stream's body and sends it. */
+/* Queues the answer for attachment k of the stream's body and sends it.
+ * Headers are added only once the answer is queued, so a failure is a
+ * plain JSON 500. */
 static void send_att(http_req_t *r, att_stream *s, size_t k)
 {
     const store_att *a = &att_stream_body(s)->atts[k];
-    const char *ae = http_req_header(r, "accept-encoding");
     int encoded = a->encoding != NULL;
-    int send_encoded = encoded && mime_accepts_encoding(ae, a->encoding);
+    int send_encoded = encoded && mime_accepts_encoding(http_req_header(r, "accept-encoding"), a->encoding);
     int decode = encoded && !send_encoded && !strcmp(a->encoding, "gzip");
     mime_range rg[MIME_RANGES_MAX];
     size_t nr = 0;
     int kind = encoded ? MIME_RANGE_WHOLE : mime_range_parse(http_req_header(r, "range"), a->length, rg, &nr);
-    int rc = DV_OK, status = 200;
+    int rc = DV_OK, multi = kind == MIME_RANGE_PARTIAL && nr > 1;
+    char b[33], ct[96], cr[96];
     if (kind == MIME_RANGE_UNSATISFIABLE) {
         att_stream_free(s);
         http_send_error(r, 416, "requested_range_not_satisfiable", "Requested range not satisfiable");
         return;
     }
-    http_add_header(r, "Accept-Ranges", encoded ? "none" : "bytes");
-    http_add_header(r, "Content-Security-Policy", "sandbox");
-    if (kind == MIME_RANGE_PARTIAL && nr > 1) {
-        char b[33];
+    if (multi) {
         att_stream_boundary(b);
-        char ct[96];
         snprintf(ct, sizeof ct, "multipart/byteranges; boundary=\"%s\"", b);
-        http_add_header(r, "Content-Type", ct);
         rc = att_stream_printf(s, "--%s", b);
         for (size_t i = 0; rc == DV_OK && i < nr; i++) {
             rc = att_stream_printf(s, "\r\nContent-Type: %s\r\nContent-Range: bytes %llu-%llu/%llu\r\n\r\n", a->type,
@@ -133,29 +130,27 @@ static void send_att(http_req_t *r, att_stream *s, size_t k)
         }
         if (rc == DV_OK)
             rc = att_stream_text(s, "--", 2);
-        status = 206;
+    } else if (kind == MIME_RANGE_PARTIAL) {
+        snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)rg[0].from, (unsigned long long)rg[0].to,
+                 (unsigned long long)a->length);
+        rc = att_stream_att(s, k, rg[0].from, rg[0].to - rg[0].from + 1, 0);
     } else {
-        http_add_header(r, "Content-Type", a->type);
-        if (send_encoded)
-            http_add_header(r, "Content-Encoding", a->encoding);
-        if (kind == MIME_RANGE_PARTIAL) {
-            char cr[96];
-            snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)rg[0].from,
-                     (unsigned long long)rg[0].to, (unsigned long long)a->length);
-            http_add_header(r, "Content-Range", cr);
-            rc = att_stream_att(s, k, rg[0].from, rg[0].to - rg[0].from + 1, 0);
-            status = 206;
-        } else {
-            rc = att_stream_att(s, k, 0, decode ? a->decoded_length : a->length, decode);
-        }
+        rc = att_stream_att(s, k, 0, decode ? a->decoded_length : a->length, decode);
     }
     if (rc != DV_OK) {
         att_stream_free(s);
         http_send_internal(r, rc);
         return;
     }
+    http_add_header(r, "Accept-Ranges", encoded ? "none" : "bytes");
+    http_add_header(r, "Content-Security-Policy", "sandbox");
+    http_add_header(r, "Content-Type", multi ? ct : a->type);
+    if (send_encoded)
+        http_add_header(r, "Content-Encoding", a->encoding);
+    if (kind == MIME_RANGE_PARTIAL && !multi)
+        http_add_header(r, "Content-Range", cr);
     http_stat_inc(STAT_DB_READS);
-    att_stream_send(r, status, s, 1);
+    att_stream_send(r, kind == MIME_RANGE_PARTIAL ? 206 : 200, s, 1);
 }
 
 static void att_get(http_req_t *r, db_t *db, const char *name, size_t nlen)
