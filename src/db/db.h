@@ -103,6 +103,16 @@ typedef struct db_render_opts {
     size_t natts_since;
 } db_render_opts;
 
+/* Which attachments a render sends with data (inline or "follows"): all
+ * with `attachments`, and with atts_since only those introduced after the
+ * newest atts_since revision on idx's path (db_atts_since_pos, 0 when none
+ * is an ancestor).  The others are stubs. */
+uint64_t db_atts_since_pos(const revtree *t, uint32_t idx, const db_render_opts *o);
+static inline int db_att_sends_data(const db_render_opts *o, uint64_t since, const store_att *a)
+{
+    return (o->attachments || o->natts_since) && a->revpos > since;
+}
+
 /* Writes revision idx of di as CouchDB's JSON object.  body_out, when not
  * NULL, receives the revision's body record (attachment list for
  * multipart responses).  Errors: the store's (corrupt, io, nomem). */

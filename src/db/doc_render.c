@@ -72,8 +72,10 @@ int db_att_read_all(const store_snap *s, const store_att *a, int decode, buf_t *
 
 /* Highest pos among the atts_since revs that are on idx's path (0: none):
  * attachments newer than that are sent with data. */
-static uint64_t atts_since_pos(const revtree *t, uint32_t idx, const db_render_opts *o)
+uint64_t db_atts_since_pos(const revtree *t, uint32_t idx, const db_render_opts *o)
 {
+    if (!o->natts_since)
+        return 0;
     uint64_t best = 0;
     uint32_t *path = malloc(sizeof *path * (t->n ? t->n : 1));
     if (!path)
@@ -96,7 +98,7 @@ static int write_atts(const store_snap *s, const store_docbody *b, uint64_t sinc
     int rc = DV_OK;
     for (size_t i = 0; i < b->natts && rc == DV_OK; i++) {
         const store_att *a = &b->atts[i];
-        int with_data = (o->attachments || o->natts_since) && a->revpos > since;
+        int with_data = db_att_sends_data(o, since, a);
         json_write_key_cstr(w, a->name);
         json_write_begin_object(w);
         json_write_key_cstr(w, "content_type");
@@ -111,8 +113,10 @@ static int write_atts(const store_snap *s, const store_docbody *b, uint64_t sinc
             json_write_key_cstr(w, "stub");
             json_write_bool(w, true);
         } else if (o->follows) {
+            /* The identity length, as CouchDB: with encoded parts the
+             * part's size is encoded_length (written below). */
             json_write_key_cstr(w, "length");
-            json_write_u64(w, o->follows_encoded ? a->length : a->decoded_length);
+            json_write_u64(w, a->decoded_length);
             json_write_key_cstr(w, "follows");
             json_write_bool(w, true);
         } else {
@@ -223,7 +227,7 @@ int db_render_doc(const store_snap *s, const store_docinfo *di, uint32_t idx, co
         json_write_key_cstr(w, "_local_seq");
         json_write_u64(w, di->seq);
     }
-    if (body.natts && (rc = write_atts(s, &body, o->natts_since ? atts_since_pos(t, idx, o) : 0, o, w)) != DV_OK)
+    if (body.natts && (rc = write_atts(s, &body, db_atts_since_pos(t, idx, o), o, w)) != DV_OK)
         goto done;
     json_write_end_object(w);
     rc = w->err;

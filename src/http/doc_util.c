@@ -5,6 +5,7 @@
 
 #include "base/log.h"
 #include "base/status.h"
+#include "db/att_codec.h"
 #include "http/hutil.h"
 #include "http/stats.h"
 
@@ -88,8 +89,25 @@ static void doc_written(http_req_t *r, void *arg, int status)
     http_doc_ctx_free(c);
 }
 
+int http_doc_finish_atts(http_req_t *r, db_doc *d)
+{
+    const http_server_opts_t *so = http_server_opts(r->server);
+    db_att_gzip_opts o = {so->att_compressible_types, so->att_compression_level};
+    db_err e;
+    int rc = db_doc_finish_atts(d, &o, &e);
+    if (rc == DV_ERR_INVALID)
+        http_send_db_err(r, &e);
+    else if (rc != DV_OK)
+        http_send_internal(r, rc);
+    return rc;
+}
+
 void http_doc_submit(http_req_t *r, http_doc_ctx *c, int new_edits)
 {
+    if (!c->local && http_doc_finish_atts(r, &c->doc) != DV_OK) {
+        http_doc_ctx_free(c);
+        return;
+    }
     if (c->local) {
         c->lu.id = c->doc.id.data;
         c->lu.idlen = c->doc.id.len;
@@ -328,6 +346,31 @@ int http_doc_copy_atts(const store_snap *snap, const store_docbody *body, db_doc
 }
 
 /* ---- answers ------------------------------------------------------------------------ */
+
+/* Indices of the leaves that descend from node idx (idx itself when it
+ * is a leaf).  O(leaves × depth). */
+uint32_t http_leaves_below(const revtree *t, uint32_t idx, uint32_t *out)
+{
+    uint32_t nl, k = 0;
+    uint32_t *leaves = malloc(sizeof *leaves * t->n), *path = malloc(sizeof *path * t->n);
+    if (!leaves || !path) {
+        free(leaves);
+        free(path);
+        return 0;
+    }
+    revtree_leaves(t, leaves, &nl);
+    for (uint32_t i = 0; i < nl; i++) {
+        uint32_t np = revtree_path(t, leaves[i], path);
+        for (uint32_t j = 0; j < np; j++)
+            if (path[j] == idx) {
+                out[k++] = leaves[i];
+                break;
+            }
+    }
+    free(leaves);
+    free(path);
+    return k;
+}
 
 int http_write_open_rev(const store_snap *snap, const store_docinfo *di, uint32_t idx, const store_rev *rev,
                         const db_render_opts *o, json_writer *w)

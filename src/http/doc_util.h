@@ -30,8 +30,15 @@ typedef struct http_doc_ctx {
 http_doc_ctx *http_doc_ctx_new(http_req_t *r, db_t *db);
 void http_doc_ctx_free(http_doc_ctx *c);
 /* Queues c's edit and answers {"ok":true,"id","rev"} (ETag, Location)
- * when it commits, or 202 at once for batch=ok.  Takes ownership of c. */
+ * when it commits, or 202 at once for batch=ok.  Takes ownership of c.
+ * Finishes the attachments first (http_doc_finish_atts). */
 void http_doc_submit(http_req_t *r, http_doc_ctx *c, int new_edits);
+/* The last step of every write path before the writer: compresses d's new
+ * attachments of [attachments] compressible_types and gathers their bytes
+ * into d's own buffer (db_doc_finish_atts); answers the 4xx/500 itself.
+ * Paths that do not go through http_doc_submit (_bulk_docs) call it per
+ * document. */
+int http_doc_finish_atts(http_req_t *r, db_doc *d);
 
 /* ---- parameters ----------------------------------------------------------- */
 
@@ -70,6 +77,10 @@ int http_doc_size_ok(http_req_t *r, const db_doc *d);
 int http_doc_from_body(http_req_t *r, http_doc_ctx *c, const void *p, size_t n, int new_edits);
 
 /* ---- answers -------------------------------------------------------------- */
+
+/* Indices (into out, t->n entries) of the leaves that descend from node
+ * idx, idx itself when it is a leaf (open_revs with latest=true). */
+uint32_t http_leaves_below(const revtree *t, uint32_t idx, uint32_t *out);
 
 /* {"ok": doc} for node idx of di, or {"missing": "rev"} when idx is
  * REVTREE_NONE or has no body (rev names it then, else the node's). */

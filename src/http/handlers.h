@@ -42,4 +42,7 @@ void http_handle_changes(http_req_t *r);
 /* handlers_doc.c */
 void http_handle_doc(http_req_t *r);
 
+/* handlers_att.c */
+void http_handle_attachment(http_req_t *r);
+
 #endif

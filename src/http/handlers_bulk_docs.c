@@ -220,6 +220,8 @@ static int parse_one(http_req_t *r, bulk_ctx *c, size_t i, const json_val *jd)
     }
     if (!http_doc_size_ok(r, d))
         return DV_ERR_TOO_LARGE;
+    if (!local && (rc = http_doc_finish_atts(r, d)) != DV_OK)
+        return rc;
     c->local[i] = local;
     return DV_OK;
 }

@@ -57,31 +57,6 @@ static int parse_open_revs(http_req_t *r, store_rev **revs, size_t *n, int *all)
     return rc;
 }
 
-/* Indices of the leaves that descend from node idx (idx itself when it
- * is a leaf).  O(leaves × depth). */
-static uint32_t leaves_below(const revtree *t, uint32_t idx, uint32_t *out)
-{
-    uint32_t nl, k = 0;
-    uint32_t *leaves = malloc(sizeof *leaves * t->n), *path = malloc(sizeof *path * t->n);
-    if (!leaves || !path) {
-        free(leaves);
-        free(path);
-        return 0;
-    }
-    revtree_leaves(t, leaves, &nl);
-    for (uint32_t i = 0; i < nl; i++) {
-        uint32_t np = revtree_path(t, leaves[i], path);
-        for (uint32_t j = 0; j < np; j++)
-            if (path[j] == idx) {
-                out[k++] = leaves[i];
-                break;
-            }
-    }
-    free(leaves);
-    free(path);
-    return k;
-}
-
 /* GET ?open_revs=: a JSON array of {"ok": doc} / {"missing": rev}. */
 static void get_open_revs(http_req_t *r, store_snap *snap, const http_str_t *id, const db_render_opts *o,
                           int latest)
@@ -127,7 +102,7 @@ static void get_open_revs(http_req_t *r, store_snap *snap, const http_str_t *id,
         for (size_t i = 0; rc == DV_OK && i < nrevs; i++) {
             uint32_t k = found ? revtree_find(&di.tree, &revs[i]) : REVTREE_NONE;
             if (k != REVTREE_NONE && latest) {
-                uint32_t nl = leaves_below(&di.tree, k, idx);
+                uint32_t nl = http_leaves_below(&di.tree, k, idx);
                 for (uint32_t j = 0; rc == DV_OK && j < nl; j++)
                     rc = http_write_open_rev(snap, &di, idx[j], NULL, o, &w);
                 continue;
@@ -253,7 +228,8 @@ static void doc_get(http_req_t *r, db_t *db)
             goto done;
         }
     }
-    if (o.attachments && http_wants_multipart_related(r)) {
+    /* atts_since implies attachments, as CouchDB's send_doc options. */
+    if ((o.attachments || o.natts_since) && http_wants_multipart_related(r)) {
         http_send_doc_multipart(r, snap, &di, idx, &o);
         goto done;
     }

@@ -22,5 +22,6 @@ const http_route_t http_routes[] = {
     {HTTP_POST, "/{db}/_bulk_docs", "POST", (void *)http_handle_bulk_docs},
     {HTTP_GET | HTTP_POST, "/{db}/_changes", "GET,POST,HEAD", (void *)http_handle_changes},
     {HTTP_ANY, "/{db}/{docid}", "DELETE,GET,HEAD,POST,PUT,COPY", (void *)http_handle_doc},
+    {HTTP_ANY, "/{db}/{docid}/{rest}", "DELETE,GET,HEAD,PUT", (void *)http_handle_attachment},
 };
 const size_t http_nroutes = sizeof http_routes / sizeof http_routes[0];

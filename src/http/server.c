@@ -142,6 +142,7 @@ static const char *reason_phrase(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
+    case 206: return "Partial Content";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
@@ -334,14 +335,18 @@ static void stream_pump(struct http_stream *st)
     while (!st->done && !st->sending && !st->waiting) {
         buf_reset(&st->out);
         int rc = st->fill(st->r, st->ctx, &st->out);
-        if (rc < 0) {
-            log_error("http: streamed response aborted: %s", dv_strerror(rc));
+        if (rc < 0 || rc == HTTP_STREAM_DONE) {
+            if (rc < 0) {
+                log_error("http: streamed response aborted: %s", dv_strerror(rc));
+                buf_reset(&st->out);
+            }
             st->done = 1;
-            buf_reset(&st->out);
-            stream_send(st, H2O_SEND_STATE_ERROR);
-        } else if (rc == HTTP_STREAM_DONE) {
-            st->done = 1;
-            stream_send(st, H2O_SEND_STATE_FINAL);
+            st->in_pump = 0;
+            /* The last send may finish the request at once (all of it
+             * written): h2o then clears the pool holding st.  Touch
+             * nothing after it. */
+            stream_send(st, rc < 0 ? H2O_SEND_STATE_ERROR : H2O_SEND_STATE_FINAL);
+            return;
         } else {
             st->waiting = rc == HTTP_STREAM_WAIT;
             if (st->out.len) {
@@ -740,6 +745,8 @@ static int copy_opts(http_server_t *s, const http_server_opts_t *o)
     if (!s->strings || !s->vendor)
         return DV_ERR_NOMEM;
     if (!(s->opts.bind_address = keep(s, o->bind_address)) || !(s->opts.uuid = keep(s, o->uuid ? o->uuid : "")))
+        return DV_ERR_NOMEM;
+    if (o->att_compressible_types && !(s->opts.att_compressible_types = keep(s, o->att_compressible_types)))
         return DV_ERR_NOMEM;
     for (size_t i = 0; i < o->nvendor; i++) {
         if (!(s->vendor[i].key = keep(s, o->vendor[i].key)) || !(s->vendor[i].value = keep(s, o->vendor[i].value)))

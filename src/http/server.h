@@ -57,6 +57,8 @@ typedef struct http_server_opts {
     db_server *dbs;             /* the databases (not owned) */
     long long max_document_size; /* [couchdb] max_document_size, bytes */
     unsigned max_json_depth;    /* [chttpd] max_json_depth: deeper bodies get 400 */
+    const char *att_compressible_types; /* [attachments] compressible_types (NULL: none) */
+    int att_compression_level;  /* [attachments] compression_level, 0 (off) .. 9 */
 } http_server_opts_t;
 
 /* Binds, listens and starts the loop threads.  The strings in opts are

@@ -11,6 +11,9 @@ import { after, before, describe, test } from 'node:test';
 import { request, startServer, tempDir } from './helpers.mjs';
 
 const J = { 'Content-Type': 'application/json' };
+// open_revs answers multipart/mixed unless JSON is asked for (CouchDB's
+// content negotiation; fetch sends Accept: */*).
+const AJ = { headers: { Accept: 'application/json' } };
 const REV = /^\d+-[0-9a-f]{32}$/;
 
 describe('documents', () => {
@@ -65,7 +68,7 @@ describe('documents', () => {
     assert.deepEqual(r.json, { error: 'not_found', reason: 'deleted' });
     r = await req(`/db/doc1?rev=${r.json.rev ?? ''}`);
     assert.equal(r.status, 400, 'empty rev is malformed');
-    const del = (await req('/db/doc1?open_revs=all')).json[0].ok;
+    const del = (await req('/db/doc1?open_revs=all', AJ)).json[0].ok;
     assert.equal(del._deleted, true);
     r = await req(`/db/doc1?rev=${rev1}`);
     assert.equal(r.status, 200);
@@ -136,19 +139,19 @@ describe('documents', () => {
     assert.deepEqual(Object.keys(d), ['_id', '_rev', 'v', '_revisions', '_revs_info', '_conflicts', '_deleted_conflicts', '_local_seq']);
     r = await req('/db/tree?meta=true');
     assert.ok(r.json._revs_info && r.json._conflicts && r.json._deleted_conflicts);
-    r = await req('/db/tree?open_revs=all');
+    r = await req('/db/tree?open_revs=all', AJ);
     assert.deepEqual(r.json.map((x) => x.ok._rev).sort(), ['2-a2', '3-b3', '4-c4']);
-    r = await req(`/db/tree?open_revs=${encodeURIComponent(JSON.stringify(['2-a2', '9-zz', '1-a1']))}`);
+    r = await req(`/db/tree?open_revs=${encodeURIComponent(JSON.stringify(['2-a2', '9-zz', '1-a1']))}`, AJ);
     assert.deepEqual(r.json, [
       { ok: { _id: 'tree', _rev: '2-a2', v: 'a' } },
       { missing: '9-zz' },
       { missing: '1-a1' },
     ]);
-    r = await req(`/db/tree?open_revs=${encodeURIComponent('["1-a1"]')}&latest=true`);
+    r = await req(`/db/tree?open_revs=${encodeURIComponent('["1-a1"]')}&latest=true`, AJ);
     assert.deepEqual(r.json.map((x) => x.ok._rev).sort(), ['2-a2', '3-b3', '4-c4']);
-    r = await req('/db/tree?open_revs=notjson');
+    r = await req('/db/tree?open_revs=notjson', AJ);
     assert.equal(r.status, 400);
-    r = await req(`/db/tree?open_revs=${encodeURIComponent('["bad"]')}`);
+    r = await req(`/db/tree?open_revs=${encodeURIComponent('["bad"]')}`, AJ);
     assert.equal(r.status, 400);
     r = await req('/db/tree?rev=2-a2');
     assert.equal(r.json.v, 'a');
@@ -156,9 +159,9 @@ describe('documents', () => {
     assert.equal(r.json._rev, '3-b3');
     r = await req('/db/tree?rev=4-c4');
     assert.deepEqual(r.json, { _id: 'tree', _rev: '4-c4', _deleted: true });
-    r = await req('/db/nosuch?open_revs=all');
+    r = await req('/db/nosuch?open_revs=all', AJ);
     assert.equal(r.status, 404);
-    r = await req(`/db/nosuch?open_revs=${encodeURIComponent('["1-x"]')}`);
+    r = await req(`/db/nosuch?open_revs=${encodeURIComponent('["1-x"]')}`, AJ);
     assert.deepEqual(r.json, [{ missing: '1-x' }]);
   });
 
