@@ -164,7 +164,8 @@ describe('_changes', () => {
     const gz = gzipSync(Buffer.from('x'.repeat(1000)));
     await put('/att1/d', {
       _attachments: {
-        'p.txt': { content_type: 'text/plain', data: plain.toString('base64') },
+        // not a compressible type: stored as sent (text/* would be gzipped)
+        'p.txt': { content_type: 'application/octet-stream', data: plain.toString('base64') },
         'z.txt': { content_type: 'text/plain', encoding: 'gzip', length: 1000, data: gz.toString('base64') },
       },
     });
