@@ -181,7 +181,7 @@ static int red_put(buf_t *out, const uint64_t v[4])
     return rc;
 }
 
-static int red_get(store_slice s, uint64_t v[4])
+int dbf_byid_red_decode(store_slice s, uint64_t v[4])
 {
     buf_reader r;
     buf_reader_init(&r, s.p, s.n);
@@ -216,7 +216,7 @@ static int byid_rereduce(void *ctx, const store_slice *reds, size_t n, buf_t *ou
     uint64_t v[4] = {0, 0, 0, 0};
     for (size_t i = 0; i < n; i++) {
         uint64_t w[4];
-        int rc = red_get(reds[i], w);
+        int rc = dbf_byid_red_decode(reds[i], w);
         if (rc)
             return rc;
         for (int j = 0; j < 4; j++)
@@ -593,7 +593,8 @@ void store_snap_info(const store_snap *s, store_dbinfo *out)
     store_slice red;
     uint64_t v[4];
     const buf_t *root = &s->root[DBF_T_BYID];
-    if (root->len && !store_btree_root_reduction(root->data, root->len, &red) && red.n && !red_get(red, v)) {
+    if (root->len && !store_btree_root_reduction(root->data, root->len, &red) && red.n &&
+        !dbf_byid_red_decode(red, v)) {
         out->doc_count = v[0];
         out->del_count = v[1];
         out->active_size = v[2];

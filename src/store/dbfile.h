@@ -148,6 +148,11 @@ void store_id_cursor_close(store_id_cursor *c);
 /* Number of doc ids strictly before id (for _all_docs "offset"), O(log n). */
 int store_snap_count_ids_before(const store_snap *s, const uint8_t *id, size_t idlen, int descending,
                                 uint64_t *out);
+/* Documents with an id in range r, split by whether their winning rev is
+ * live or deleted (either may be NULL), from the by-id reductions: O(log n)
+ * node reads whatever the range size.  _all_docs counts only live docs in
+ * its "offset" and _design_docs in its "total_rows". */
+int store_snap_count_docs(const store_snap *s, const store_btree_range *r, uint64_t *live, uint64_t *deleted);
 
 typedef struct store_change_leaf {
     store_rev rev;

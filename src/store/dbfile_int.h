@@ -109,6 +109,8 @@ void dbf_publish_locked(store_dbfile *db, store_snap *s);
 int dbf_byid_encode(const revtree *t, uint64_t seq, int deleted, uint64_t active, uint64_t external, buf_t *out);
 int dbf_byid_decode(const uint8_t *p, size_t n, revtree *t, uint64_t *seq, int *deleted, uint64_t *active,
                     uint64_t *external);
+/* by-id reduction: doc_count, del_count, active, external (varints). */
+int dbf_byid_red_decode(store_slice red, uint64_t v[4]);
 void dbf_seq_key(uint64_t seq, uint8_t out[8]);
 int dbf_seq_key_decode(store_slice k, uint64_t *seq);
 /* by-seq value from a doc's tree: bytes id | varint n | leaves (winner first) */

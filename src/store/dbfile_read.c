@@ -119,6 +119,24 @@ int store_snap_count_ids_before(const store_snap *s, const uint8_t *id, size_t i
     return store_btree_reduce_range(&s->fr->tree[DBF_T_BYID], root->data, root->len, &r, out, NULL);
 }
 
+int store_snap_count_docs(const store_snap *s, const store_btree_range *r, uint64_t *live, uint64_t *deleted)
+{
+    buf_t red = BUF_INIT;
+    uint64_t rows, v[4] = {0, 0, 0, 0};
+    const buf_t *root = &s->root[DBF_T_BYID];
+    int rc = store_btree_reduce_range(&s->fr->tree[DBF_T_BYID], root->data, root->len, r, &rows, &red);
+    if (rc == DV_OK && red.len && dbf_byid_red_decode((store_slice){red.data, red.len}, v) != DV_OK)
+        rc = corrupt(s, "by-id reduction");
+    buf_free(&red);
+    if (rc == DV_OK && v[0] + v[1] != rows)
+        rc = corrupt(s, "by-id reduction count");
+    if (live)
+        *live = rc == DV_OK ? v[0] : 0;
+    if (deleted)
+        *deleted = rc == DV_OK ? v[1] : 0;
+    return rc;
+}
+
 /* ---- changes ------------------------------------------------------- */
 
 void store_change_init(store_change *c)

@@ -731,6 +731,57 @@ static void test_cursors(void **state)
     store_snap_release(s);
 }
 
+/* store_snap_count_docs: live and deleted docs of a range, against counts
+ * taken by walking the same range with a cursor. */
+static void test_count_docs(void **state)
+{
+    fx *f = *state;
+    char id[16];
+    for (int i = 0; i < 300; i++) {
+        store_rev rev;
+        snprintf(id, sizeof id, "c%03d", i);
+        assert_int_equal(dt_edit(f->db, id, NULL, "{}", 0, &rev), DV_OK);
+        if (i % 3 == 0) {
+            char rs[96];
+            assert_int_equal(dt_edit(f->db, id, dt_rev_str(&rev, rs), "{}", 1, NULL), DV_OK);
+        }
+    }
+    store_snap *s;
+    assert_int_equal(store_dbfile_snapshot(f->db, &s), DV_OK);
+    static const char *const bounds[][2] = {{NULL, NULL}, {"c000", "c299"}, {"c010", "c0999"}, {"c1", "c2"},
+                                            {"c150", "c150"}, {"d", NULL}, {NULL, "b"}, {"c200", "c100"}};
+    for (size_t b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
+        for (int incl = 0; incl < 2; incl++) {
+            store_btree_range r = STORE_BTREE_RANGE_ALL;
+            if (bounds[b][0]) {
+                r.has_start = 1;
+                r.start = (store_slice){(const uint8_t *)bounds[b][0], strlen(bounds[b][0])};
+            }
+            if (bounds[b][1]) {
+                r.has_end = 1;
+                r.end_inclusive = incl;
+                r.end = (store_slice){(const uint8_t *)bounds[b][1], strlen(bounds[b][1])};
+            }
+            uint64_t live = 99, del = 99, want_live = 0, want_del = 0;
+            store_id_cursor *c;
+            store_docinfo d;
+            store_docinfo_init(&d);
+            assert_int_equal(store_snap_iter_ids(s, &r, &c), DV_OK);
+            while (store_id_cursor_next(c, &d) == 1)
+                *(d.deleted ? &want_del : &want_live) += 1;
+            store_id_cursor_close(c);
+            store_docinfo_free(&d);
+            assert_int_equal(store_snap_count_docs(s, &r, &live, &del), DV_OK);
+            assert_int_equal(live, want_live);
+            assert_int_equal(del, want_del);
+        }
+    }
+    uint64_t live;
+    assert_int_equal(store_snap_count_docs(s, NULL, &live, NULL), DV_OK);
+    assert_int_equal(live, 200);
+    store_snap_release(s);
+}
+
 static int async_calls;
 static void on_done(void *arg, int status)
 {
@@ -796,6 +847,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_compression_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_info_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_count_docs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_and_durability_modes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
