@@ -194,6 +194,33 @@ void revtree_leaves(const revtree *t, uint32_t *idx, uint32_t *n)
     *n = k;
 }
 
+uint32_t revtree_leaves_under(const revtree *t, uint32_t idx, uint32_t *out)
+{
+    enum { BELOW = 1, HAS_CHILD = 2 };
+    /* out doubles as the mark array (parents come before their children,
+     * so one forward pass marks every descendant), then is compacted in
+     * place as in revtree_leaves. */
+    if (idx >= t->n)
+        return 0;
+    for (uint32_t i = 0; i < t->n; i++)
+        out[i] = 0;
+    out[idx] = BELOW;
+    for (uint32_t i = idx + 1; i < t->n; i++) {
+        uint32_t p = t->nodes[i].parent;
+        if (p != REVTREE_NONE && (out[p] & BELOW))
+            out[i] |= BELOW;
+    }
+    for (uint32_t i = 0; i < t->n; i++)
+        if (t->nodes[i].parent != REVTREE_NONE)
+            out[t->nodes[i].parent] |= HAS_CHILD;
+    uint32_t k = 0;
+    for (uint32_t i = idx; i < t->n; i++)
+        if (out[i] == BELOW)
+            out[k++] = i;
+    qsort_r(out, k, sizeof *out, leaf_sort_cmp, (void *)t);
+    return k;
+}
+
 /* Scans from the highest rev down: the first live leaf met is the live leaf
  * with the highest (pos, id), hence the winner; if there is none every leaf
  * is deleted and the last node (highest pos, so necessarily a leaf) wins. */

@@ -101,6 +101,10 @@ int revtree_is_leaf(const revtree *t, uint32_t idx);
  * hold t->n entries. */
 void revtree_leaves(const revtree *t, uint32_t *idx, uint32_t *n);
 uint32_t revtree_winner(const revtree *t); /* REVTREE_NONE if empty */
+/* The leaves that descend from node idx (idx itself when it is a leaf), in
+ * winner order (open_revs with latest=true).  out must hold t->n entries.
+ * O(n log n). */
+uint32_t revtree_leaves_under(const revtree *t, uint32_t idx, uint32_t *out);
 
 /* Edit (new_edits=true).  parent NULL = no rev given.  The new node gets
  * rev {parent pos + 1 (or 1), new_id}; *out_idx its index.  Conflict rules

@@ -311,6 +311,18 @@ static void test_conflict_lists(void **state)
     assert_int_equal(idx[0], revtree_winner(&t));
     assert_false(t.nodes[idx[2]].deleted);
     assert_true(t.nodes[idx[3]].deleted);
+    /* leaves under a node, winner order */
+    static const struct {
+        const char *node, *want;
+    } under[] = {{"1-a", "3-a 2-z 2-b 4-q 2-m"}, {"2-a", "3-a"}, {"3-a", "3-a"}, {"2-q", "4-q"}, {"2-m", "2-m"}};
+    for (size_t i = 0; i < sizeof under / sizeof under[0]; i++) {
+        char got[128] = "";
+        n = revtree_leaves_under(&t, find(&t, under[i].node), idx);
+        for (uint32_t k = 0; k < n; k++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", k ? " " : "", rev_str(&t, idx[k]));
+        assert_string_equal(got, under[i].want);
+    }
+    assert_int_equal(revtree_leaves_under(&t, REVTREE_NONE, idx), 0);
     revtree_free(&t);
 }
 
