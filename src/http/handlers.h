@@ -39,6 +39,10 @@ void http_handle_bulk_docs(http_req_t *r);
 /* handlers_changes.c */
 void http_handle_changes(http_req_t *r);
 
+/* handlers_alldocs.c: _all_docs, _design_docs, _local_docs (by path) */
+void http_handle_all_docs(http_req_t *r);
+void http_handle_all_docs_queries(http_req_t *r);
+
 /* handlers_doc.c */
 void http_handle_doc(http_req_t *r);
 

@@ -21,6 +21,12 @@ const http_route_t http_routes[] = {
     {HTTP_GET | HTTP_PUT, "/{db}/_security", "PUT,GET", (void *)http_handle_security},
     {HTTP_POST, "/{db}/_bulk_docs", "POST", (void *)http_handle_bulk_docs},
     {HTTP_GET | HTTP_POST, "/{db}/_changes", "GET,POST,HEAD", (void *)http_handle_changes},
+    {HTTP_GET | HTTP_POST, "/{db}/_all_docs", "GET,HEAD,POST", (void *)http_handle_all_docs},
+    {HTTP_GET | HTTP_POST, "/{db}/_design_docs", "GET,HEAD,POST", (void *)http_handle_all_docs},
+    {HTTP_GET | HTTP_POST, "/{db}/_local_docs", "GET,HEAD,POST", (void *)http_handle_all_docs},
+    {HTTP_POST, "/{db}/_all_docs/queries", "POST", (void *)http_handle_all_docs_queries},
+    {HTTP_POST, "/{db}/_design_docs/queries", "POST", (void *)http_handle_all_docs_queries},
+    {HTTP_POST, "/{db}/_local_docs/queries", "POST", (void *)http_handle_all_docs_queries},
     {HTTP_ANY, "/{db}/{docid}", "DELETE,GET,HEAD,POST,PUT,COPY", (void *)http_handle_doc},
     {HTTP_ANY, "/{db}/{docid}/{rest}", "DELETE,GET,HEAD,PUT", (void *)http_handle_attachment},
 };
