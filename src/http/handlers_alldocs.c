@@ -564,14 +564,9 @@ static int body_args(http_req_t *r, query_args *a)
     const json_val *root, *keys;
     db_err e;
     int rc = http_require_ctype(r, "application/json");
-    if (rc == DV_OK)
-        rc = http_json_body(r, &jd, &root);
-    if (rc != DV_OK)
+    if (rc != DV_OK || (rc = http_json_body_obj(r, &jd, &root)) != DV_OK)
         goto done;
-    if (!json_is_object(root)) {
-        http_send_error(r, 400, "bad_request", "Request body must be a JSON object");
-        rc = DV_ERR_INVALID;
-    } else if ((keys = json_object_get_cstr(root, "keys")) && !json_is_array(keys)) {
+    if ((keys = json_object_get_cstr(root, "keys")) && !json_is_array(keys)) {
         http_send_error(r, 400, "bad_request", "`keys` body member must be an array.");
         rc = DV_ERR_INVALID;
     } else if ((rc = query_args_from_object(a, root, &e)) != DV_OK) {
@@ -634,13 +629,9 @@ void http_handle_all_docs_queries(http_req_t *r)
     db_t *db = http_open_db(r);
     if (!db)
         return;
-    int rc = http_json_body(r, &jd, &root);
+    int rc = http_json_body_obj(r, &jd, &root);
     if (rc != DV_OK)
         goto fail;
-    if (!json_is_object(root)) {
-        http_send_error(r, 400, "bad_request", "Request body must be a JSON object");
-        goto fail;
-    }
     if (!(queries = json_object_get_cstr(root, "queries"))) {
         http_send_error(r, 400, "bad_request", "POST body must include `queries` parameter.");
         goto fail;

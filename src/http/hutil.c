@@ -160,6 +160,23 @@ int http_json_body(http_req_t *r, json_doc *doc, const json_val **root)
     return http_json_parse(r, p, n, doc, root);
 }
 
+int http_json_parse_obj(http_req_t *r, const void *p, size_t n, json_doc *doc, const json_val **root)
+{
+    int rc = http_json_parse(r, p, n, doc, root);
+    if (rc == DV_OK && !json_is_object(*root)) {
+        http_send_error(r, 400, "bad_request", "Request body must be a JSON object");
+        rc = DV_ERR_INVALID;
+    }
+    return rc;
+}
+
+int http_json_body_obj(http_req_t *r, json_doc *doc, const json_val **root)
+{
+    size_t n;
+    const uint8_t *p = http_req_body(r, &n);
+    return http_json_parse_obj(r, p, n, doc, root);
+}
+
 /* ---- writes --------------------------------------------------------------------- */
 
 typedef struct write_op {

@@ -49,6 +49,10 @@ int http_require_ctype(http_req_t *r, const char *type);
 int http_json_body(http_req_t *r, json_doc *doc, const json_val **root);
 /* Same for an arbitrary byte range (a MIME part). */
 int http_json_parse(http_req_t *r, const void *p, size_t n, json_doc *doc, const json_val **root);
+/* Both, when the value must be an object (chttpd:json_body_obj): 400
+ * bad_request "Request body must be a JSON object" otherwise. */
+int http_json_body_obj(http_req_t *r, json_doc *doc, const json_val **root);
+int http_json_parse_obj(http_req_t *r, const void *p, size_t n, json_doc *doc, const json_val **root);
 
 /* ---- writes ---------------------------------------------------------------- */
 
