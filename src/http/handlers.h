@@ -43,6 +43,14 @@ void http_handle_changes(http_req_t *r);
 void http_handle_all_docs(http_req_t *r);
 void http_handle_all_docs_queries(http_req_t *r);
 
+/* handlers_bulk_get.c */
+void http_handle_bulk_get(http_req_t *r);
+
+/* handlers_revs.c, handlers_purge.c */
+void http_handle_revs_diff(http_req_t *r);
+void http_handle_missing_revs(http_req_t *r);
+void http_handle_purge(http_req_t *r);
+
 /* handlers_doc.c */
 void http_handle_doc(http_req_t *r);
 

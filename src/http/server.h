@@ -59,6 +59,8 @@ typedef struct http_server_opts {
     unsigned max_json_depth;    /* [chttpd] max_json_depth: deeper bodies get 400 */
     const char *att_compressible_types; /* [attachments] compressible_types (NULL: none) */
     int att_compression_level;  /* [attachments] compression_level, 0 (off) .. 9 */
+    long long purge_max_ids;    /* [purge] max_document_id_number: more ids per _purge get 400 */
+    long long purge_max_revs;   /* [purge] max_revisions_number: more revs per _purge get 400 */
 } http_server_opts_t;
 
 /* Binds, listens and starts the loop threads.  The strings in opts are
