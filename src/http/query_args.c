@@ -160,6 +160,17 @@ static void json_repr(char *out, size_t cap, const json_val *v)
     else
         snprintf(out, cap, "?");
     buf_free(&b);
+    /* A cut inside a UTF-8 sequence would make the reason invalid UTF-8:
+     * drop the partial sequence. */
+    size_t k = strlen(out), i = k;
+    while (i > 0 && ((unsigned char)out[i - 1] & 0xc0) == 0x80)
+        i--;
+    if (i > 0 && (unsigned char)out[i - 1] >= 0xc0) {
+        unsigned char lead = (unsigned char)out[i - 1];
+        size_t want = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+        if (k - (i - 1) < want)
+            out[i - 1] = 0;
+    }
 }
 
 static int value_error(db_err *e, const char *what, const char *repr)
