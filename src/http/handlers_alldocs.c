@@ -172,10 +172,11 @@ static int set_range(ad_ctx *c, const query_args *a)
     c->range = all;
     c->range.descending = a->descending;
     c->range.has_start = has_lo;
-    c->range.start = (store_slice){c->lo.data, c->lo.len};
+    /* An empty bound ("") is a bound too: never hand memcmp a NULL. */
+    c->range.start = (store_slice){c->lo.data ? c->lo.data : (const uint8_t *)"", c->lo.len};
     c->range.has_end = has_hi;
     c->range.end_inclusive = a->inclusive_end;
-    c->range.end = (store_slice){c->hi.data, c->hi.len};
+    c->range.end = (store_slice){c->hi.data ? c->hi.data : (const uint8_t *)"", c->hi.len};
     return rc;
 }
 

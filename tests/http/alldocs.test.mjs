@@ -138,6 +138,8 @@ describe('_all_docs', () => {
       { startkey_docid: 'b' }, { endkey_docid: 'b', inclusive_end: false }, { startkey_docid: 'b', startkey: 'Z' },
       { startkey: 1, startkey_docid: 'x' }, { startkey: null }, { key: 42 }, { endkey: ['a'] },
       { startkey: '\u{1F600}' }, { startkey: 'é', descending: true, limit: 3 }, { startkey: '_design/', endkey: '_design0' },
+      { startkey: '' }, { endkey: '' }, { startkey: '', descending: true }, { endkey: '', descending: true, inclusive_end: false },
+      { startkey_docid: '', endkey_docid: 'b' },
     ];
     for (const p of cases) {
       const params = Object.entries(p).map(([k, v]) => `${k}=${encodeURIComponent(/docid$/.test(k) ? v : JSON.stringify(v))}`);
