@@ -255,7 +255,7 @@ describe('bulk revision requests', () => {
     await replicate('pg', 'pc', ['2-y', '1-a'], { v: 'y' });
     r = await post('/pg/_purge', { pc: ['2-y', '1-a'] });
     assert.deepEqual(r.json.purged, { pc: ['2-y'] });
-    r = await req('/pg/pc?open_revs=all');
+    r = await req('/pg/pc?open_revs=all', { headers: { Accept: 'application/json' } });
     assert.deepEqual(r.json.map((x) => x.ok._rev), ['2-x']);
     assert.equal(Number((await req('/pg')).json.purge_seq), seq0 + 2);
   });
