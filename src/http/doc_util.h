@@ -79,7 +79,8 @@ int http_doc_from_body(http_req_t *r, http_doc_ctx *c, const void *p, size_t n, 
 /* ---- answers -------------------------------------------------------------- */
 
 /* Indices (into out, t->n entries) of the leaves that descend from node
- * idx, idx itself when it is a leaf (open_revs with latest=true). */
+ * idx, idx itself when it is a leaf (open_revs with latest=true), in
+ * winner order: revtree_leaves_under. */
 uint32_t http_leaves_below(const revtree *t, uint32_t idx, uint32_t *out);
 
 /* {"ok": doc} for node idx of di, or {"missing": "rev"} when idx is
