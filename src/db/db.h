@@ -167,7 +167,7 @@ void db_doc_init(db_doc *d);
 void db_doc_free(db_doc *d);
 
 enum {
-    DB_DOC_NEW_EDITS = 1,   /* new_edits=true: _revisions ignored */
+    DB_DOC_NEW_EDITS = 1,   /* new_edits=true; without it a rev is required (db_doc_require_rev) */
     DB_DOC_ID_REQUIRED = 2, /* _id must be present (bulk new_edits=false) */
     DB_DOC_LOCAL_OK = 4,    /* a _local/ id is accepted */
 };
@@ -182,6 +182,19 @@ int db_doc_from_json(const json_val *obj, const char *id, size_t idlen, int flag
  * latter only with local_ok).  Sets e (400 illegal_docid / bad_request). */
 int db_docid_check(const uint8_t *id, size_t n, int local_ok, db_err *e);
 
+/* new_edits=false needs the document to name its revision (_rev,
+ * _revisions, or a rev the caller merged in from ?rev=); local documents
+ * are exempt.  400 bad_request otherwise. */
+int db_doc_require_rev(const db_doc *d, db_err *e);
+/* 1 for "_local/…" ids. */
+int db_docid_is_local(const uint8_t *id, size_t n);
+/* A local document's rev "0-N" (N decimal, fitting 64 bits) into out
+ * (pos 0, id the digits); DV_ERR_INVALID otherwise.  db_doc_from_json uses
+ * this rule for _rev when the id is a local one. */
+int db_local_rev_parse(const char *s, size_t n, store_rev *out);
+/* Fills a store_local_update from a local document (its rev counter from
+ * "0-N"); points into d. */
+void db_doc_to_local_update(db_doc *d, store_local_update *u);
 /* Fills a store_doc_update that points into d (d must outlive the write). */
 void db_doc_to_update(db_doc *d, int new_edits, store_doc_update *u);
 

@@ -324,15 +324,18 @@ int db_doc_from_json(const json_val *obj, const char *id, size_t idlen, int flag
         db_err_set(e, 400, "illegal_docid", "Document id must not be empty");
         return DV_ERR_INVALID;
     }
+    int local = db_docid_is_local(d->id.data, d->id.len);
     if (jrev) {
         size_t rl;
         const char *rs = json_str(jrev, &rl);
-        if (!json_is_string(jrev) || store_rev_parse(rs, rl, &d->rev) != DV_OK) {
+        if (!json_is_string(jrev) || (local ? db_local_rev_parse(rs, rl, &d->rev) : store_rev_parse(rs, rl, &d->rev))) {
             db_err_set(e, 400, "bad_request", "Invalid rev format");
             return DV_ERR_INVALID;
         }
         d->has_rev = 1;
     }
+    if (local)
+        jrevs = NULL; /* local docs have no history */
     if (jrevs && (rc = parse_revisions(jrevs, d, e)) != DV_OK)
         return rc;
     if (d->path_len) {
@@ -340,15 +343,58 @@ int db_doc_from_json(const json_val *obj, const char *id, size_t idlen, int flag
         d->rev = d->path[0];
         d->has_rev = 1;
     }
-    if (!(flags & DB_DOC_NEW_EDITS) && !d->has_rev) {
-        db_err_set(e, 400, "bad_request", "Document rev is required when new_edits is false");
-        return DV_ERR_INVALID;
-    }
+    if (!(flags & DB_DOC_NEW_EDITS) && (rc = db_doc_require_rev(d, e)) != DV_OK)
+        return rc;
     if (jatts && (rc = parse_atts(jatts, d, e)) != DV_OK)
         return rc;
     json_writer w;
     json_writer_init(&w, &d->body);
     return json_write_object_filtered(&w, obj, skip_member, NULL);
+}
+
+int db_doc_require_rev(const db_doc *d, db_err *e)
+{
+    if (d->has_rev || db_docid_is_local(d->id.data, d->id.len))
+        return DV_OK;
+    db_err_set(e, 400, "bad_request", "When `new_edits: false`, the document needs `_rev` or `_revisions` specified");
+    return DV_ERR_INVALID;
+}
+
+int db_docid_is_local(const uint8_t *id, size_t n)
+{
+    return n > 7 && !memcmp(id, "_local/", 7);
+}
+
+int db_local_rev_parse(const char *s, size_t n, store_rev *out)
+{
+    if (n < 3 || s[0] != '0' || s[1] != '-' || n - 2 > 20)
+        return DV_ERR_INVALID;
+    uint64_t v = 0;
+    for (size_t i = 2; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9' || v > (UINT64_MAX - 9) / 10)
+            return DV_ERR_INVALID;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    memset(out, 0, sizeof *out);
+    out->len = (uint8_t)(n - 2);
+    memcpy(out->id, s + 2, n - 2);
+    return DV_OK;
+}
+
+void db_doc_to_local_update(db_doc *d, store_local_update *u)
+{
+    memset(u, 0, sizeof *u);
+    u->id = d->id.data;
+    u->idlen = d->id.len;
+    u->deleted = d->deleted;
+    u->body = d->body.data;
+    u->body_len = d->body.len;
+    if (d->has_rev) {
+        /* digits only, checked by db_local_rev_parse */
+        u->has_rev = 1;
+        for (size_t i = 0; i < d->rev.len; i++)
+            u->rev = u->rev * 10 + (uint64_t)(d->rev.id[i] - '0');
+    }
 }
 
 void db_doc_to_update(db_doc *d, int new_edits, store_doc_update *u)

@@ -8,6 +8,7 @@
 #include "db/att_codec.h"
 #include "http/hutil.h"
 #include "http/stats.h"
+#include "http/uuids.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,11 +110,7 @@ void http_doc_submit(http_req_t *r, http_doc_ctx *c, int new_edits)
         return;
     }
     if (c->local) {
-        c->lu.id = c->doc.id.data;
-        c->lu.idlen = c->doc.id.len;
-        c->lu.deleted = c->doc.deleted;
-        c->lu.body = c->doc.body.data;
-        c->lu.body_len = c->doc.body.len;
+        db_doc_to_local_update(&c->doc, &c->lu);
         c->w.locals = &c->lu;
         c->w.nlocals = 1;
     } else {
@@ -137,6 +134,18 @@ void http_doc_submit(http_req_t *r, http_doc_ctx *c, int new_edits)
     http_db_write(r, c->db, &c->w, doc_written, c); /* answered now, before the commit */
     http_send_json(r, 202, &b);
     buf_free(&b);
+}
+
+int http_doc_assign_id(http_req_t *r, db_doc *d)
+{
+    if (d->id.len)
+        return DV_OK;
+    char id[128];
+    int n = http_uuids_next(http_server_uuids(r->server), id, sizeof id);
+    int rc = n < 0 ? n : buf_append(&d->id, id, (size_t)n);
+    if (rc != DV_OK)
+        http_send_internal(r, rc);
+    return rc;
 }
 
 int http_doc_size_ok(http_req_t *r, const db_doc *d)
@@ -240,14 +249,7 @@ int http_parse_atts_since(http_req_t *r, store_rev **revs, size_t *n)
 /* "0-N" for local documents, "N-id" otherwise. */
 static int parse_any_rev(const char *s, size_t n, int local, store_rev *out)
 {
-    if (!local)
-        return store_rev_parse(s, n, out);
-    if (n < 3 || s[0] != '0' || s[1] != '-' || n - 2 > STORE_REV_ID_MAX)
-        return DV_ERR_INVALID;
-    memset(out, 0, sizeof *out);
-    out->len = (uint8_t)(n - 2);
-    memcpy(out->id, s + 2, n - 2);
-    return DV_OK;
+    return local ? db_local_rev_parse(s, n, out) : store_rev_parse(s, n, out);
 }
 
 int http_reconcile_rev(http_req_t *r, db_doc *d, int local)

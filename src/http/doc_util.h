@@ -68,6 +68,9 @@ int http_parse_destination(http_req_t *r, const char *dest, db_doc *d);
  * each attachment whole; O(total attachment size). */
 int http_doc_copy_atts(const store_snap *snap, const store_docbody *body, db_doc *d);
 
+/* Gives d a server-made id (GET /_uuids's algorithm) when it has none;
+ * answers 500 on failure. */
+int http_doc_assign_id(http_req_t *r, db_doc *d);
 /* Whether the document fits [couchdb] max_document_size; answers 413
  * otherwise. */
 int http_doc_size_ok(http_req_t *r, const db_doc *d);

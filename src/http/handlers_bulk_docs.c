@@ -21,7 +21,6 @@
 #include "http/handlers.h"
 #include "http/hutil.h"
 #include "http/stats.h"
-#include "http/uuids.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,72 +124,13 @@ static void bulk_done(http_req_t *r, void *arg, int status)
     bulk_free(c);
 }
 
-/* Local documents in a bulk request: rev "0-N" → counter. */
-static int local_update(http_req_t *r, db_doc *d, store_local_update *u)
-{
-    memset(u, 0, sizeof *u);
-    u->id = d->id.data;
-    u->idlen = d->id.len;
-    u->deleted = d->deleted;
-    u->body = d->body.data;
-    u->body_len = d->body.len;
-    if (d->has_rev) {
-        uint64_t v = 0;
-        for (size_t k = 0; k < d->rev.len; k++) {
-            char ch = d->rev.id[k];
-            if (ch < '0' || ch > '9' || v > UINT64_MAX / 10 - 1) {
-                http_send_error(r, 400, "bad_request", "Invalid rev format");
-                return DV_ERR_INVALID;
-            }
-            v = v * 10 + (uint64_t)(ch - '0');
-        }
-        u->has_rev = 1;
-        u->rev = v;
-    }
-    return DV_OK;
-}
-
 /* Parses one element of "docs" into c->docs[i]. */
 static int parse_one(http_req_t *r, bulk_ctx *c, size_t i, const json_val *jd)
 {
     db_doc *d = &c->docs[i];
     db_err e;
-    const json_val *jid = json_is_object(jd) ? json_object_get_cstr(jd, "_id") : NULL;
-    size_t idl = 0;
-    const char *ids = jid && json_is_string(jid) ? json_str(jid, &idl) : NULL;
-    int local = ids && idl > 7 && !memcmp(ids, "_local/", 7);
-    int flags = DB_DOC_LOCAL_OK | (c->new_edits || local ? DB_DOC_NEW_EDITS : 0);
-    int rc;
-    if (local) {
-        /* "0-N" revs do not pass the document rev rule: take _rev apart. */
-        static const char *const skip[] = {"_rev"};
-        buf_t tmp = BUF_INIT;
-        json_doc copy = JSON_DOC_INIT;
-        json_writer w;
-        json_writer_init(&w, &tmp);
-        rc = json_write_object_without(&w, jd, skip, 1);
-        if (rc == DV_OK)
-            rc = json_doc_parse(&copy, tmp.data, tmp.len, 0, NULL);
-        if (rc == DV_OK)
-            rc = db_doc_from_json(json_doc_root(&copy), NULL, 0, flags, d, &e);
-        json_doc_free(&copy);
-        buf_free(&tmp);
-        const json_val *jr = json_object_get_cstr(jd, "_rev");
-        if (rc == DV_OK && jr) {
-            size_t rl;
-            const char *rs = json_str(jr, &rl);
-            if (!json_is_string(jr) || rl < 3 || rs[0] != '0' || rs[1] != '-' || rl - 2 > STORE_REV_ID_MAX) {
-                http_send_error(r, 400, "bad_request", "Invalid rev format");
-                return DV_ERR_INVALID;
-            }
-            d->has_rev = 1;
-            d->rev.pos = 0;
-            d->rev.len = (uint8_t)(rl - 2);
-            memcpy(d->rev.id, rs + 2, rl - 2);
-        }
-    } else {
-        rc = db_doc_from_json(jd, NULL, 0, flags, d, &e);
-    }
+    int rc = db_doc_from_json(jd, NULL, 0, DB_DOC_LOCAL_OK | (c->new_edits ? DB_DOC_NEW_EDITS : 0), d, &e);
+    int local = db_docid_is_local(d->id.data, d->id.len);
     if (rc == DV_ERR_INVALID) {
         http_send_db_err(r, &e);
         return rc;
@@ -205,19 +145,8 @@ static int parse_one(http_req_t *r, bulk_ctx *c, size_t i, const json_val *jd)
             return DV_ERR_INVALID;
         }
     }
-    if (!c->new_edits && !local && !d->has_rev) {
-        http_send_error(r, 400, "bad_request",
-                        "When `new_edits: false`, the document needs `_rev` or `_revisions` specified");
-        return DV_ERR_INVALID;
-    }
-    if (d->id.len == 0) {
-        char id[128];
-        int n = http_uuids_next(http_server_uuids(r->server), id, sizeof id);
-        if (n < 0 || buf_append(&d->id, id, (size_t)n) != DV_OK) {
-            http_send_internal(r, n < 0 ? n : DV_ERR_NOMEM);
-            return DV_ERR_NOMEM;
-        }
-    }
+    if ((rc = http_doc_assign_id(r, d)) != DV_OK)
+        return rc;
     if (!http_doc_size_ok(r, d))
         return DV_ERR_TOO_LARGE;
     if (!local && (rc = http_doc_finish_atts(r, d)) != DV_OK)
@@ -283,8 +212,7 @@ void http_handle_bulk_docs(http_req_t *r)
     for (size_t i = 0; i < n; i++) {
         if (c->local[i]) {
             c->slot[i] = nl;
-            if (local_update(r, &c->docs[i], &c->lus[nl++]) != DV_OK)
-                goto fail;
+            db_doc_to_local_update(&c->docs[i], &c->lus[nl++]);
         } else {
             c->slot[i] = nd;
             db_doc_to_update(&c->docs[i], c->new_edits, &c->ups[nd++]);

@@ -14,7 +14,6 @@
 #include "http/handlers.h"
 #include "http/hutil.h"
 #include "http/stats.h"
-#include "http/uuids.h"
 
 #include <h2o.h>
 #include <stdio.h>
@@ -160,122 +159,43 @@ static void db_get(http_req_t *r)
 
 /* ---- POST /{db}: a new document ------------------------------------------------ */
 
-typedef struct post_ctx {
-    db_t *db;
-    db_doc doc;
-    store_doc_update u;
-    store_write w;
-    int batch;
-} post_ctx;
-
-static void post_ctx_free(post_ctx *c)
-{
-    db_doc_free(&c->doc);
-    db_release(c->db);
-    free(c);
-}
-
-static void post_done(http_req_t *r, void *arg, int status)
-{
-    post_ctx *c = arg;
-    if (r && !c->batch) {
-        if (status == DV_OK)
-            status = c->u.status;
-        if (status == DV_OK) {
-            buf_t b = BUF_INIT;
-            json_writer w;
-            char rev[STORE_REV_ID_MAX + 24], etag[STORE_REV_ID_MAX + 28];
-            http_rev_str(&c->u.rev, rev, sizeof rev);
-            snprintf(etag, sizeof etag, "\"%s\"", rev);
-            json_writer_init(&w, &b);
-            json_write_begin_object(&w);
-            json_write_key_cstr(&w, "ok");
-            json_write_bool(&w, true);
-            json_write_key_cstr(&w, "id");
-            json_write_string(&w, (const char *)c->doc.id.data, c->doc.id.len);
-            json_write_key_cstr(&w, "rev");
-            json_write_cstr(&w, rev);
-            json_write_end_object(&w);
-            http_add_header(r, "Location", http_location(r, db_name(c->db), c->doc.id.data, c->doc.id.len, NULL));
-            http_add_header(r, "ETag", etag);
-            http_send_json(r, 201, &b);
-            buf_free(&b);
-        } else {
-            db_err e;
-            db_err_from_status(&e, status, c->doc.id.data, c->doc.id.len);
-            http_send_db_err(r, &e);
-        }
-    } else if (c->batch && (status != DV_OK || c->u.status != DV_OK)) {
-        log_notice("http: batch=ok write of %.*s failed: %s", (int)c->doc.id.len, (const char *)c->doc.id.data,
-                   dv_strerror(status != DV_OK ? status : c->u.status));
-    }
-    post_ctx_free(c);
-}
-
 static void db_post(http_req_t *r)
 {
     if (http_require_ctype(r, "application/json") != DV_OK)
         return;
     json_doc jd = JSON_DOC_INIT;
     const json_val *root;
-    post_ctx *c = NULL;
+    db_err e;
     db_t *db = http_open_db(r);
     if (!db)
         return;
+    http_doc_ctx *c = http_doc_ctx_new(r, db);
+    if (!c) {
+        db_release(db);
+        return;
+    }
     if (http_json_body(r, &jd, &root) != DV_OK)
         goto fail;
-    c = calloc(1, sizeof *c);
-    if (!c) {
-        http_send_internal(r, DV_ERR_NOMEM);
-        goto fail;
-    }
-    db_doc_init(&c->doc);
-    db_err e;
-    if (db_doc_from_json(root, NULL, 0, DB_DOC_NEW_EDITS, &c->doc, &e) != DV_OK) {
+    if (db_doc_from_json(root, NULL, 0, DB_DOC_NEW_EDITS | DB_DOC_LOCAL_OK, &c->doc, &e) != DV_OK) {
         http_send_db_err(r, &e);
         goto fail;
     }
     if (c->doc.id.len == 0) {
-        char id[128];
-        int n = http_uuids_next(http_server_uuids(r->server), id, sizeof id);
-        if (n < 0 || buf_append(&c->doc.id, id, (size_t)n) != DV_OK) {
-            http_send_internal(r, n < 0 ? n : DV_ERR_NOMEM);
-            goto fail;
-        }
+        /* CouchDB: a new id has no history, whatever _rev says. */
         c->doc.has_rev = 0;
+        c->doc.path_len = 0;
+        if (http_doc_assign_id(r, &c->doc) != DV_OK)
+            goto fail;
     }
     if (!http_doc_size_ok(r, &c->doc))
         goto fail;
     json_doc_free(&jd);
-    c->db = db;
-    db_doc_to_update(&c->doc, 1, &c->u);
-    c->w.docs = &c->u;
-    c->w.ndocs = 1;
-    const http_str_t *batch = http_qs(r, "batch");
-    if (batch && batch->n == 2 && !memcmp(batch->p, "ok", 2)) {
-        c->batch = 1;
-        buf_t b = BUF_INIT;
-        json_writer w;
-        json_writer_init(&w, &b);
-        json_write_begin_object(&w);
-        json_write_key_cstr(&w, "ok");
-        json_write_bool(&w, true);
-        json_write_key_cstr(&w, "id");
-        json_write_string(&w, (const char *)c->doc.id.data, c->doc.id.len);
-        json_write_end_object(&w);
-        http_db_write(r, db, &c->w, post_done, c); /* answered below, before the commit */
-        http_send_json(r, 202, &b);
-        buf_free(&b);
-        return;
-    }
-    http_db_write(r, db, &c->w, post_done, c);
+    c->local = db_docid_is_local(c->doc.id.data, c->doc.id.len);
+    http_doc_submit(r, c, 1);
     return;
 fail:
     json_doc_free(&jd);
-    if (c)
-        db_doc_free(&c->doc);
-    free(c);
-    db_release(db);
+    http_doc_ctx_free(c);
 }
 
 void http_handle_db(http_req_t *r)

@@ -252,28 +252,6 @@ done:
 
 /* ---- writes ------------------------------------------------------------- */
 
-/* Sets the local doc's rev counter from "0-N". */
-static int local_rev(http_req_t *r, http_doc_ctx *c)
-{
-    if (!c->doc.has_rev)
-        return DV_OK;
-    if (c->doc.rev.pos != 0 && c->doc.rev.len)
-        goto bad;
-    unsigned long long v = 0;
-    for (size_t i = 0; i < c->doc.rev.len; i++) {
-        char ch = c->doc.rev.id[i];
-        if (ch < '0' || ch > '9' || v > UINT64_MAX / 10 - 1)
-            goto bad;
-        v = v * 10 + (unsigned long long)(ch - '0');
-    }
-    c->lu.has_rev = 1;
-    c->lu.rev = v;
-    return DV_OK;
-bad:
-    http_send_error(r, 400, "bad_request", "Invalid rev format");
-    return DV_ERR_INVALID;
-}
-
 /* Parses a JSON document body for PUT (or a multipart's JSON part) into
  * c->doc, reconciling its _rev with ?rev= and If-Match. */
 int http_doc_from_body(http_req_t *r, http_doc_ctx *c, const void *p, size_t n, int new_edits)
@@ -286,56 +264,18 @@ int http_doc_from_body(http_req_t *r, http_doc_ctx *c, const void *p, size_t n, 
     if (rc != DV_OK)
         goto done;
     c->local = is_local_id(id);
-    int flags = (new_edits ? DB_DOC_NEW_EDITS : 0) | DB_DOC_LOCAL_OK;
-    /* Local docs carry "0-N" revs, which the document rule rejects. */
-    if (c->local && json_is_object(root)) {
-        const json_val *jr = json_object_get_cstr(root, "_rev");
-        if (jr) {
-            size_t rl;
-            const char *rs = json_str(jr, &rl);
-            if (!json_is_string(jr) || rl < 3 || rs[0] != '0' || rs[1] != '-' || rl - 2 > STORE_REV_ID_MAX) {
-                http_send_error(r, 400, "bad_request", "Invalid rev format");
-                rc = DV_ERR_INVALID;
-                goto done;
-            }
-            c->doc.has_rev = 1;
-            c->doc.rev.pos = 0;
-            c->doc.rev.len = (uint8_t)(rl - 2);
-            memcpy(c->doc.rev.id, rs + 2, rl - 2);
-        }
-        flags |= DB_DOC_NEW_EDITS;
-        static const char *const skip[] = {"_rev"};
-        json_doc copy = JSON_DOC_INIT;
-        buf_t tmp = BUF_INIT;
-        json_writer w;
-        json_writer_init(&w, &tmp);
-        rc = json_write_object_without(&w, root, skip, 1);
-        if (rc == DV_OK)
-            rc = json_doc_parse(&copy, tmp.data, tmp.len, 0, NULL);
-        int saved = c->doc.has_rev;
-        store_rev srev = c->doc.rev;
-        if (rc == DV_OK)
-            rc = db_doc_from_json(json_doc_root(&copy), id->p, id->n, flags, &c->doc, &e);
-        json_doc_free(&copy);
-        buf_free(&tmp);
-        c->doc.has_rev = saved;
-        c->doc.rev = srev;
-        if (rc == DV_ERR_INVALID) {
-            http_send_db_err(r, &e);
-            goto done;
-        }
-        if (rc != DV_OK) {
-            http_send_internal(r, rc);
-            goto done;
-        }
-    } else if ((rc = db_doc_from_json(root, id->p, id->n, flags, &c->doc, &e)) != DV_OK) {
+    /* The rev may still come from ?rev= or If-Match: required below. */
+    int flags = DB_DOC_NEW_EDITS | DB_DOC_LOCAL_OK;
+    if ((rc = db_doc_from_json(root, id->p, id->n, flags, &c->doc, &e)) != DV_OK) {
         if (rc == DV_ERR_INVALID)
             http_send_db_err(r, &e);
         else
             http_send_internal(r, rc);
         goto done;
     }
-    rc = http_reconcile_rev(r, &c->doc, c->local);
+    if ((rc = http_reconcile_rev(r, &c->doc, c->local)) == DV_OK && !new_edits &&
+        (rc = db_doc_require_rev(&c->doc, &e)) != DV_OK)
+        http_send_db_err(r, &e);
 done:
     json_doc_free(&jd);
     return rc;
@@ -363,13 +303,6 @@ static void doc_put(http_req_t *r, db_t *db)
     }
     if (rc != DV_OK)
         goto fail;
-    if (c->local && local_rev(r, c) != DV_OK)
-        goto fail;
-    if (!new_edits && !c->local && !c->doc.has_rev) {
-        http_send_error(r, 400, "bad_request",
-                        "When `new_edits: false`, the document needs `_rev` or `_revisions` specified");
-        goto fail;
-    }
     if (!http_doc_size_ok(r, &c->doc))
         goto fail;
     if (c->doc.deleted)
@@ -402,10 +335,7 @@ static void doc_delete(http_req_t *r, db_t *db)
     c->doc.deleted = 1;
     if (http_reconcile_rev(r, &c->doc, c->local) != DV_OK)
         goto fail;
-    if (c->local) {
-        if (local_rev(r, c) != DV_OK)
-            goto fail;
-    } else if (!c->doc.has_rev) {
+    if (!c->local && !c->doc.has_rev) {
         /* CouchDB opens the current doc first: absent or deleted is 404. */
         store_snap *snap;
         store_docinfo di;

@@ -180,8 +180,12 @@ describe('documents', () => {
       assert.equal(r.json._rev, '2-ccc');
       assert.deepEqual(r.json._conflicts, ['2-bbb']);
     }
-    const r = await put('/db/norev?new_edits=false', { v: 1 });
+    let r = await put('/db/norev?new_edits=false', { v: 1 });
     assert.equal(r.status, 400);
+    assert.equal(r.json.reason, 'When `new_edits: false`, the document needs `_rev` or `_revisions` specified');
+    r = await put('/db/qsrev?new_edits=false&rev=1-fromquery', { v: 1 });
+    assert.equal(r.status, 201, 'the rev may come from the query string');
+    assert.equal((await req('/db/qsrev')).json._rev, '1-fromquery');
   });
 
   test('batch=ok answers 202 and the write lands', async () => {
@@ -237,6 +241,10 @@ describe('documents', () => {
     const after = (await req('/db')).json;
     assert.equal(after.doc_count, before.doc_count);
     assert.equal(after.update_seq, before.update_seq);
+    r = await put('/db/_local/cp', { _rev: '0-x', seq: 3 });
+    assert.deepEqual([r.status, r.json.reason], [400, 'Invalid rev format']);
+    r = await req('/db/_bulk_docs', { method: 'POST', headers: J, body: '{"docs":[{"_id":"_local/cp","_rev":"1-abc"}]}' });
+    assert.equal(r.status, 400, 'local docs take 0-N revs only');
     r = await req('/db/_local/cp?rev=0-2', { method: 'DELETE' });
     assert.equal(r.status, 200);
     assert.equal((await req('/db/_local/cp')).status, 404);
