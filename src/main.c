@@ -57,7 +57,7 @@ static int default_threads(void)
  * malformed (already logged). */
 static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_list *v)
 {
-    long long port, threads, max_count, max_size, drain, max_doc, depth, zlevel, purge_ids, purge_revs;
+    long long port, threads, max_count, max_size, drain, max_doc, depth, zlevel, purge_ids, purge_revs, workers;
     int rc;
     if ((rc = config_get_int(c, "chttpd", "port", 5984, 0, 65535, &port)) != DV_OK ||
         (rc = config_get_int(c, "divan", "http_threads", default_threads(), 1, 256, &threads)) != DV_OK ||
@@ -69,7 +69,8 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
         (rc = config_get_int(c, "attachments", "compression_level", DB_ATT_COMPRESSION_LEVEL_DEFAULT, 0, 9,
                              &zlevel)) != DV_OK ||
         (rc = config_get_int(c, "purge", "max_document_id_number", 100, 1, 1000000, &purge_ids)) != DV_OK ||
-        (rc = config_get_int(c, "purge", "max_revisions_number", 1000, 1, 100000000, &purge_revs)) != DV_OK)
+        (rc = config_get_int(c, "purge", "max_revisions_number", 1000, 1, 100000000, &purge_revs)) != DV_OK ||
+        (rc = config_get_int(c, "divan", "worker_threads", 4, 1, 256, &workers)) != DV_OK)
         return rc;
     memset(o, 0, sizeof *o);
     o->bind_address = config_bind_address(c);
@@ -83,6 +84,7 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
     o->drain_ms = (int)drain;
     o->max_document_size = max_doc;
     o->max_json_depth = (unsigned)depth;
+    o->worker_threads = (int)workers;
     o->att_compressible_types = config_get_str(c, "attachments", "compressible_types", DB_ATT_COMPRESSIBLE_DEFAULT);
     o->att_compression_level = (int)zlevel;
     o->purge_max_ids = purge_ids;

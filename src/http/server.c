@@ -14,6 +14,7 @@
 #include "http/server.h"
 #include "base/log.h"
 #include "base/status.h"
+#include "base/workers.h"
 #include "http/handlers.h"
 #include "http/json_out.h"
 #include "http/stats.h"
@@ -65,9 +66,11 @@ struct http_loop {
     h2o_linklist_t streams; /* every live stream of this loop */
     loop_timeout **timeouts;
     size_t ntimeouts;
+    h2o_linklist_t chans;   /* open channels (for cancel at stop) */
+    int cancelled;          /* the channels were told to give up */
 };
 
-enum { MSG_ASYNC = 1, MSG_COMMIT = 2 };
+enum { MSG_ASYNC = 1, MSG_COMMIT = 2, MSG_CHAN = 3 };
 struct loop_msg {
     h2o_multithread_message_t super;
     int kind;
@@ -84,6 +87,19 @@ struct http_async {
 struct commit_msg {
     struct loop_msg m;
     char db[];
+};
+
+struct http_chan {
+    struct loop_msg m;     /* re-sent on every poke that finds it idle */
+    struct http_loop *loop;
+    http_req_t *req;       /* NULL once the request is gone (loop thread) */
+    http_chan_fn fn;
+    http_chan_fn cancel;   /* loop thread: the server stops, give up */
+    void *arg;
+    pthread_mutex_t mu;
+    int queued;            /* under mu: the message is on its way */
+    int closed;            /* under mu: the other side is done */
+    h2o_linklist_t link;   /* loop->chans */
 };
 
 struct http_stream {
@@ -125,6 +141,7 @@ struct http_server {
     pthread_mutex_t mu;  /* guards the two hand-offs below */
     pthread_cond_t cv;
     int wakes_sent;      /* stop has woken every loop: receivers may go */
+    workers_t *workers;  /* blocking work (wstream.h) */
 };
 
 static long long monotonic_ms(void)
@@ -272,6 +289,7 @@ void http_send_internal(http_req_t *r, int status)
 }
 
 const http_server_opts_t *http_server_opts(const http_server_t *s) { return &s->opts; }
+struct workers *http_server_workers(http_server_t *s) { return s->workers; }
 struct http_uuids *http_server_uuids(http_server_t *s) { return &s->uuids; }
 int http_server_port(const http_server_t *s) { return s->port; }
 
@@ -313,6 +331,71 @@ static void deliver_async(http_async_t *a)
         r->async = NULL;
     a->fn(r, a->arg);
     free(a);
+    assert(l->npending > 0);
+    l->npending--;
+}
+
+/* ---- channels ------------------------------------------------------------ */
+
+http_chan_t *http_chan_open(http_req_t *r, http_chan_fn fn, http_chan_fn cancel, void *arg)
+{
+    assert(r->chan == NULL);
+    http_chan_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->m.kind = MSG_CHAN;
+    c->loop = r->loop;
+    c->req = r;
+    c->fn = fn;
+    c->cancel = cancel;
+    c->arg = arg;
+    pthread_mutex_init(&c->mu, NULL);
+    h2o_linklist_insert(&r->loop->chans, &c->link);
+    r->chan = c;
+    r->loop->npending++;
+    return c;
+}
+
+/* Queues the channel's message unless it is already on its way; mu held. */
+static void chan_send_locked(http_chan_t *c)
+{
+    if (c->queued)
+        return;
+    c->queued = 1;
+    h2o_multithread_send_message(&c->loop->wake, &c->m.super);
+}
+
+void http_chan_poke(http_chan_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    assert(!c->closed);
+    chan_send_locked(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void http_chan_close(http_chan_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->closed = 1;
+    chan_send_locked(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void deliver_chan(http_chan_t *c)
+{
+    struct http_loop *l = c->loop;
+    pthread_mutex_lock(&c->mu);
+    c->queued = 0; /* a poke from now on sends again; fn below sees its data */
+    int closed = c->closed;
+    pthread_mutex_unlock(&c->mu);
+    c->fn(c->req, c->arg, closed);
+    if (!closed)
+        return;
+    if (c->req)
+        c->req->chan = NULL;
+    h2o_linklist_unlink(&c->link);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
     assert(l->npending > 0);
     l->npending--;
 }
@@ -560,6 +643,8 @@ static void release_req(void *p)
     http_req_t *r = p;
     if (r->async)
         r->async->req = NULL;
+    if (r->chan)
+        r->chan->req = NULL;
     http_target_free(&r->target);
     assert(r->loop->inflight > 0);
     r->loop->inflight--;
@@ -636,6 +721,8 @@ static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
         h2o_linklist_unlink(&m->super.link);
         if (m->kind == MSG_ASYNC) {
             deliver_async((http_async_t *)m);
+        } else if (m->kind == MSG_CHAN) {
+            deliver_chan((http_chan_t *)m);
         } else {
             deliver_commit(l, ((struct commit_msg *)m)->db);
             free(m);
@@ -680,7 +767,17 @@ static void loop_main(struct http_loop *l)
         if (l->inflight == 0 && l->nconns == 0 && l->npending == 0)
             break;
         /* An outstanding async will be posted to this loop: never leave
-         * before it arrives (writes always complete, even failed). */
+         * before it arrives (writes always complete, even failed).  Work
+         * on other threads that waits for its client gives up at the
+         * deadline (its channel's cancel), then closes its channel. */
+        if (monotonic_ms() > l->deadline_ms && !l->cancelled) {
+            l->cancelled = 1;
+            for (h2o_linklist_t *n = l->chans.next; n != &l->chans; n = n->next) {
+                http_chan_t *c = H2O_STRUCT_FROM_MEMBER(http_chan_t, link, n);
+                if (c->cancel)
+                    c->cancel(c->req, c->arg, 0);
+            }
+        }
         if (monotonic_ms() > l->deadline_ms && l->npending == 0) {
             log_warn("http: stopping with %zu requests in flight and %zu connections open", l->inflight,
                      l->nconns);
@@ -761,6 +858,7 @@ static int copy_opts(http_server_t *s, const http_server_opts_t *o)
 
 static void free_server(http_server_t *s)
 {
+    workers_stop(s->workers); /* jobs still running finish first */
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     free(s->loops);
@@ -791,6 +889,7 @@ static int init_loop(http_server_t *s, struct http_loop *l)
     l->accept_ctx.hosts = s->config.hosts;
     h2o_multithread_register_receiver(l->ctx.queue, &l->wake, on_wake);
     h2o_linklist_init_anchor(&l->streams);
+    h2o_linklist_init_anchor(&l->chans);
     int fd = fcntl(s->listen_fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) {
         log_error("http: dup of the listening socket failed: %s", strerror(errno));
@@ -901,6 +1000,9 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
     h->super.on_req = on_req;
     h->server = s;
     if ((rc = open_listener(s)) != DV_OK)
+        goto fail;
+    if ((rc = workers_start(s->opts.worker_threads > 0 ? (size_t)s->opts.worker_threads : 4, "divan-work",
+                            &s->workers)) != DV_OK)
         goto fail;
     s->nloops = (size_t)s->opts.threads;
     s->loops = calloc(s->nloops, sizeof *s->loops);

@@ -57,6 +57,7 @@ typedef struct http_server_opts {
     db_server *dbs;             /* the databases (not owned) */
     long long max_document_size; /* [couchdb] max_document_size, bytes */
     unsigned max_json_depth;    /* [chttpd] max_json_depth: deeper bodies get 400 */
+    int worker_threads;         /* [divan] worker_threads: blocking work (view queries) */
     const char *att_compressible_types; /* [attachments] compressible_types (NULL: none) */
     int att_compression_level;  /* [attachments] compression_level, 0 (off) .. 9 */
     long long purge_max_ids;    /* [purge] max_document_id_number: more ids per _purge get 400 */
@@ -87,6 +88,7 @@ struct http_req {
     const http_route_t *route;
     struct http_loop *loop;     /* private to server.c */
     struct http_async *async;   /* private: the outstanding async, if any */
+    struct http_chan *chan;     /* private: the open channel, if any */
     struct http_stream *stream; /* private: the streamed response, if any */
 };
 
@@ -111,6 +113,8 @@ const char *http_req_header(http_req_t *r, const char *name);
 const http_server_opts_t *http_server_opts(const http_server_t *s);
 struct http_uuids *http_server_uuids(http_server_t *s);
 static inline db_server *http_dbs(http_req_t *r) { return http_server_opts(r->server)->dbs; }
+/* The pool for work that may block (http/wstream.h). */
+struct workers *http_server_workers(http_server_t *s);
 
 /* The request body as h2o buffered it (NULL, 0 when there is none). */
 const uint8_t *http_req_body(http_req_t *r, size_t *len);
@@ -127,6 +131,21 @@ typedef void (*http_async_fn)(http_req_t *r, void *arg);
 typedef struct http_async http_async_t;
 http_async_t *http_async_new(http_req_t *r, http_async_fn fn, void *arg); /* NULL: out of memory */
 void http_async_post(http_async_t *a);
+
+/* A channel: another thread wakes the request's loop any number of times.
+ * Opened on the loop thread; http_chan_poke (any thread) makes fn(r, arg)
+ * run on the loop soon after (pokes coalesce: fn must look at the shared
+ * state it is told about, not count calls); http_chan_close (any thread,
+ * once, no poke after it) makes fn run one last time (last = 1), after
+ * which the channel is freed.  r is NULL in fn once the client went away.  A loop
+ * does not exit while a channel is open; when the server's drain time runs
+ * out, cancel(r, arg) runs on the loop so that the other side gives up
+ * and closes. */
+typedef void (*http_chan_fn)(http_req_t *r, void *arg, int last);
+typedef struct http_chan http_chan_t;
+http_chan_t *http_chan_open(http_req_t *r, http_chan_fn fn, http_chan_fn cancel, void *arg);
+void http_chan_poke(http_chan_t *c);
+void http_chan_close(http_chan_t *c);
 
 /* ---- streamed (chunked) responses --------------------------------------- */
 
