@@ -79,6 +79,9 @@ int db_list(db_server *s, char ***names, size_t *n);
 void db_names_free(char **names, size_t n);
 
 const char *db_name(const db_t *db);
+/* The folder that holds this database incarnation's index files (created
+ * by whoever writes the first one; removed with the database). */
+const char *db_index_dir(const db_t *db);
 /* The creation stamp (µs since the epoch), CouchDB's instance_start_time
  * analogue. */
 uint64_t db_instance(const db_t *db);

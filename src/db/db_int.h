@@ -13,6 +13,7 @@ struct db {
     db_server *server;
     char *name;
     uint64_t instance;
+    char *index_dir;    /* "<file path without .divan>.views" */
     store_dbfile *file;
     size_t refs;        /* under server->mu */
     uint64_t last_used; /* under server->mu: LRU clock */

@@ -115,6 +115,40 @@ fail:
     return 0;
 }
 
+/* "<path without .divan>.views": the folder of the database's indexes. */
+static char *index_dir_of(const char *path)
+{
+    size_t n = strlen(path), sl = strlen(DB_SUFFIX);
+    char *d = malloc(n - sl + 7);
+    if (d) {
+        memcpy(d, path, n - sl);
+        memcpy(d + n - sl, ".views", 7);
+    }
+    return d;
+}
+
+/* Removes a folder of index files (one level deep; best effort). */
+static void remove_index_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char *p = malloc(strlen(dir) + strlen(de->d_name) + 2);
+        if (p) {
+            sprintf(p, "%s/%s", dir, de->d_name);
+            unlink(p);
+            free(p);
+        }
+    }
+    closedir(d);
+    if (rmdir(dir) != 0 && errno != ENOENT)
+        log_warn("db: cannot remove %s: %s", dir, strerror(errno));
+}
+
 static uint64_t now_us(void)
 {
     struct timeval tv;
@@ -162,6 +196,37 @@ static void remove_entry(db_server *s, db_entry *e)
     s->e[i] = s->e[--s->n];
 }
 
+/* Index folders whose database file is gone (a crash between deleting
+ * the file and its folder) are removed. */
+static void remove_orphan_index_dirs(db_server *s)
+{
+    DIR *d = opendir(s->dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n <= 6 || strcmp(de->d_name + n - 6, ".views") != 0)
+            continue;
+        char *path = malloc(strlen(s->dir) + n + 2);
+        if (!path)
+            break;
+        sprintf(path, "%s/%s", s->dir, de->d_name);
+        int live = 0;
+        for (size_t i = 0; i < s->n && !live; i++) {
+            char *idir = index_dir_of(s->e[i].path);
+            live = idir && !strcmp(idir, path);
+            free(idir);
+        }
+        if (!live) {
+            log_warn("db: removing index folder %s of a deleted database", path);
+            remove_index_dir(path);
+        }
+        free(path);
+    }
+    closedir(d);
+}
+
 /* Lists the data directory.  Two incarnations of one name are what a
  * crash between "create new file" and "unlink old file" leaves: keep the
  * newer. */
@@ -206,6 +271,8 @@ static int scan_dir(db_server *s)
         }
     }
     closedir(d);
+    if (rc == DV_OK)
+        remove_orphan_index_dirs(s);
     return rc;
 }
 
@@ -244,6 +311,7 @@ static void close_db(db_t *db)
         if (rc != DV_OK)
             log_error("db: closing %s: %s", db->name, dv_strerror(rc));
     }
+    free(db->index_dir);
     free(db->name);
     free(db);
 }
@@ -318,7 +386,8 @@ static int open_entry(db_server *s, db_entry *e, int create, db_t **out)
             return DV_ERR_NOMEM;
         db->server = s;
         db->instance = e->instance;
-        if (!(db->name = strdup(e->name))) {
+        if (!(db->name = strdup(e->name)) || !(db->index_dir = index_dir_of(e->path))) {
+            free(db->name);
             free(db);
             return DV_ERR_NOMEM;
         }
@@ -332,6 +401,7 @@ static int open_entry(db_server *s, db_entry *e, int create, db_t **out)
         int rc = store_dbfile_open(e->path, &fo, &db->file);
         if (rc != DV_OK) {
             log_error("db: cannot open %s (%s): %s", e->name, e->path, dv_strerror(rc));
+            free(db->index_dir);
             free(db->name);
             free(db);
             return rc;
@@ -424,6 +494,11 @@ int db_delete(db_server *s, const char *name)
     }
     if (unlink(e->path) != 0 && errno != ENOENT)
         log_error("db: cannot remove %s: %s", e->path, strerror(errno));
+    char *idir = index_dir_of(e->path);
+    if (idir) {
+        remove_index_dir(idir); /* open index files of a live handle stay readable until closed */
+        free(idir);
+    }
     log_info("db: deleted %s", name);
     remove_entry(s, e);
     pthread_mutex_unlock(&s->mu);
@@ -471,6 +546,7 @@ void db_names_free(char **names, size_t n)
 }
 
 const char *db_name(const db_t *db) { return db->name; }
+const char *db_index_dir(const db_t *db) { return db->index_dir; }
 uint64_t db_instance(const db_t *db) { return db->instance; }
 store_dbfile *db_file(db_t *db) { return db->file; }
 
