@@ -1000,6 +1000,17 @@ int json_collate_text_raw(const void *a, size_t alen, const void *b, size_t blen
     return text_cmp(JSON_COLLATION_RAW, a, alen, b, blen);
 }
 
+int json_collate_collator_version(uint8_t version[4])
+{
+    int rc = json_collate_init();
+    if (rc != DV_OK)
+        return rc;
+    UVersionInfo v;
+    ucol_getVersion(C.coll, v);
+    memcpy(version, v, 4);
+    return DV_OK;
+}
+
 int json_collate_ascii_modelled(void)
 {
     if (json_collate_init() != DV_OK)

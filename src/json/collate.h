@@ -53,6 +53,7 @@
 #define DV_JSON_COLLATE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "json/json.h"
 
@@ -94,6 +95,13 @@ int json_collate_bytes(const void *a, size_t alen, const void *b, size_t blen);
  * whose "collation" member is the string "raw", UCA otherwise (CouchDB ignores
  * other values).  options may be NULL. */
 json_collation json_collation_of(const json_val *options);
+
+/* The ICU collator's version (ucol_getVersion; 153.120.0.0 for ICU 72's
+ * root).  An index ordered under one version may be out of order under
+ * another: CouchDB >= 3.3 records it in view headers and reports it in a
+ * view's _info as "collator_versions" ("153.120").  DV_OK, or DV_ERR_IO
+ * when ICU is unavailable. */
+int json_collate_collator_version(uint8_t version[4]);
 
 /* How many of the 128 ASCII code points the ICU-free path models (after a
  * successful init: all of them with ICU 72's root).  For tests and logs. */

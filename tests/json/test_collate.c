@@ -337,6 +337,11 @@ static void test_ascii_sequence(void **state)
         check_str_vs_icu(want + i, 1, want + i + 1, 1);
     }
     assert_int_equal(json_collate_ascii_modelled(), 128);
+    uint8_t v[4] = {0}, icu_v[4] = {0};
+    assert_int_equal(json_collate_collator_version(v), DV_OK);
+    ucol_getVersion(ref_coll, icu_v);
+    assert_memory_equal(v, icu_v, 4);
+    assert_true(v[0] != 0);
 }
 
 static void test_unicode(void **state)
