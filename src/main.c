@@ -14,6 +14,8 @@
 #include "db/att_codec.h"
 #include "db/db.h"
 #include "http/server.h"
+#include "views/qserver.h"
+#include "views/views.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -144,12 +146,44 @@ static int open_dbs(const config_t *c, db_server **out)
     return db_server_open(&o, out);
 }
 
+/* The query-server pool and the view engine: [couchdb] os_process_timeout
+ * (ms), [query_server_config] os_process_memory_limit (bytes, 0 = none),
+ * reduce_limit, [divan] query_servers (processes; 0 = CPUs),
+ * query_server_path, view_batch_docs. */
+static int open_views(const config_t *c, qserver **qs, views **v)
+{
+    long long timeout, memlimit, procs, batch;
+    int rc;
+    if ((rc = config_get_int(c, "couchdb", "os_process_timeout", 5000, 1, 3600000, &timeout)) != DV_OK ||
+        (rc = config_get_int(c, "query_server_config", "os_process_memory_limit", 0, 0, 1LL << 40, &memlimit)) !=
+            DV_OK ||
+        (rc = config_get_int(c, "divan", "query_servers", 0, 0, 256, &procs)) != DV_OK ||
+        (rc = config_get_int(c, "divan", "view_batch_docs", 500, 1, 100000, &batch)) != DV_OK)
+        return rc;
+    qserver_config qc = {0};
+    qc.path = config_get(c, "divan", "query_server_path");
+    qc.pool_size = (unsigned)procs;
+    qc.timeout_ms = (unsigned)timeout;
+    qc.memory_limit = (uint64_t)memlimit;
+    qc.reduce_limit = config_get(c, "query_server_config", "reduce_limit");
+    if ((rc = qserver_open(&qc, qs)) != DV_OK) {
+        log_error("views: the JavaScript query server is not available (%s)", dv_strerror(rc));
+        return rc;
+    }
+    views_opts vo = {0};
+    vo.qs = *qs;
+    vo.batch_docs = (size_t)batch;
+    return views_open(&vo, v);
+}
+
 int main(int argc, char **argv)
 {
     config_args_t args;
     config_t *cfg = NULL;
     http_server_t *srv = NULL;
     db_server *dbs = NULL;
+    qserver *qs = NULL;
+    views *vws = NULL;
     struct vendor_list vendor = {NULL, 0};
     http_server_opts_t opts;
     int exit_code = 1;
@@ -174,6 +208,9 @@ int main(int argc, char **argv)
     if (open_dbs(cfg, &dbs) != DV_OK)
         goto done;
     opts.dbs = dbs;
+    if (open_views(cfg, &qs, &vws) != DV_OK)
+        goto done;
+    opts.views = vws;
     if (http_server_start(&opts, &srv) != DV_OK)
         goto done;
     const char *bind = opts.bind_address;
@@ -189,6 +226,8 @@ int main(int argc, char **argv)
     http_server_stop(srv);
     exit_code = 0;
 done:
+    views_close(vws);
+    qserver_close(qs);
     db_server_close(dbs); /* commits what is queued */
     if (exit_code == 0)
         log_notice("stopped");

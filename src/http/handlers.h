@@ -51,6 +51,12 @@ void http_handle_revs_diff(http_req_t *r);
 void http_handle_missing_revs(http_req_t *r);
 void http_handle_purge(http_req_t *r);
 
+/* handlers_view.c */
+void http_handle_view(http_req_t *r);
+void http_handle_design_info(http_req_t *r);
+void http_handle_compact_views(http_req_t *r);
+void http_handle_view_cleanup(http_req_t *r);
+
 /* handlers_doc.c */
 void http_handle_doc(http_req_t *r);
 

@@ -16,6 +16,8 @@ const http_route_t http_routes[] = {
     {HTTP_GET, "/_node/{db}/_stats/{any}", "GET,HEAD", (void *)http_handle_stats},
     {HTTP_ANY, "/{db}", "DELETE,GET,HEAD,POST,PUT", (void *)http_handle_db},
     {HTTP_POST, "/{db}/_compact", "POST", (void *)http_handle_compact},
+    {HTTP_POST, "/{db}/_compact/{rest}", "POST", (void *)http_handle_compact_views},
+    {HTTP_POST, "/{db}/_view_cleanup", "POST", (void *)http_handle_view_cleanup},
     {HTTP_POST, "/{db}/_ensure_full_commit", "POST", (void *)http_handle_ensure_full_commit},
     {HTTP_GET | HTTP_PUT, "/{db}/_revs_limit", "PUT,GET", (void *)http_handle_revs_limit},
     {HTTP_GET | HTTP_PUT, "/{db}/_security", "PUT,GET", (void *)http_handle_security},
@@ -31,6 +33,8 @@ const http_route_t http_routes[] = {
     {HTTP_POST, "/{db}/_all_docs/queries", "POST", (void *)http_handle_all_docs_queries},
     {HTTP_POST, "/{db}/_design_docs/queries", "POST", (void *)http_handle_all_docs_queries},
     {HTTP_POST, "/{db}/_local_docs/queries", "POST", (void *)http_handle_all_docs_queries},
+    {HTTP_GET | HTTP_POST, "/{db}/{docid}/_view/{rest}", "GET,HEAD,POST", (void *)http_handle_view},
+    {HTTP_GET, "/{db}/{docid}/_info", "GET,HEAD", (void *)http_handle_design_info},
     {HTTP_ANY, "/{db}/{docid}", "DELETE,GET,HEAD,POST,PUT,COPY", (void *)http_handle_doc},
     {HTTP_ANY, "/{db}/{docid}/{rest}", "DELETE,GET,HEAD,PUT", (void *)http_handle_attachment},
 };

@@ -55,6 +55,7 @@ typedef struct http_server_opts {
     long long max_request_size; /* bytes; larger bodies get 413 */
     int drain_ms;               /* how long stop waits for requests in flight */
     db_server *dbs;             /* the databases (not owned) */
+    struct views *views;        /* the view engine (not owned) */
     long long max_document_size; /* [couchdb] max_document_size, bytes */
     unsigned max_json_depth;    /* [chttpd] max_json_depth: deeper bodies get 400 */
     int worker_threads;         /* [divan] worker_threads: blocking work (view queries) */

@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { WS_NONE = 0, WS_WHOLE, WS_STREAM };
+enum { WS_NONE = 0, WS_WHOLE, WS_STREAM, WS_NOT_MODIFIED };
 
 typedef struct ws_header {
     char *name, *value;
@@ -124,6 +124,8 @@ static void ws_on_chan(http_req_t *r, void *arg, int last)
     pthread_mutex_unlock(&ws->mu);
     if (start && mode == WS_WHOLE)
         http_send_json(r, status, &body);
+    else if (start && mode == WS_NOT_MODIFIED)
+        http_send_not_modified(r);
     else if (start)
         http_stream_start(r, status, ws_fill, ws_stream_dispose, ws);
     else if (wake)
@@ -216,6 +218,20 @@ int http_ws_send_json(http_wstream_t *ws, int status, const buf_t *body)
         ws->mode = WS_WHOLE;
         ws->status = status;
         rc = body ? buf_append(&ws->pending, body->data, body->len) : DV_OK;
+    }
+    pthread_mutex_unlock(&ws->mu);
+    if (rc == DV_OK)
+        http_chan_poke(ws->chan);
+    return rc;
+}
+
+int http_ws_not_modified(http_wstream_t *ws)
+{
+    pthread_mutex_lock(&ws->mu);
+    int rc = ws->mode == WS_NONE ? DV_OK : DV_ERR_INVALID;
+    if (rc == DV_OK) {
+        ws->mode = WS_NOT_MODIFIED;
+        ws->status = 304;
     }
     pthread_mutex_unlock(&ws->mu);
     if (rc == DV_OK)

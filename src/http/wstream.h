@@ -40,6 +40,8 @@ int http_ws_add_header(http_wstream_t *ws, const char *name, const char *value);
 /* A whole JSON answer (a newline is added, as http_send_json). */
 int http_ws_send_json(http_wstream_t *ws, int status, const buf_t *body);
 int http_ws_send_error(http_wstream_t *ws, int status, const char *error, const char *reason);
+/* 304 Not Modified with the headers added so far. */
+int http_ws_not_modified(http_wstream_t *ws);
 /* Starts a streamed answer with status and the headers added so far. */
 int http_ws_start(http_wstream_t *ws, int status);
 /* Appends bytes of a started stream; DV_ERR_CLOSED when nobody will read
