@@ -136,6 +136,9 @@ int db_gunzip(const uint8_t *p, size_t n, buf_t *out);
  * commit hook runs when w changed documents.  The caller keeps its
  * reference on db until done has run. */
 int db_write_async(db_t *db, store_write *w, store_write_done done, void *arg);
+/* The same, blocking until the commit (worker threads only, never an
+ * event loop). */
+int db_write(db_t *db, store_write *w);
 
 /* The CouchDB error for a rejected document or request: HTTP status,
  * error and reason (reason may be a formatted copy in `buf`). */

@@ -171,6 +171,39 @@ int db_write_async(db_t *db, store_write *w, store_write_done done, void *arg)
     return rc;
 }
 
+typedef struct sync_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int status;
+} sync_wait;
+
+static void sync_done(void *arg, int status)
+{
+    sync_wait *sw = arg;
+    pthread_mutex_lock(&sw->mu);
+    sw->status = status;
+    sw->done = 1;
+    pthread_cond_signal(&sw->cv);
+    pthread_mutex_unlock(&sw->mu);
+}
+
+int db_write(db_t *db, store_write *w)
+{
+    sync_wait sw = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, DV_OK};
+    int rc = db_write_async(db, w, sync_done, &sw);
+    if (rc == DV_OK) {
+        pthread_mutex_lock(&sw.mu);
+        while (!sw.done)
+            pthread_cond_wait(&sw.cv, &sw.mu);
+        pthread_mutex_unlock(&sw.mu);
+        rc = sw.status;
+    }
+    pthread_cond_destroy(&sw.cv);
+    pthread_mutex_destroy(&sw.mu);
+    return rc;
+}
+
 /* ---- compaction ---------------------------------------------------------- */
 
 static void compact_progress(void *arg, uint64_t done, uint64_t total)

@@ -8,6 +8,8 @@
 #include "db/att_codec.h"
 #include "http/hutil.h"
 #include "http/stats.h"
+#include "base/workers.h"
+#include "views/views.h"
 #include "http/uuids.h"
 
 #include <stdio.h>
@@ -103,7 +105,72 @@ int http_doc_finish_atts(http_req_t *r, db_doc *d)
     return rc;
 }
 
+/* ---- design documents: checked on a worker before they are written ---- */
+
+typedef struct ddoc_check {
+    http_async_t *async;
+    views *views;
+    http_doc_ctx *c;
+    int new_edits;
+    int rc;
+    db_err e;
+} ddoc_check;
+
+static void submit_checked(http_req_t *r, http_doc_ctx *c, int new_edits);
+
+static void ddoc_checked(http_req_t *r, void *arg)
+{
+    ddoc_check *k = arg;
+    http_doc_ctx *c = k->c;
+    if (r && k->rc == DV_OK) {
+        submit_checked(r, c, k->new_edits);
+    } else {
+        if (r)
+            http_send_db_err(r, &k->e);
+        http_doc_ctx_free(c);
+    }
+    free(k);
+}
+
+static void ddoc_check_job(void *arg)
+{
+    ddoc_check *k = arg;
+    memset(&k->e, 0, sizeof k->e);
+    k->rc = views_check_ddoc(k->views, k->c->doc.body.data, k->c->doc.body.len, &k->e);
+    http_async_post(k->async);
+}
+
+int http_doc_is_design(const db_doc *d)
+{
+    return d->id.len > 8 && !memcmp(d->id.data, "_design/", 8);
+}
+
 void http_doc_submit(http_req_t *r, http_doc_ctx *c, int new_edits)
+{
+    views *v = http_server_opts(r->server)->views;
+    if (!http_doc_is_design(&c->doc) || c->doc.deleted || !v) {
+        submit_checked(r, c, new_edits);
+        return;
+    }
+    /* Its functions must compile (a query-server call): off the loop. */
+    ddoc_check *k = calloc(1, sizeof *k);
+    if (!k || !(k->async = http_async_new(r, ddoc_checked, k))) {
+        free(k);
+        http_send_internal(r, DV_ERR_NOMEM);
+        http_doc_ctx_free(c);
+        return;
+    }
+    k->views = v;
+    k->c = c;
+    k->new_edits = new_edits;
+    if (workers_submit(http_server_workers(r->server), ddoc_check_job, k) != DV_OK) {
+        k->rc = DV_ERR_CLOSED;
+        db_err_set(&k->e, 503, "service_unavailable", "The server is stopping.");
+        http_async_post(k->async);
+    }
+}
+
+static void submit_checked(http_req_t *r, http_doc_ctx *c, int new_edits)
 {
     if (!c->local && http_doc_finish_atts(r, &c->doc) != DV_OK) {
         http_doc_ctx_free(c);

@@ -21,6 +21,8 @@
 #include "http/handlers.h"
 #include "http/hutil.h"
 #include "http/stats.h"
+#include "base/workers.h"
+#include "views/views.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,10 @@ typedef struct bulk_ctx {
     store_local_update *lus;
     store_write w;
     int new_edits;
+    db_err *pre;             /* per doc: a design document that failed its check */
+    int *prefailed;
+    views *views;
+    http_async_t *async;
 } bulk_ctx;
 
 static void bulk_free(bulk_ctx *c)
@@ -47,6 +53,8 @@ static void bulk_free(bulk_ctx *c)
     free(c->slot);
     free(c->ups);
     free(c->lus);
+    free(c->pre);
+    free(c->prefailed);
     db_release(c->db);
     free(c);
 }
@@ -54,6 +62,17 @@ static void bulk_free(bulk_ctx *c)
 static void write_result(json_writer *w, bulk_ctx *c, size_t i)
 {
     db_doc *d = &c->docs[i];
+    if (c->prefailed && c->prefailed[i]) {
+        json_write_begin_object(w);
+        json_write_key_cstr(w, "id");
+        json_write_string(w, (const char *)d->id.data, d->id.len);
+        json_write_key_cstr(w, "error");
+        json_write_cstr(w, c->pre[i].error);
+        json_write_key_cstr(w, "reason");
+        json_write_cstr(w, c->pre[i].reason);
+        json_write_end_object(w);
+        return;
+    }
     int status;
     char rev[STORE_REV_ID_MAX + 24];
     if (c->local[i]) {
@@ -100,7 +119,8 @@ static void bulk_done(http_req_t *r, void *arg, int status)
     if (status == DV_OK) {
         size_t ok = 0;
         for (size_t i = 0; i < c->n; i++)
-            ok += (c->local[i] ? c->lus[c->slot[i]].status : c->ups[c->slot[i]].status) == DV_OK;
+            ok += !(c->prefailed && c->prefailed[i]) &&
+                  (c->local[i] ? c->lus[c->slot[i]].status : c->ups[c->slot[i]].status) == DV_OK;
         http_stat_add(STAT_DB_WRITES, (long long)ok);
     }
     if (r) {
@@ -153,6 +173,51 @@ static int parse_one(http_req_t *r, bulk_ctx *c, size_t i, const json_val *jd)
         return rc;
     c->local[i] = local;
     return DV_OK;
+}
+
+/* Builds the store_write from every document that passed, and queues it. */
+static void bulk_write(http_req_t *r, bulk_ctx *c)
+{
+    size_t nd = 0, nl = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->prefailed && c->prefailed[i])
+            continue;
+        if (c->local[i]) {
+            c->slot[i] = nl;
+            db_doc_to_local_update(&c->docs[i], &c->lus[nl++]);
+        } else {
+            c->slot[i] = nd;
+            db_doc_to_update(&c->docs[i], c->new_edits, &c->ups[nd++]);
+        }
+    }
+    c->w.docs = c->ups;
+    c->w.ndocs = nd;
+    c->w.locals = c->lus;
+    c->w.nlocals = nl;
+    http_db_write(r, c->db, &c->w, bulk_done, c);
+}
+
+static void bulk_check_job(void *arg)
+{
+    bulk_ctx *c = arg;
+    for (size_t i = 0; i < c->n; i++) {
+        db_doc *d = &c->docs[i];
+        if (c->local[i] || d->deleted || !http_doc_is_design(d))
+            continue;
+        if (views_check_ddoc(c->views, d->body.data, d->body.len, &c->pre[i]) != DV_OK)
+            c->prefailed[i] = 1;
+    }
+    http_async_post(c->async);
+}
+
+static void bulk_checked(http_req_t *r, void *arg)
+{
+    bulk_ctx *c = arg;
+    if (!r) {
+        bulk_free(c);
+        return;
+    }
+    bulk_write(r, c);
 }
 
 void http_handle_bulk_docs(http_req_t *r)
@@ -208,22 +273,29 @@ void http_handle_bulk_docs(http_req_t *r)
         if (parse_one(r, c, i, x) != DV_OK)
             goto fail;
     }
-    size_t nd = 0, nl = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (c->local[i]) {
-            c->slot[i] = nl;
-            db_doc_to_local_update(&c->docs[i], &c->lus[nl++]);
-        } else {
-            c->slot[i] = nd;
-            db_doc_to_update(&c->docs[i], c->new_edits, &c->ups[nd++]);
-        }
-    }
     json_doc_free(&jd);
-    c->w.docs = c->ups;
-    c->w.ndocs = nd;
-    c->w.locals = c->lus;
-    c->w.nlocals = nl;
-    http_db_write(r, c->db, &c->w, bulk_done, c);
+    c->views = http_server_opts(r->server)->views;
+    size_t ndesign = 0;
+    for (size_t i = 0; i < n; i++)
+        ndesign += !c->local[i] && !c->docs[i].deleted && http_doc_is_design(&c->docs[i]);
+    if (!ndesign || !c->views) {
+        bulk_write(r, c);
+        return;
+    }
+    /* design documents are checked (functions compiled) on a worker first */
+    if (!(c->pre = calloc(n, sizeof *c->pre)) || !(c->prefailed = calloc(n, sizeof *c->prefailed)) ||
+        !(c->async = http_async_new(r, bulk_checked, c))) {
+        http_send_internal(r, DV_ERR_NOMEM);
+        bulk_free(c);
+        return;
+    }
+    if (workers_submit(http_server_workers(r->server), bulk_check_job, c) != DV_OK) {
+        for (size_t i = 0; i < n; i++) {
+            c->prefailed[i] = 1;
+            db_err_set(&c->pre[i], 503, "service_unavailable", "The server is stopping.");
+        }
+        http_async_post(c->async);
+    }
     return;
 fail:
     json_doc_free(&jd);

@@ -1042,3 +1042,77 @@ int view_index_info(view_index *ix, buf_t *out)
     pthread_mutex_unlock(&ix->mu);
     return w.err;
 }
+
+int views_check_ddoc(views *v, const uint8_t *body, size_t len, db_err *e)
+{
+    json_doc jd = JSON_DOC_INIT;
+    view_group g;
+    buf_t def = BUF_INIT, errors = BUF_INIT;
+    memset(&g, 0, sizeof g);
+    int rc = json_doc_parse(&jd, body, len, 0, NULL);
+    if (rc != DV_OK) {
+        db_err_set(e, 400, "bad_request", "invalid UTF-8 JSON");
+        goto done;
+    }
+    const json_val *root = json_doc_root(&jd);
+    if ((rc = view_group_from_ddoc(root, &g, e)) != DV_OK)
+        goto done;
+    const json_val *filters = json_object_get_cstr(root, "filters");
+    const json_val *vdu = json_object_get_cstr(root, "validate_doc_update");
+    if (g.nviews == 0 && !filters && !vdu)
+        goto done; /* nothing to compile */
+    if (strcmp(g.language, "javascript") != 0)
+        goto done; /* CouchDB saves design documents of unknown languages */
+    if ((rc = group_def_json(&g, &def)) != DV_OK)
+        goto done;
+    /* add filters and validate_doc_update to the definition */
+    if (filters || vdu) {
+        def.len--; /* reopen the object */
+        json_writer w;
+        json_writer_init(&w, &def);
+        w.need_comma = true;
+        w.depth = 1;
+        if (filters && json_is_object(filters)) {
+            json_write_key_cstr(&w, "filters");
+            json_write_value(&w, filters);
+        }
+        if (vdu && json_is_string(vdu)) {
+            json_write_key_cstr(&w, "validate_doc_update");
+            json_write_value(&w, vdu);
+        }
+        json_write_end_object(&w);
+        if ((rc = w.err) != DV_OK)
+            goto done;
+    }
+    char hash[33], handle[48];
+    md5_hex(def.data, def.len, hash);
+    snprintf(handle, sizeof handle, "c:%s", hash);
+    qserver_proc *p;
+    qserver_error err;
+    if ((rc = qserver_acquire(v->qs, handle, &p)) != DV_OK) {
+        db_err_set(e, 500, "os_process_error", "no query server process could start");
+        goto done;
+    }
+    rc = qserver_define(p, handle, (const char *)def.data, def.len, &errors, &err);
+    qserver_release(v->qs, p);
+    if (rc != DV_OK) {
+        db_err_set(e, 500, err.error[0] ? err.error : "os_process_error", "%s", err.reason);
+        goto done;
+    }
+    json_doc ej = JSON_DOC_INIT;
+    if (errors.len > 2 && json_doc_parse(&ej, errors.data, errors.len, 0, NULL) == DV_OK) {
+        const json_val *first = json_array_get(json_doc_root(&ej), 0);
+        const json_val *reason = first ? json_object_get_cstr(first, "reason") : NULL;
+        size_t rl = 0;
+        const char *rs = reason ? json_str(reason, &rl) : "function does not compile";
+        db_err_set(e, 400, "compilation_error", "%.*s", (int)(rl > 180 ? 180 : rl ? rl : strlen(rs)), rs);
+        rc = DV_ERR_INVALID;
+    }
+    json_doc_free(&ej);
+done:
+    view_group_free(&g);
+    buf_free(&def);
+    buf_free(&errors);
+    json_doc_free(&jd);
+    return rc;
+}

@@ -78,6 +78,12 @@ int view_index_compact(view_index *ix, db_err *e);
  * (POST /{db}/_view_cleanup).  ddocs: the signatures still in use. */
 int views_cleanup(views *v, db_t *db, const char *const *sigs, size_t nsigs);
 
+/* Checks a design document about to be saved (its body JSON, without the
+ * '_' members): the shape of views/filters/options (400
+ * invalid_design_doc) and that every JavaScript function compiles in the
+ * query server (400 compilation_error).  Blocking: worker threads only. */
+int views_check_ddoc(views *v, const uint8_t *body, size_t len, db_err *e);
+
 /* Info of the index for GET /{db}/_design/{ddoc}/_info, as CouchDB's
  * view_index object (JSON object appended to out). */
 int view_index_info(view_index *ix, buf_t *out);
