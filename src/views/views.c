@@ -106,6 +106,13 @@ static int shared_js_reduce(void *ctx, int rereduce, const store_slice *keys, co
     buf_t in = BUF_INIT, res = BUF_INIT;
     json_writer w;
     int rc = DV_OK;
+    /* An overflowed reduction sticks: rereduce passes it on without asking
+     * the query server (CouchDB's get_overflow_error). */
+    for (size_t i = 0; rereduce && i < n; i++) {
+        static const char tag[] = "{\"reduce_overflow_error\":";
+        if (vals[i].n > sizeof tag - 1 && !memcmp(vals[i].p, tag, sizeof tag - 1))
+            return buf_append(out, vals[i].p, vals[i].n);
+    }
     json_writer_init(&w, &in);
     json_write_begin_array(&w);
     for (size_t i = 0; rc == DV_OK && i < n; i++) {
@@ -174,13 +181,15 @@ static int shared_js_reduce(void *ctx, int rereduce, const store_slice *keys, co
             rc = json_serialize(first, out);
         json_doc_free(&jd);
     } else if (rc == DV_ERR_INVALID) {
-        /* the function refused (reduce_overflow_error): CouchDB stores the
-         * error object as the reduction */
-        buf_printf(out, "{\"error\":\"%s\",\"reason\":", err.error);
+        /* the function refused (reduce_overflow_error): CouchDB stores
+         * {"reduce_overflow_error": message} as the reduction */
         json_writer ew;
         json_writer_init(&ew, out);
+        json_write_begin_object(&ew);
+        json_write_key_cstr(&ew, err.error[0] ? err.error : "reduce_overflow_error");
         json_write_cstr(&ew, err.reason);
-        rc = buf_append_byte(out, '}');
+        json_write_end_object(&ew);
+        rc = ew.err;
     }
     buf_free(&in);
     buf_free(&res);
