@@ -447,6 +447,8 @@ static int act_cmp_bytes(const void *x, const void *y)
  * one key twice) become one row with duplicate values. */
 static int merge_view_acts(view_file *vf, actlist *l)
 {
+    if (l->n == 0)
+        return DV_OK;
     qsort_r(l->a, l->n, sizeof *l->a, act_cmp_r, vf);
     size_t w = 0;
     for (size_t i = 0; i < l->n;) {
@@ -588,7 +590,7 @@ int view_file_update(view_file *vf, const view_doc_rows *docs, size_t n, uint64_
     }
     if (rc == DV_OK)
         rc = merge_view_acts(vf, &view);
-    if (rc == DV_OK)
+    if (rc == DV_OK && bydoc.n)
         qsort(bydoc.a, bydoc.n, sizeof *bydoc.a, act_cmp_bytes);
     if (rc == DV_OK)
         rc = apply(vf, T_VIEW, &view);
