@@ -556,14 +556,16 @@ static int old_rows(view_file *vf, store_slice id, actlist *view)
     return rc;
 }
 
-int view_file_update(view_file *vf, const view_doc_rows *docs, size_t n, uint64_t seq)
+int view_file_update(view_file *vf, const view_doc_rows *docs, size_t n, uint64_t seq, int fresh)
 {
     actlist view = {0}, bydoc = {0};
     int rc = DV_OK;
     for (size_t i = 0; rc == DV_OK && i < n; i++) {
         const view_doc_rows *d = &docs[i];
-        if ((rc = old_rows(vf, d->id, &view)) != DV_OK)
+        if (!fresh && (rc = old_rows(vf, d->id, &view)) != DV_OK)
             break;
+        if (fresh && !d->nrows)
+            continue; /* nothing to remove, nothing to add */
         act *b = act_push(&bydoc);
         if (!b) {
             rc = DV_ERR_NOMEM;

@@ -83,8 +83,10 @@ typedef struct view_doc_rows {
 
 /* Replaces the rows of every listed document (distinct ids) and notes
  * that the index now covers the database up to seq.  Appends new nodes;
- * nothing is visible to snapshots until view_file_commit. */
-int view_file_update(view_file *vf, const view_doc_rows *docs, size_t n, uint64_t seq);
+ * nothing is visible to snapshots until view_file_commit.  fresh: the
+ * caller knows no listed document has rows yet (an index built from seq
+ * 0), so their old rows need not be looked up. */
+int view_file_update(view_file *vf, const view_doc_rows *docs, size_t n, uint64_t seq, int fresh);
 /* The seq the pending state covers (committed or not). */
 uint64_t view_file_pending_seq(const view_file *vf);
 /* Publishes the pending state (one header append, no sync). */

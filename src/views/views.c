@@ -748,7 +748,7 @@ static int batch_add(batch *b, const store_snap *snap, const store_change *ch)
 }
 
 /* Maps the batch and writes each view's rows; commits every view file. */
-static int batch_flush(batch *b, qserver_proc *p, vshared **files)
+static int batch_flush(batch *b, qserver_proc *p, vshared **files, const int *fresh)
 {
     view_index *ix = b->ix;
     size_t nmap = 0;
@@ -798,7 +798,7 @@ static int batch_flush(batch *b, qserver_proc *p, vshared **files)
             vd[n].nrows = d->count[v];
             n++;
         }
-        if ((rc = view_file_update(vf, vd, n, last)) == DV_OK)
+        if ((rc = view_file_update(vf, vd, n, last, fresh[v])) == DV_OK)
             rc = view_file_commit(vf);
     }
 done:
@@ -828,6 +828,7 @@ static int update_pass(view_index *ix, db_t *db, vshared **files, size_t nviews,
     b.nviews = nviews;
     store_change ch;
     store_change_init(&ch);
+    int *fresh = NULL;
     int rc = db_snapshot(db, &snap);
     if (rc != DV_OK)
         goto done;
@@ -841,6 +842,15 @@ static int update_pass(view_index *ix, db_t *db, vshared **files, size_t nviews,
     }
     if (from >= target)
         goto done;
+    /* A view starting from 0 sees every document for the first time in
+     * this pass (by-seq holds each once): no old rows to look up. */
+    fresh = calloc(nviews + 1, sizeof *fresh);
+    if (!fresh) {
+        rc = DV_ERR_NOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < nviews; i++)
+        fresh[i] = view_file_pending_seq(files[i]->vf) == 0;
     task = db_task_begin("indexer", ix->dbname, ix->ddoc_id);
     uint64_t total = target - from, done_n = 0;
     qserver_error err;
@@ -870,7 +880,7 @@ static int update_pass(view_index *ix, db_t *db, vshared **files, size_t nviews,
         if (more && (rc = batch_add(&b, snap, &ch)) != DV_OK)
             break;
         if (b.ndocs == v->batch || (!more && b.ndocs)) {
-            if ((rc = batch_flush(&b, p, files)) != DV_OK)
+            if ((rc = batch_flush(&b, p, files, fresh)) != DV_OK)
                 break;
             done_n = b.docs[b.ndocs - 1].seq - from;
             db_task_progress(task, done_n, total);
@@ -882,7 +892,7 @@ static int update_pass(view_index *ix, db_t *db, vshared **files, size_t nviews,
     /* Every view now covers the snapshot, rows or not. */
     for (size_t i = 0; rc == DV_OK && i < nviews; i++) {
         view_file *vf = files[i]->vf;
-        if (view_file_pending_seq(vf) < target && (rc = view_file_update(vf, NULL, 0, target)) == DV_OK)
+        if (view_file_pending_seq(vf) < target && (rc = view_file_update(vf, NULL, 0, target, 0)) == DV_OK)
             rc = view_file_commit(vf);
     }
     if (rc == DV_OK)
@@ -901,6 +911,7 @@ done:
     if (snap)
         store_snap_release(snap);
     db_task_end(task);
+    free(fresh);
     return rc;
 }
 
