@@ -18,6 +18,7 @@ const char *dv_strerror(int status)
     case DV_ERR_CLOSED: return "closed";
     case DV_ERR_BUSY: return "busy";
     case DV_ERR_MISSING_STUB: return "missing stub";
+    case DV_ERR_TIMEOUT: return "timeout";
     }
     return "unknown error";
 }

@@ -22,6 +22,7 @@ enum {
     DV_ERR_CLOSED = -9,    /* object is shutting down                         */
     DV_ERR_BUSY = -10,     /* operation already running (e.g. compaction)     */
     DV_ERR_MISSING_STUB = -11, /* attachment stub names nothing in the parent */
+    DV_ERR_TIMEOUT = -12,  /* a deadline passed (query server os_process_timeout) */
 };
 
 /* Short stable name of a status code, for logs and tests ("corrupt", …). */
