@@ -132,7 +132,7 @@ static void assert_str(const char *got, const char *want)
 
 static void assert_buf_str(const buf_t *b, const char *want)
 {
-    if (b->len != strlen(want) || memcmp(b->data, want, b->len) != 0)
+    if (b->len != strlen(want) || (b->len && memcmp(b->data, want, b->len) != 0))
         fail_msg("got  %.*s\nwant %s", (int)b->len, (const char *)b->data, want);
 }
 
