@@ -141,6 +141,19 @@ static long decode_string(parser *ps, const unsigned char *src, size_t n, char *
     return (long)(o - buf);
 }
 
+/* Nonzero when one of the 8 bytes of v is '"', '\\', a control character
+ * or the lead byte of a 4-byte UTF-8 sequence: the bytes parse_string must
+ * look at one by one.  (The usual SWAR zero-byte test; it may misplace
+ * which byte matched, never miss one.) */
+static inline uint64_t special8(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+#define ZERO_BYTE(x) (((x) - ones) & ~(x) & highs)
+    uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\'), f = (v & (ones * 0xF0)) ^ (ones * 0xF0);
+    return ZERO_BYTE(q) | ZERO_BYTE(b) | ZERO_BYTE(f) | ((v - ones * 0x20) & ~v & highs);
+#undef ZERO_BYTE
+}
+
 /* Parses a string at ps->p (on the opening quote); *ptr and *len get its decoded
  * bytes, which live in the input or in scratch until the next string. */
 static int parse_string(parser *ps, const char **ptr, size_t *len)
@@ -148,7 +161,15 @@ static int parse_string(parser *ps, const char **ptr, size_t *len)
     const unsigned char *start = ++ps->p, *q = start;
     int slow = 0;
     for (;;) {
-        /* The common run: printable ASCII without quote or backslash. */
+        /* The common run: no quote, backslash, control or 4-byte lead;
+         * eight bytes at a time, then byte by byte. */
+        while (ps->end - q >= 8) {
+            uint64_t v;
+            memcpy(&v, q, 8);
+            if (special8(v))
+                break;
+            q += 8;
+        }
         while (q < ps->end && *q >= 0x20 && *q != '"' && *q != '\\' && *q < 0xF0)
             q++;
         if (q >= ps->end || *q < 0x20)

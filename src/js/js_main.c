@@ -5,7 +5,8 @@
  * Reads request frames on stdin, answers on stdout (src/js/qproto.h, the
  * contract; docs/views.md, the prose), writes diagnostics to stderr.
  *
- *   divan-js [--memory-limit BYTES] [--reduce-limit true|false|log] [--no-seccomp]
+ *   divan-js [--memory-limit BYTES] [--reduce-limit true|false|log] [--progress-fd FD]
+ *            [--no-seccomp]
  *
  * Shape: one Duktape heap; each function set ("handle", chosen by the
  * server) lives in its own thread with a fresh global environment, so two
@@ -18,9 +19,10 @@
  *     duk_pcall/duk_safe_call and a throw becomes an error in the answer;
  *     only Duktape's fatal handler (a bug, or memory exhausted beyond the
  *     budget's reach) ends it, with exit status 70;
- *   - output for a document is appended to `out` and written before the
- *     next document starts (one write per document), so the server always
- *     knows which document a slow or crashing function was working on;
+ *   - the server always knows which document a slow or crashing function
+ *     was working on: the progress page (qproto.h) says so while MAP rows
+ *     are buffered; without the page each row is written before the next
+ *     document starts;
  *   - a request that fails part-way leaves nothing half-written: answers
  *     are built in `out` from a recorded offset and cut back on error.
  */
@@ -38,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -121,6 +124,17 @@ static size_t frame_begin(duk_context *ctx, int type)
 static void frame_end(size_t at)
 {
     char *payload = out.data + at + QP_HDR;
+    /* Log frames written while this answer was built go in front of it,
+     * so that the order on the wire is the order of events. */
+    if (logs.len && out.data[at + 4] != QP_LOG) {
+        buf_grow(NULL, &out, logs.len);
+        memmove(out.data + at + logs.len, out.data + at, out.len - at);
+        memcpy(out.data + at, logs.data, logs.len);
+        out.len += logs.len;
+        at += logs.len;
+        logs.len = 0;
+        payload = out.data + at + QP_HDR;
+    }
     size_t n = js_utf8_fix(payload, out.len - at - QP_HDR);
     out.len = at + QP_HDR + n;
     uint32_t len = (uint32_t)n;
@@ -248,6 +262,7 @@ static struct {
     duk_uarridx_t nemit;  /* values in emit_arr */
     js_scratch scratch;
     int reduce_limit;     /* 0 off, 1 error, 2 log */
+    qp_progress *progress; /* shared with the server, or NULL */
     unsigned long generation; /* stash key counter */
 } S;
 
@@ -725,6 +740,7 @@ static void do_map(const char *payload, size_t n)
     }
     duk_context *ctx = h->ctx;
     const char *p = payload + 4 + hn, *end = payload + n;
+    unsigned long long ndone = 0;
     while (p < end) {
         if (end - p < 4)
             goto bad_late;
@@ -735,6 +751,12 @@ static void do_map(const char *payload, size_t n)
             goto bad_late;
         map_ctx mc = {h, p, dl, NULL};
         p += dl;
+        if (S.progress) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            __atomic_store_n(&S.progress->started_ns, (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec,
+                             __ATOMIC_RELEASE);
+        }
         size_t at = frame_begin(NULL, QP_MAP_ROW);
         out_byte(NULL, '[');
         duk_set_top(ctx, 0);
@@ -765,7 +787,15 @@ static void do_map(const char *payload, size_t n)
         }
         out_byte(NULL, ']');
         frame_end(at);
-        out_flush();
+        ndone++;
+        /* Rows go out in chunks (one write per 64 KiB, not per document:
+         * per-document writes woke the server for every row); the
+         * progress page tells the server where we are meanwhile.  Without
+         * the page, every row is written at once. */
+        if (S.progress)
+            __atomic_store_n(&S.progress->done, ndone, __ATOMIC_RELEASE);
+        if (!S.progress || out.len >= 64 * 1024)
+            out_flush();
         if (js_alloc_take_refusals())
             duk_gc(ctx, 0); /* the budget was hit: give the next doc room */
     }
@@ -1041,10 +1071,20 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--reduce-limit") == 0 && i + 1 < argc) {
             const char *v = argv[++i];
             S.reduce_limit = strcmp(v, "false") == 0 ? 0 : strcmp(v, "log") == 0 ? 2 : 1;
+        } else if (strcmp(argv[i], "--progress-fd") == 0 && i + 1 < argc) {
+            int fd = atoi(argv[++i]);
+            void *pg = mmap(NULL, sizeof(qp_progress), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (pg == MAP_FAILED) {
+                diag("cannot map the progress page: %s", strerror(errno));
+                return 2;
+            }
+            close(fd);
+            S.progress = pg;
         } else if (strcmp(argv[i], "--no-seccomp") == 0) {
             use_seccomp = 0;
         } else {
-            diag("usage: divan-js [--memory-limit BYTES] [--reduce-limit true|false|log] [--no-seccomp]");
+            diag("usage: divan-js [--memory-limit BYTES] [--reduce-limit true|false|log] [--progress-fd FD]"
+                 " [--no-seccomp]");
             return 2;
         }
     }

@@ -41,4 +41,17 @@ enum qp_type {
     QP_LOG = 'l',      /* raw UTF-8 text of one log() call */
 };
 
+/* The progress page: one shared memory page (a memfd the server passes as
+ * the child's fd 3, `--progress-fd 3`).  divan-js buffers MAP rows and
+ * writes them in chunks, so the frames that arrived do not tell which
+ * document a stuck or crashed child was on; this page does, without a
+ * system call per document.  The server zeroes it before each MAP request;
+ * the child stores, with release ordering, started_ns (CLOCK_MONOTONIC)
+ * before each document and then done = documents of the batch answered.
+ * Read with acquire ordering. */
+typedef struct qp_progress {
+    unsigned long long done;
+    long long started_ns;
+} qp_progress;
+
 #endif

@@ -16,10 +16,15 @@
  *     limit (qframe_decode), map rows are validated as JSON before the
  *     caller sees them, and any breach kills the child.
  *
- * Deadlines: a map batch's clock restarts at every result frame and at
- * every write that makes progress (the child reads a whole batch before
- * its first document), never at log frames, so a function that logs in a
- * loop still times out.  Other calls have one deadline for the call.
+ * Deadlines: divan-js writes map rows in 64 KiB chunks and keeps a shared
+ * progress page (qproto.h) up to date: how many documents of the batch it
+ * answered, when it started the current one.  A map batch's clock restarts
+ * at every result frame and at every write that makes progress (the child
+ * reads a whole batch before its first document); when it runs out, the
+ * page says whether the current document has really had its time and which
+ * one it is — rows of the documents before it that were still in the
+ * child's buffer are mapped again by the next child.  Log frames never
+ * restart a clock.  Other calls have one deadline for the call.
  */
 #include "views/qserver.h"
 
@@ -38,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -75,11 +81,13 @@ struct qserver_proc {
     qserver_log_fn log_fn;
     void *log_ctx;
     const char *cur_handle; /* for the default log line */
+    int memfd;              /* the progress page (qproto.h), kept across children */
+    qp_progress *prog;
 };
 
 struct qserver {
     char *path;
-    char *argv[8];
+    char *argv[10];
     char mem_arg[24];
     unsigned timeout_ms;
     size_t nprocs;
@@ -250,10 +258,35 @@ static void proc_stop(qserver_proc *p)
     proc_kill(p);
 }
 
+/* The slot's progress page, created on its first spawn. */
+static int proc_progress_page(qserver_proc *p, qserver_error *err)
+{
+    if (p->prog)
+        return DV_OK;
+    int fd = memfd_create("divan-js-progress", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)sizeof *p->prog) != 0) {
+        set_err(err, "os_process_error", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return DV_ERR_IO;
+    }
+    void *pg = mmap(NULL, sizeof *p->prog, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (pg == MAP_FAILED) {
+        set_err(err, "os_process_error", strerror(errno));
+        close(fd);
+        return DV_ERR_IO;
+    }
+    p->memfd = fd;
+    p->prog = pg;
+    return DV_OK;
+}
+
 static int proc_spawn(qserver_proc *p, qserver_error *err)
 {
     qserver *qs = p->qs;
     int sv[2];
+    if (proc_progress_page(p, err) != DV_OK)
+        return DV_ERR_IO;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         set_err(err, "os_process_error", strerror(errno));
         return DV_ERR_IO;
@@ -276,7 +309,8 @@ static int proc_spawn(qserver_proc *p, qserver_error *err)
      * inherited from the calling thread. */
     if ((rc = posix_spawn_file_actions_adddup2(&fa, sv[1], 0)) != 0 ||
         (rc = posix_spawn_file_actions_adddup2(&fa, sv[1], 1)) != 0 ||
-        (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) != 0 ||
+        (rc = posix_spawn_file_actions_adddup2(&fa, p->memfd, 3)) != 0 ||
+        (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 4)) != 0 ||
         (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                                   POSIX_SPAWN_SETSIGDEF)) != 0 ||
         (rc = posix_spawnattr_setpgroup(&attr, 0)) != 0 || (rc = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
@@ -542,6 +576,8 @@ int qserver_open(const qserver_config *cfg, qserver **out)
     qs->nprocs = cfg->pool_size ? cfg->pool_size : cpus > 0 ? (size_t)cpus : 1;
     size_t a = 0;
     qs->argv[a++] = qs->path;
+    qs->argv[a++] = "--progress-fd";
+    qs->argv[a++] = "3";
     if (cfg->memory_limit) {
         snprintf(qs->mem_arg, sizeof qs->mem_arg, "%llu", (unsigned long long)cfg->memory_limit);
         qs->argv[a++] = "--memory-limit";
@@ -559,6 +595,7 @@ int qserver_open(const qserver_config *cfg, qserver **out)
     for (size_t i = 0; i < qs->nprocs; i++) {
         qs->procs[i].qs = qs;
         qs->procs[i].fd = -1;
+        qs->procs[i].memfd = -1;
     }
     if (pthread_mutex_init(&qs->mu, NULL) != 0)
         goto nomem;
@@ -586,6 +623,10 @@ void qserver_close(qserver *qs)
             def_clear(&p->defs[j]);
         free(p->rbuf);
         buf_free(&p->wbuf);
+        if (p->prog)
+            munmap(p->prog, sizeof *p->prog);
+        if (p->memfd >= 0)
+            close(p->memfd);
     }
     pthread_cond_destroy(&qs->cv);
     pthread_mutex_destroy(&qs->mu);
@@ -726,21 +767,48 @@ static int ready_handle(qserver_proc *p, const char *handle, qs_def **dout, qser
     return proc_ready(p, d, err);
 }
 
+/* The document of the batch [i, j) the child was on when it failed, from
+ * the progress page; j when it had answered them all.  On a timeout,
+ * *still_ms > 0 when that document has not used its time yet (the clock
+ * started when it did, not when the batch did). */
+static size_t batch_culprit(const qserver_proc *p, size_t i, size_t j, int64_t *still_ms)
+{
+    unsigned long long done = __atomic_load_n(&p->prog->done, __ATOMIC_ACQUIRE);
+    long long started = __atomic_load_n(&p->prog->started_ns, __ATOMIC_ACQUIRE);
+    size_t cur = done < j - i ? i + (size_t)done : j;
+    if (still_ms) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        long long now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        long long left = started + (long long)p->qs->timeout_ms * 1000000LL - now;
+        *still_ms = cur < j && left > 0 ? left / 1000000 + 1 : 0;
+    }
+    return cur;
+}
+
 int qserver_map(qserver_proc *p, const char *handle, const char *const *docs, const size_t *lens, size_t n,
                 qserver_map_fn cb, void *cb_ctx, qserver_error *err)
 {
     qs_def *d;
-    size_t i = 0;
+    size_t i = 0, skip = SIZE_MAX; /* skip: a document known to fail, reported in order */
+    const char *skip_why = NULL;
     int rc;
     while (i < n) {
+        if (i == skip) {
+            if ((rc = cb(cb_ctx, i, NULL, 0, skip_why)) != 0)
+                return rc;
+            i++;
+            skip = SIZE_MAX;
+            continue;
+        }
         if ((rc = ready_handle(p, handle, &d, err)) != DV_OK)
             return rc;
         /* MAP payload: u32 handle length, handle, (u32 length, doc)... */
-        size_t hl = strlen(handle), j = i;
+        size_t hl = strlen(handle), j = i, end = skip < n ? skip : n;
         if ((rc = wbuf_begin(p, QP_MAP)) != DV_OK || (rc = buf_put_u32le(&p->wbuf, (uint32_t)hl)) != DV_OK ||
             (rc = buf_append(&p->wbuf, handle, hl)) != DV_OK)
             return rc;
-        while (j < n && (j == i || p->wbuf.len + 4 + lens[j] <= QS_BATCH_BYTES)) {
+        while (j < end && (j == i || p->wbuf.len + 4 + lens[j] <= QS_BATCH_BYTES)) {
             if (lens[j] > QP_MAX_PAYLOAD - 64) /* can never fit a frame */
                 break;
             if ((rc = buf_put_u32le(&p->wbuf, (uint32_t)lens[j])) != DV_OK ||
@@ -749,14 +817,15 @@ int qserver_map(qserver_proc *p, const char *handle, const char *const *docs, co
             j++;
         }
         if (j == i) { /* a document over the frame limit: fail it alone */
-            if ((rc = cb(cb_ctx, i, NULL, 0, "document too large")) != 0)
-                return rc;
-            i++;
+            skip = i;
+            skip_why = "document too large";
             continue;
         }
         if ((rc = wbuf_end(p)) != DV_OK)
             return rc;
-        size_t woff = 0, k = i;
+        __atomic_store_n(&p->prog->done, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&p->prog->started_ns, 0, __ATOMIC_RELEASE); /* not started: no extension */
+        size_t woff = 0, k = i, culprit;
         int64_t deadline = now_ms() + p->qs->timeout_ms;
         qframe f;
         for (;;) {
@@ -764,13 +833,23 @@ int qserver_map(qserver_proc *p, const char *handle, const char *const *docs, co
             rc = proc_frame(p, &p->wbuf, &woff, &deadline, &f);
             if (rc == DV_ERR_NOMEM)
                 return rc;
-            if (rc != DV_OK) {
+            if (rc == DV_ERR_TIMEOUT) {
+                int64_t still;
+                culprit = batch_culprit(p, i, j, &still);
+                if (still > 0) { /* that document started late: its own clock */
+                    deadline = now_ms() + still;
+                    continue;
+                }
+                failure = "timeout";
+            } else if (rc != DV_OK) {
+                culprit = batch_culprit(p, i, j, NULL);
                 failure = failure_text(rc);
             } else if (f.type == QP_LOG) {
                 proc_log(p, &f);
                 continue;
             } else if (f.type == QP_MAP_ROW && k < j) {
                 if (f.len == 0 || f.payload[0] != '[' || json_validate(f.payload, f.len, 0, NULL) != DV_OK) {
+                    culprit = k;
                     failure = "bad reply";
                 } else {
                     int crc = cb(cb_ctx, k, (const char *)f.payload, f.len, NULL);
@@ -788,29 +867,34 @@ int qserver_map(qserver_proc *p, const char *handle, const char *const *docs, co
                 /* The batch was refused as a whole. */
                 qserver_error e;
                 qserver_parse_error(f.payload, f.len, &e);
-                if (strcmp(e.error, "unknown_handle") == 0) {
-                    failure = "bad reply"; /* we defined it: the child is confused */
-                } else {
+                if (strcmp(e.error, "unknown_handle") != 0) {
                     if (err)
                         *err = e;
                     return DV_ERR_INVALID;
                 }
+                culprit = k; /* we defined it: the child is confused */
+                failure = "bad reply";
             } else {
+                culprit = k;
                 failure = "bad reply";
             }
-            /* The child failed while on document k (or before any). */
+            /* Rows of documents before the culprit may have been lost in
+             * the child's buffer: they are mapped again by the next child.
+             * A failure that names no document (all answered, the end
+             * frame missing) is pinned on the first unanswered one, so the
+             * loop always moves on. */
+            if (culprit < k || culprit >= j)
+                culprit = k < j ? k : j;
             log_error("divan-js %s (pid %d): %s on document %zu of the batch; killed, document skipped", handle,
-                      (int)p->pid, failure, k);
+                      (int)p->pid, failure, culprit - i);
             proc_kill(p);
-            if (k < j) {
-                int crc = cb(cb_ctx, k, NULL, 0, failure);
-                if (crc != 0)
-                    return crc;
-                k++;
+            if (culprit < j) {
+                skip = culprit;
+                skip_why = failure;
             }
             break;
         }
-        i = k > j ? j : k;
+        i = k;
     }
     return DV_OK;
 }

@@ -136,6 +136,39 @@ static void assert_buf_str(const buf_t *b, const char *want)
         fail_msg("got  %.*s\nwant %s", (int)b->len, (const char *)b->data, want);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+#ifndef UNDER_ASAN
+/* The value of a "Name:" line of /proc/PID/<file>, or "" (static buffer). */
+static const char *proc_field(int pid, const char *file, const char *name)
+{
+    static char val[256];
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    val[0] = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, name, strlen(name)) == 0) {
+            const char *v = line + strlen(name);
+            while (*v == ' ' || *v == '\t' || *v == ':')
+                v++;
+            snprintf(val, sizeof val, "%s", v);
+            val[strcspn(val, "\n")] = 0;
+            break;
+        }
+    }
+    fclose(f);
+    return val;
+}
+#endif
+
 /* ---- map ----------------------------------------------------------------- */
 
 static void test_emit_types(void **state)
@@ -155,6 +188,11 @@ static void test_emit_types(void **state)
     };
     rows r;
     map_docs(p, "t", docs, 2, &r);
+#ifndef UNDER_ASAN
+    /* The sandbox is on: seccomp filter mode, no new privileges. */
+    assert_string_equal(proc_field(qserver_proc_pid(p), "status", "Seccomp"), "2");
+    assert_string_equal(proc_field(qserver_proc_pid(p), "status", "NoNewPrivs"), "1");
+#endif
     assert_str(r.text[0], "[[[null,true],[false,0],[-1.5,1e+21],[\"s\xc3\xa9\\\"\",[1,[2],{}]],"
                           "[{\"a\":{\"b\":null}},null],[[null,null],null],"
                           "[\"a\",\"\xf0\x9f\x98\x80 \xf0\x9f\x98\x80 \\u0000\"],[0.1,123456789012345680000]]]");
@@ -409,6 +447,10 @@ static void test_memory_hog(void **state)
                         " while (true) a.push(s + a.length); } emit(doc._id, 1); }\"}]}");
     const char *docs[] = {"{\"_id\":\"a\"}", "{\"_id\":\"hog\",\"hog\":true}", "{\"_id\":\"c\"}"};
     rows r;
+#ifndef UNDER_ASAN
+    assert_int_equal(qserver_proc_pid(p) > 0, 1);
+    assert_non_null(strstr(proc_field(qserver_proc_pid(p), "limits", "Max address space"), "268435456"));
+#endif
     map_docs(p, "mem", docs, 3, &r);
     assert_str(r.text[0], "[[[\"a\",1]]]");
     /* Duktape's allocation fails inside the function: an error for this
