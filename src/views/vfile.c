@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VFILE_MAGIC "DVVIEW01"
+#define VFILE_MAGIC "DVVIEW02" /* 02: reductions carry the row count */
 enum { T_VIEW = 0, T_BYDOC = 1 };
 
 typedef struct vfref {
@@ -93,11 +93,28 @@ static int flat_push(rows_flat *f, store_slice k, store_slice v)
     return DV_OK;
 }
 
+/* Every view tree reduces: an inner entry holds varint(rows, duplicates
+ * expanded) followed by the view's own reduction (nothing for map-only
+ * views).  total_rows and offset count rows as CouchDB does (a document
+ * emitting one key twice is two rows), whatever the reduce. */
+int view_red_split(store_slice red, uint64_t *rows, store_slice *user)
+{
+    buf_reader r;
+    buf_reader_init(&r, red.p, red.n);
+    if (red.n == 0) {
+        *rows = 0;
+        *user = red;
+        return DV_OK;
+    }
+    if (buf_get_varint(&r, rows) != DV_OK)
+        return DV_ERR_CORRUPT;
+    *user = (store_slice){r.p, buf_reader_left(&r)};
+    return DV_OK;
+}
+
 static int view_reduce_cb(void *ctx, const store_slice *keys, const store_slice *vals, size_t n, buf_t *out)
 {
     view_file *vf = ctx;
-    if (vf->reduce == VIEW_REDUCE_JS)
-        return vf->js_reduce ? vf->js_reduce(vf->js_ctx, 0, keys, vals, n, out) : DV_ERR_INVALID;
     rows_flat f = {0};
     int rc = DV_OK;
     for (size_t i = 0; rc == DV_OK && i < n; i++) {
@@ -110,6 +127,10 @@ static int view_reduce_cb(void *ctx, const store_slice *keys, const store_slice 
             rc = flat_push(&f, k.key, v);
     }
     if (rc == DV_OK)
+        rc = buf_put_varint(out, f.n);
+    if (rc == DV_OK && vf->reduce == VIEW_REDUCE_JS)
+        rc = vf->js_reduce ? vf->js_reduce(vf->js_ctx, 0, keys, vals, n, out) : DV_ERR_INVALID;
+    else if (rc == DV_OK && vf->reduce != VIEW_REDUCE_NONE)
         rc = view_reduce(vf->reduce, f.keys, f.vals, f.n, out);
     free(f.keys);
     free(f.vals);
@@ -119,9 +140,24 @@ static int view_reduce_cb(void *ctx, const store_slice *keys, const store_slice 
 static int view_rereduce_cb(void *ctx, const store_slice *reds, size_t n, buf_t *out)
 {
     view_file *vf = ctx;
-    if (vf->reduce == VIEW_REDUCE_JS)
-        return vf->js_reduce ? vf->js_reduce(vf->js_ctx, 1, NULL, reds, n, out) : DV_ERR_INVALID;
-    return view_rereduce(vf->reduce, reds, n, out);
+    store_slice *user = malloc((n ? n : 1) * sizeof *user);
+    if (!user)
+        return DV_ERR_NOMEM;
+    uint64_t total = 0;
+    int rc = DV_OK;
+    for (size_t i = 0; rc == DV_OK && i < n; i++) {
+        uint64_t rows;
+        rc = view_red_split(reds[i], &rows, &user[i]);
+        total += rows;
+    }
+    if (rc == DV_OK)
+        rc = buf_put_varint(out, total);
+    if (rc == DV_OK && vf->reduce == VIEW_REDUCE_JS)
+        rc = vf->js_reduce ? vf->js_reduce(vf->js_ctx, 1, NULL, user, n, out) : DV_ERR_INVALID;
+    else if (rc == DV_OK && vf->reduce != VIEW_REDUCE_NONE)
+        rc = view_rereduce(vf->reduce, user, n, out);
+    free(user);
+    return rc;
 }
 
 static int view_compare_cb(void *ctx, store_slice a, store_slice b)
@@ -191,7 +227,16 @@ void view_snap_release(view_snap *s)
 
 uint64_t view_snap_seq(const view_snap *s) { return s->seq; }
 int view_snap_raw(const view_snap *s) { return s->raw; }
-uint64_t view_snap_rows(const view_snap *s) { return store_btree_root_count(s->root[T_VIEW].data, s->root[T_VIEW].len); }
+uint64_t view_snap_rows(const view_snap *s)
+{
+    store_slice red;
+    uint64_t rows = 0;
+    store_slice user;
+    if (store_btree_root_reduction(s->root[T_VIEW].data, s->root[T_VIEW].len, &red) != DV_OK ||
+        view_red_split(red, &rows, &user) != DV_OK)
+        return store_btree_root_count(s->root[T_VIEW].data, s->root[T_VIEW].len);
+    return rows;
+}
 uint64_t view_snap_file_size(const view_snap *s) { return s->file_size; }
 
 const store_btree *view_snap_tree(const view_snap *s, const uint8_t **root, size_t *root_len)
@@ -322,10 +367,8 @@ int view_file_open(const char *path, const view_file_opts *o, view_file **out)
     vf->js_ctx = o->js_ctx;
     vf->cache = o->cache;
     vf->view_ops.compare = view_compare_cb;
-    if (o->reduce != VIEW_REDUCE_NONE) {
-        vf->view_ops.reduce = view_reduce_cb;
-        vf->view_ops.rereduce = view_rereduce_cb;
-    }
+    vf->view_ops.reduce = view_reduce_cb;
+    vf->view_ops.rereduce = view_rereduce_cb;
     vf->view_ops.ctx = vf;
     rc = fr_open(vf, path, STORE_FILE_CREATE, &vf->fr, &header);
     uint64_t seq = 0;

@@ -60,8 +60,11 @@ void view_snap_release(view_snap *s);
 uint64_t view_snap_seq(const view_snap *s);
 /* 1 when the view collates raw (options.collation = "raw"). */
 int view_snap_raw(const view_snap *s);
-/* Rows and the whole-view reduction (internal form; empty for map-only). */
+/* Rows of the view (a document emitting one key twice counts twice). */
 uint64_t view_snap_rows(const view_snap *s);
+/* A view tree reduction = varint(rows) + the view's own reduction (empty
+ * for map-only views): splits one (an empty slice is 0 rows). */
+int view_red_split(store_slice red, uint64_t *rows, store_slice *user);
 uint64_t view_snap_file_size(const view_snap *s);
 const store_btree *view_snap_tree(const view_snap *s, const uint8_t **root, size_t *root_len);
 

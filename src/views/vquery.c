@@ -220,6 +220,19 @@ static int map_range(qctx *q, const store_btree_range *r, int *stop)
     return rc;
 }
 
+/* Rows (duplicates expanded) in range r, from the tree's reductions. */
+static int count_rows(qctx *q, const store_btree_range *r, uint64_t *rows)
+{
+    uint64_t entries;
+    buf_t red = BUF_INIT;
+    store_slice user;
+    int rc = store_btree_reduce_range(q->tree, q->root, q->root_len, r, &entries, &red);
+    if (rc == DV_OK)
+        rc = view_red_split((store_slice){red.data, red.len}, rows, &user);
+    buf_free(&red);
+    return rc;
+}
+
 static int map_query(qctx *q)
 {
     const view_qargs *a = q->a;
@@ -245,7 +258,7 @@ static int map_query(qctx *q)
                 before.start = r.start;
                 before.start_inclusive = !r.start_inclusive;
             }
-            rc = store_btree_reduce_range(q->tree, q->root, q->root_len, &before, &offset, NULL);
+            rc = count_rows(q, &before, &offset);
             if (rc != DV_OK)
                 goto done;
         }
@@ -288,12 +301,12 @@ done:
 
 /* ---- reduce rows ----------------------------------------------------------------- */
 
-static int write_reduction(qctx *q, json_writer *w, const buf_t *red)
+static int write_reduction(qctx *q, json_writer *w, store_slice red)
 {
     if (q->def->rkind == VIEW_REDUCE_JS)
-        return red->len ? json_write_raw(w, (const char *)red->data, red->len) : json_write_null(w);
+        return red.n ? json_write_raw(w, (const char *)red.p, red.n) : json_write_null(w);
     buf_t fin = BUF_INIT;
-    int rc = view_reduce_finalize(q->def->rkind, (store_slice){red->data, red->len}, &fin);
+    int rc = view_reduce_finalize(q->def->rkind, red, &fin);
     if (rc == DV_OK)
         rc = json_write_raw(w, (const char *)fin.data, fin.len);
     buf_free(&fin);
@@ -303,9 +316,12 @@ static int write_reduction(qctx *q, json_writer *w, const buf_t *red)
 /* One reduce row for the range r with the given group key (NULL: null). */
 static int reduce_row(qctx *q, const store_btree_range *r, const void *gkey, size_t gklen, int *stop)
 {
-    uint64_t count = 0;
+    uint64_t count = 0, rows = 0;
     buf_t red = BUF_INIT;
+    store_slice user = {NULL, 0};
     int rc = store_btree_reduce_range(q->tree, q->root, q->root_len, r, &count, &red);
+    if (rc == DV_OK)
+        rc = view_red_split((store_slice){red.data, red.len}, &rows, &user);
     if (rc == DV_OK && count) {
         if (q->skip) {
             q->skip--;
@@ -323,7 +339,7 @@ static int reduce_row(qctx *q, const store_btree_range *r, const void *gkey, siz
                 else
                     json_write_null(&w);
                 json_write_key_cstr(&w, "value");
-                rc = write_reduction(q, &w, &red);
+                rc = write_reduction(q, &w, user);
                 json_write_end_object(&w);
                 if (rc == DV_OK)
                     rc = w.err;

@@ -197,6 +197,23 @@ describe('views', () => {
     assert.deepEqual((await view('inc2', 'v', 'v')).json.rows, [{ key: null, value: 6 }]);
   });
 
+  test('a document emitting one key several times: every row counts (total_rows, offset, reduce)', async () => {
+    await req('/dups', { method: 'PUT' });
+    await bulk(srv.url, 'dups', [{ _id: 'a' }, { _id: 'b' }]);
+    await put('/dups/_design/v', { views: { v: { map: 'function(doc){ emit(1, doc._id + "x"); emit(1, doc._id + "y"); emit(2, null); }', reduce: '_count' } } });
+    let r = await view('dups', 'v', 'v', 'reduce=false');
+    assert.equal(r.json.total_rows, 6);
+    assert.deepEqual(r.json.rows.map((x) => [x.id, x.key, x.value]), [
+      ['a', 1, 'ax'], ['a', 1, 'ay'], ['b', 1, 'bx'], ['b', 1, 'by'], ['a', 2, null], ['b', 2, null],
+    ]);
+    r = await view('dups', 'v', 'v', 'reduce=false&startkey=2');
+    assert.equal(r.json.offset, 4);
+    r = await view('dups', 'v', 'v', 'reduce=false&skip=1&limit=2');
+    assert.deepEqual(r.json.rows.map((x) => x.value), ['ay', 'bx']);
+    r = await view('dups', 'v', 'v', 'group=true');
+    assert.deepEqual(r.json.rows, [{ key: 1, value: 4 }, { key: 2, value: 2 }]);
+  });
+
   test('stale queries: update=false answers the last index, update=lazy updates afterwards', async () => {
     await req('/st', { method: 'PUT' });
     await put('/st/a', { v: 1 });
