@@ -21,6 +21,7 @@
 #include "base/status.h"
 #include "store/file.h"
 #include "store/vfs.h"
+#include "json/collate.h"
 #include "views/vkey.h"
 
 #include <pthread.h>
@@ -485,6 +486,12 @@ static int act_cmp_bytes(const void *x, const void *y)
     return c ? c : (a->key.len > b->key.len) - (a->key.len < b->key.len);
 }
 
+static int cmp_value_raw(const void *x, const void *y)
+{
+    const store_slice *a = x, *b = y;
+    return json_collate_text_raw(a->p, a->n, b->p, b->n);
+}
+
 /* Sorts view-tree actions by view order and merges actions on equal keys:
  * a PUT wins over a DEL (the row is replaced), two PUTs (one doc emitting
  * one key twice) become one row with duplicate values. */
@@ -516,15 +523,24 @@ static int merge_view_acts(view_file *vf, actlist *l)
                         rc = buf_append(&v, src->data, src->len);
                     }
             } else {
-                rc = buf_append_byte(&v, 1);
+                /* CouchDB sorts one document's values for one key (Erlang
+                 * term order of the decoded values: the raw collation). */
+                store_slice *vals = malloc(nput * sizeof *vals);
+                size_t nv = 0;
+                rc = vals ? buf_append_byte(&v, 1) : DV_ERR_NOMEM;
                 if (rc == DV_OK)
                     rc = buf_put_varint(&v, nput);
                 for (size_t k = i; rc == DV_OK && k < j; k++) {
                     buf_t *src = k == i ? &merged.val : &l->a[k].val;
                     int op = k == i ? merged.op : l->a[k].op;
                     if (op == STORE_BTREE_PUT) /* single values: tag 0 then the JSON */
-                        rc = buf_put_bytes(&v, src->data + 1, src->len - 1);
+                        vals[nv++] = (store_slice){src->data + 1, src->len - 1};
                 }
+                if (rc == DV_OK)
+                    qsort(vals, nv, sizeof *vals, cmp_value_raw);
+                for (size_t k = 0; rc == DV_OK && k < nv; k++)
+                    rc = buf_put_bytes(&v, vals[k].p, vals[k].n);
+                free(vals);
             }
             if (rc != DV_OK) {
                 buf_free(&v);

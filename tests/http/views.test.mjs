@@ -200,7 +200,8 @@ describe('views', () => {
   test('a document emitting one key several times: every row counts (total_rows, offset, reduce)', async () => {
     await req('/dups', { method: 'PUT' });
     await bulk(srv.url, 'dups', [{ _id: 'a' }, { _id: 'b' }]);
-    await put('/dups/_design/v', { views: { v: { map: 'function(doc){ emit(1, doc._id + "x"); emit(1, doc._id + "y"); emit(2, null); }', reduce: '_count' } } });
+    // values of one key of one document come back sorted, as CouchDB's updater sorts them
+    await put('/dups/_design/v', { views: { v: { map: 'function(doc){ emit(1, doc._id + "y"); emit(1, doc._id + "x"); emit(2, null); }', reduce: '_count' } } });
     let r = await view('dups', 'v', 'v', 'reduce=false');
     assert.equal(r.json.total_rows, 6);
     assert.deepEqual(r.json.rows.map((x) => [x.id, x.key, x.value]), [
