@@ -7,7 +7,7 @@
 #                   the same in the release build, HTTP tests, fuzz smoke runs
 #   make http-test  HTTP tests (node:test) against build/divan, and against
 #                   the ASan build too when it exists
-#   make bench      benchmarks (not tests; print tables of ratios); BENCH_STEPS=store|http
+#   make bench      benchmarks (not tests; print tables of ratios); BENCH_STEPS=store|http|views
 #   make crash-long long crash/power-loss runs (>= 1000 iterations)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (default 60)
 

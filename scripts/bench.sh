@@ -5,9 +5,10 @@
 # on a slow figure, only on a benchmark that cannot run.
 #
 #   scripts/bench.sh BUILD_DIR
-#   BENCH_STEPS="store http"   which steps to run (default: all, in order)
+#   BENCH_STEPS="store http views"   which steps to run (default: all, in order)
 #   BENCH_DOCS, BENCH_SECONDS, BENCH_SEED, BENCH_ENGINES: see bench/bench_store.c
 #   BENCH_HTTP_DOCS, BENCH_SECONDS, BENCH_HTTP_SERVERS, ...: see bench/http/bench_http.mjs
+#   BENCH_VIEWS_DOCS, BENCH_VIEWS_POUCHDB_DOCS, ...: see bench/http/bench_views.mjs
 #
 # Data lives in a temporary directory under BUILD_DIR (a real disk: sync
 # figures from tmpfs mean nothing), removed afterwards.
@@ -18,7 +19,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 # The list of benchmark steps, run in this order.  A step is a function
 # bench_<name> that writes its markdown to stdout.
-STEPS=(store http)
+STEPS=(store http views)
 
 bench_store() {
   local bin="$build/bench_store"
@@ -46,6 +47,22 @@ bench_http() {
     echo "bench: warning: node_modules/pouchdb-server missing (npm ci); its column will be n/a" >&2
   fi
   node "$root/bench/http/bench_http.mjs" "$build"
+}
+
+# divan's views (index builds through divan-js, queries) vs pouchdb-server's;
+# bench/http/bench_views.mjs writes the whole table.
+bench_views() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then
+    echo "bench: the views step needs node and wrk (run scripts/deps.sh)" >&2
+    return 1
+  fi
+  if [ ! -x "$build/divan-js" ]; then
+    echo "bench: warning: $build/divan-js missing; divan's views will be n/a" >&2
+  fi
+  if [ ! -d "$root/node_modules/pouchdb-server" ]; then
+    echo "bench: warning: node_modules/pouchdb-server missing (npm ci); its column will be n/a" >&2
+  fi
+  node "$root/bench/http/bench_views.mjs" "$build"
 }
 
 fstype=$(stat -f -c %T "$build")

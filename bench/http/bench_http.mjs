@@ -27,28 +27,20 @@
 // in the notes, so the harness runs before and after divan's endpoints land.
 // Only a benchmark that cannot run at all (no wrk, no divan binary) exits
 // non-zero.  docs/benchmarks.md describes the rows and the peers' settings.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  DOC_LEN, ROOT, NotAvailable, allOrFirstError, answer, checkWrk, cleanupDirs, cpuModel, envInt, envWords, exitText,
+  fmt, freePort, fsType, gitCommit, httpDefaults, json, loadDocs, makeBody, makeIds, na, peakRss, percentile,
+  pouchVersion, randomId, ratio, request, rng, runMain, runWrk, startDivan, startPouch, startProcess, stopProcess,
+  versionOf, waitReady, wrkResult,
+} from './common.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '../..');
 const DB = 'bench';
-const DOC_LEN = 1024; // bytes of a document body as loaded (before _id/_rev)
 const POOL = 1000; // distinct bodies; doc n of the load uses body n % POOL
 const BATCH = 1000; // documents per _bulk_docs request (load and bulk phase)
-
-function envInt(name, def) {
-  const v = process.env[name];
-  if (v === undefined || v === '') return def;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}=${v}: want a positive number`);
-  return n;
-}
 
 const cfg = {
   build: path.resolve(process.argv[2] ?? path.join(ROOT, 'build')),
@@ -57,219 +49,21 @@ const cfg = {
   seed: Math.floor(envInt('BENCH_SEED', 42)),
   wrkThreads: Math.floor(envInt('BENCH_HTTP_WRK_THREADS', 2)),
   bulkConns: Math.floor(envInt('BENCH_HTTP_BULK_CONNECTIONS', 2)),
-  servers: (process.env.BENCH_HTTP_SERVERS || 'divan,pouchdb-server,nginx').split(/[\s,]+/).filter(Boolean),
+  servers: envWords('BENCH_HTTP_SERVERS', 'divan,pouchdb-server,nginx'),
   divanBin: path.resolve(ROOT, process.env.DIVAN_BIN || path.join(process.argv[2] ?? 'build', 'divan')),
-  divanArgs: (process.env.BENCH_HTTP_DIVAN_ARGS || '').split(/\s+/).filter(Boolean),
-  pouchArgs: (process.env.BENCH_HTTP_POUCHDB_ARGS || '').split(/\s+/).filter(Boolean),
+  divanArgs: envWords('BENCH_HTTP_DIVAN_ARGS'),
+  pouchArgs: envWords('BENCH_HTTP_POUCHDB_ARGS'),
 };
-const POUCH_BIN = path.join(ROOT, 'node_modules', 'pouchdb-server', 'bin', 'pouchdb-server');
+// The default timeout allows the peer's slowest full scan (~20 s per
+// 100,000 rows here) with a wide margin.
+httpDefaults.timeoutMs = Math.max(60000, cfg.docs);
 
 const log = (...a) => console.error('  http:', ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// ---------------------------------------------------------------- documents
-
-const WORDS = ('alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa ' +
-  'quebec romeo sierra tango uniform victor whiskey xray yankee zulu amber basalt cedar dune ember fjord granite ' +
-  'harbor island jasper kelp lagoon meadow nectar orchard prairie quartz river summit tundra upland valley willow ' +
-  'yarrow zephyr parcel invoice courier express fragile returns pending shipped delivered customer warehouse ' +
-  'priority standard').split(' ');
-
-// A small seeded generator (mulberry32): ids and bodies depend only on the seed.
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-// An order record like bench/workload.c's, exactly DOC_LEN bytes of JSON.
-function makeBody(r, n) {
-  const w = () => WORDS[Math.floor(r() * 64)];
-  const items = [];
-  for (let i = 0, k = 1 + Math.floor(r() * 4); i < k; i++) {
-    items.push({ sku: `SKU-${String(Math.floor(r() * 100000)).padStart(5, '0')}`, qty: 1 + Math.floor(r() * 9),
-      price: Math.floor(r() * 50000) / 100 });
-  }
-  const doc = { type: 'order', number: n, customer: { name: `${w()} ${w()}`, city: w(), tier: WORDS[60 + Math.floor(r() * 4)] },
-    status: WORDS[55 + Math.floor(r() * 4)], items, note: '' };
-  const base = JSON.stringify(doc).length;
-  let note = '';
-  for (;;) {
-    const word = w();
-    if (base + note.length + word.length + 1 > DOC_LEN) break;
-    note += word + ' ';
-  }
-  doc.note = note.padEnd(DOC_LEN - base, ' ');
-  const s = JSON.stringify(doc);
-  if (s.length !== DOC_LEN) throw new Error(`body is ${s.length} bytes`);
-  return s;
-}
-
-// 16 random hex digits, as CouchDB's `random` uuids: random insertion order.
-function randomId(r) {
-  return Math.floor(r() * 4294967296).toString(16).padStart(8, '0') + Math.floor(r() * 4294967296).toString(16).padStart(8, '0');
-}
-
-function makeIds(r, n) {
-  const seen = new Set();
-  while (seen.size < n) seen.add(randomId(r));
-  return [...seen];
-}
-
-// ---------------------------------------------------------------- HTTP client
-
-// One request on a keep-alive agent.  discard: count the body's bytes only
-// (full scans, so that the client spends no CPU parsing what it times).  A
-// failed or hung request is the server's failure: n/a for that phase.  The
-// default timeout allows the peer's slowest full scan (~20 s per 100,000
-// rows here) with a wide margin.
-function request(agent, url, { method = 'GET', body, headers = {}, discard = false, timeoutMs = Math.max(60000, cfg.docs) } = {}) {
-  const where = `${method} ${new URL(url).pathname}`;
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent, headers: { ...headers, ...(body !== undefined ? { 'content-length': Buffer.byteLength(body) } : {}) } }, (res) => {
-      const chunks = [];
-      let bytes = 0;
-      res.on('data', (d) => { bytes += d.length; if (!discard) chunks.push(d); });
-      res.on('end', () => resolve({ status: res.statusCode, bytes, text: discard ? '' : Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', (e) => reject(na(`${where}: ${e.message}`)));
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`connection idle for ${timeoutMs / 1000} s`)));
-    req.on('error', (e) => reject(na(`${where}: ${e.message}`)));
-    if (body !== undefined) req.write(body);
-    req.end();
-  });
-}
-
-function json(text) {
-  try { return JSON.parse(text); } catch { return undefined; }
-}
-
-// "404 {"error":"not_found",...}" — a short reason for an n/a cell.
-function answer(r) {
-  const t = r.text.replace(/\s+/g, ' ').trim();
-  return `${r.status} ${t.length > 120 ? t.slice(0, 120) + '…' : t}`;
-}
-
-class NotAvailable extends Error {}
-const na = (msg) => new NotAvailable(msg);
-
-// ---------------------------------------------------------------- processes
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-// Children alive right now, so that an interrupted run leaves none behind.
-const live = new Set();
-
-function startProcess(name, bin, args, opts = {}) {
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  let tail = '';
-  const keep = (d) => { tail = (tail + d).slice(-16384); };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  const proc = { name, child, exit: null, tail: () => tail };
-  proc.exited = new Promise((resolve) => {
-    child.on('error', (e) => { keep(String(e)); proc.exit = { code: null, signal: String(e) }; live.delete(proc); resolve(proc.exit); });
-    child.on('exit', (code, signal) => { proc.exit = { code, signal }; live.delete(proc); resolve(proc.exit); });
-  });
-  live.add(proc);
-  return proc;
-}
-
-function exitText(e) {
-  return e.signal ? `killed by ${e.signal}` : `exit code ${e.code}`;
-}
-
-async function stopProcess(proc) {
-  if (proc.exit) return;
-  proc.child.kill('SIGTERM');
-  const t = setTimeout(() => proc.child.kill('SIGKILL'), 10000);
-  await proc.exited;
-  clearTimeout(t);
-}
-
-// Polls url until it answers 200 (or the process exits, or timeoutMs passes).
-async function waitReady(proc, agent, url, timeoutMs) {
-  const t0 = Date.now();
-  for (;;) {
-    if (proc.exit) throw new Error(`${proc.name} exited (${exitText(proc.exit)}) before it answered:\n${proc.tail()}`);
-    try {
-      const r = await request(agent, url, { timeoutMs: 2000 });
-      if (r.status === 200) return;
-    } catch { /* not listening yet */ }
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${proc.name} did not answer ${url} within ${timeoutMs / 1000} s:\n${proc.tail()}`);
-    await sleep(50);
-  }
-}
-
-// Peak resident set of a process and its descendants: the sum of VmHWM
-// (kernel-tracked high-water mark), in bytes.  Shared pages count once per
-// process, so for nginx's master + workers this overstates a little.
-function peakRss(pid) {
-  let total = 0;
-  const stack = [pid];
-  while (stack.length) {
-    const p = stack.pop();
-    try {
-      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
-      if (m) total += Number(m[1]) * 1024;
-      for (const tid of readdirSync(`/proc/${p}/task`)) {
-        const kids = readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').trim();
-        if (kids) stack.push(...kids.split(/\s+/).map(Number));
-      }
-    } catch { /* gone */ }
-  }
-  return total || null;
-}
 
 // ---------------------------------------------------------------- servers
 
-// divan: started like tests/http/helpers.mjs does — `--data DIR --port 0`,
-// ready when it logs "divan listening on http://…/" and GET /_up says 200.
-async function startDivan(dir, agent) {
-  if (!existsSync(cfg.divanBin)) throw new Error(`${cfg.divanBin} missing (make build)`);
-  // cwd: the data directory, so that whatever it drops there (a core file)
-  // goes away with the run's temporary directory.
-  const proc = startProcess('divan', cfg.divanBin, ['--data', dir, '--port', '0', ...cfg.divanArgs], { cwd: dir });
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`divan did not start within 10 s:\n${proc.tail()}`)), 10000);
-    const look = () => {
-      const m = /divan listening on (http:\/\/\S+\/)/.exec(proc.tail());
-      if (m) { clearTimeout(timer); resolve(m[1]); }
-    };
-    proc.child.stderr.on('data', look);
-    proc.child.stdout.on('data', look);
-    proc.exited.then((e) => { clearTimeout(timer); reject(new Error(`divan exited (${exitText(e)}) before listening:\n${proc.tail()}`)); });
-  });
-  await waitReady(proc, agent, new URL('_up', url), 10000);
-  return { proc, url };
-}
-
-// pouchdb-server: its default LevelDB adapter, data and config.json in DIR,
-// its request log to DIR/log.txt (cwd) and not to stdout (-n).
-async function startPouch(dir, agent) {
-  if (!existsSync(POUCH_BIN)) throw new Error(`${POUCH_BIN} missing (npm ci)`);
-  const port = await freePort();
-  const proc = startProcess('pouchdb-server', process.execPath,
-    [POUCH_BIN, '-p', String(port), '-o', '127.0.0.1', '-d', dir, '-c', path.join(dir, 'config.json'), '-n', ...cfg.pouchArgs],
-    { cwd: dir });
-  const url = `http://127.0.0.1:${port}/`;
-  await waitReady(proc, agent, url, 30000);
-  return { proc, url };
-}
+const startDivanHere = (dir, agent) => startDivan(dir, agent, { bin: cfg.divanBin, args: cfg.divanArgs });
+const startPouchHere = (dir, agent) => startPouch(dir, agent, { args: cfg.pouchArgs });
 
 // nginx: its own config and prefix in DIR, run in the foreground as the
 // current user on a free loopback port, serving www/doc.json.
@@ -335,55 +129,9 @@ const PHASE_SEED = { get: 1, put1: 2, put64: 3, bulk: 4 };
 
 let wrkFiles; // { ids, docs, nginxIds } written once per run
 
-// Runs wrk with a lua scenario; resolves the figures done() printed.
-async function runWrk(base, script, conns, phase, luaArgs) {
-  const threads = Math.max(1, Math.min(cfg.wrkThreads, conns));
-  const args = ['-t', String(threads), '-c', String(conns), '-d', `${cfg.seconds}s`, '--timeout', '60s',
-    '-s', path.join(HERE, script), base, '--', `seed=${cfg.seed * 16 + PHASE_SEED[phase]}`, ...luaArgs];
-  const proc = startProcess('wrk', 'wrk', args, { env: { ...process.env, BENCH_HTTP_LUA: HERE } });
-  const e = await proc.exited;
-  const m = /BENCH_JSON (\{.*\})/.exec(proc.tail());
-  if (e.code !== 0 || !m) throw new Error(`wrk ${args.join(' ')} failed (${exitText(e)}):\n${proc.tail()}`);
-  return JSON.parse(m[1]);
-}
-
-// wrk figures -> a result cell, or n/a when the answers were mostly errors.
-function wrkResult(w) {
-  const failed = w.err_status + w.err_connect + w.err_read + w.err_write + w.err_timeout;
-  if (w.requests === 0) throw na(`no request completed (${failed} errors)`);
-  if (w.err_status > 0.01 * w.requests) throw na(`${w.err_status} of ${w.requests} answers were not 2xx/3xx`);
-  if (failed > 0.01 * w.requests) throw na(`${failed} socket errors or timeouts for ${w.requests} answers`);
-  const res = { rate: w.requests / (w.duration_us / 1e6), p50: w.p50_us / 1000, p99: w.p99_us / 1000 };
-  if (failed) res.note = `${failed} errors in ${w.requests} requests`;
-  return res;
-}
-
-async function loadDocs(agent, base, ids, pool) {
-  const url = new URL(`${DB}/_bulk_docs`, base);
-  let next = 0;
-  const worker = async () => {
-    while (next < ids.length && next >= 0) {
-      const from = next;
-      next += BATCH;
-      const parts = [];
-      for (let i = from; i < Math.min(from + BATCH, ids.length); i++) parts.push(`{"_id":"${ids[i]}",${pool[i % POOL].slice(1)}`);
-      const r = await request(agent, url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"docs":[${parts.join(',')}]}` });
-      const j = json(r.text);
-      if ((r.status !== 201 && r.status !== 202) || !Array.isArray(j)) throw na(`POST /${DB}/_bulk_docs: ${answer(r)}`);
-      const bad = j.find((x) => !x.ok);
-      if (bad || j.length !== parts.length) throw na(`POST /${DB}/_bulk_docs: ${JSON.stringify(bad ?? j.length).slice(0, 100)}`);
-    }
-  };
-  await allOrFirstError([worker, worker], () => { next = -1; });
-}
-
-// Runs the async functions concurrently; if one fails, calls stop() so the
-// others end at their next check, waits for all of them, rethrows the first error.
-async function allOrFirstError(fns, stop) {
-  const settled = await Promise.allSettled(fns.map((f) => f().catch((e) => { stop(); throw e; })));
-  const failed = settled.find((x) => x.status === 'rejected');
-  if (failed) throw failed.reason;
-}
+// wrk with a lua scenario for BENCH_SECONDS; each phase has its own seed.
+const wrk = (base, script, conns, phase, luaArgs) =>
+  runWrk(base, script, { conns, threads: cfg.wrkThreads, seconds: cfg.seconds, seed: cfg.seed * 16 + PHASE_SEED[phase], luaArgs });
 
 // Full reads until BENCH_SECONDS have passed (at least one, and on the peer
 // one can take many seconds).  The first is parsed and checked (it must
@@ -412,17 +160,11 @@ async function scanPhase(agent, base, pathq, field) {
     note: `${times.length} scan${times.length === 1 ? '' : 's'} of ${rows} rows` };
 }
 
-// Nearest-rank percentile of a list of milliseconds.
-function percentile(list, p) {
-  const s = [...list].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-}
-
 async function getPhase(agent, base, ids) {
   const r = await request(agent, new URL(`${DB}/${ids[0]}`, base));
   const j = json(r.text);
   if (r.status !== 200 || !j || j._id !== ids[0]) throw na(`GET /${DB}/{id}: ${answer(r)}`);
-  const res = wrkResult(await runWrk(base, 'get.lua', 64, 'get', [`path=/${DB}/`, `ids=${wrkFiles.ids}`]));
+  const res = wrkResult(await wrk(base, 'get.lua', 64, 'get', [`path=/${DB}/`, `ids=${wrkFiles.ids}`]));
   res.docBytes = r.bytes;
   return res;
 }
@@ -430,7 +172,7 @@ async function getPhase(agent, base, ids) {
 async function putPhase(agent, base, conns, pool) {
   const r = await request(agent, new URL(`${DB}/probe-put-${conns}`, base), { method: 'PUT', headers: { 'content-type': 'application/json' }, body: pool[0] });
   if ((r.status !== 201 && r.status !== 202) || !json(r.text)?.ok) throw na(`PUT /${DB}/{id}: ${answer(r)}`);
-  return wrkResult(await runWrk(base, 'put.lua', conns, `put${conns}`, [`path=/${DB}/`, `docs=${wrkFiles.docs}`]));
+  return wrkResult(await wrk(base, 'put.lua', conns, `put${conns}`, [`path=/${DB}/`, `docs=${wrkFiles.docs}`]));
 }
 
 async function bulkPhase(agent, base, pool) {
@@ -501,7 +243,8 @@ async function runDbServer(name, start, dir, ids, pool) {
       log(`${name}: loading ${cfg.docs} docs via _bulk_docs...`);
       const t0 = performance.now();
       try {
-        await loadDocs(agent, srv.url, ids, pool);
+        await loadDocs(agent, srv.url, DB, ids.length, (i) => `{"_id":"${ids[i]}",${pool[i % POOL].slice(1)}`,
+          { batch: BATCH, conns: 2 });
         const s = (performance.now() - t0) / 1000;
         out.load = { seconds: s, rate: cfg.docs / s };
       } catch (e) {
@@ -561,7 +304,7 @@ async function runNginx(dir, size) {
   }
   try {
     log(`nginx: get (${size}-byte file)...`);
-    out.results.get = wrkResult(await runWrk(srv.url, 'get.lua', 64, 'get', ['path=/', `ids=${wrkFiles.nginxIds}`]));
+    out.results.get = wrkResult(await wrk(srv.url, 'get.lua', 64, 'get', ['path=/', `ids=${wrkFiles.nginxIds}`]));
     out.rss = peakRss(srv.proc.child.pid);
   } catch (e) {
     if (!(e instanceof NotAvailable)) throw e;
@@ -575,30 +318,10 @@ async function runNginx(dir, size) {
 
 // ---------------------------------------------------------------- report
 
-function fmt(v, digits) {
-  if (v === undefined || v === null) return 'n/a';
-  if (digits !== undefined) return v.toFixed(digits);
-  if (v >= 100) return v.toFixed(0);
-  if (v >= 10) return v.toFixed(1);
-  return v.toFixed(2);
-}
-
-function ratio(a, b) {
-  if (a === undefined || a === null || !b) return 'n/a';
-  return `${(a / b).toFixed(2)}x`;
-}
-
-// A version from `cmd args` (stdout or stderr: nginx -v writes to stderr).
-function versionOf(cmd, args, re) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  return re.exec(`${r.stdout ?? ''}${r.stderr ?? ''}`)?.[1] ?? '?';
-}
-
 function report(res, info) {
   const L = [];
-  const cpu = (/model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8')) ?? [])[1] ?? '?';
-  let commit = 'unknown';
-  try { commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim(); } catch { /* no git */ }
+  const cpu = cpuModel();
+  const commit = gitCommit();
   const d = res.divan, p = res['pouchdb-server'], n = res.nginx;
   const cell = (r, key, field) => (r?.results[key] && !r.results[key].na ? r.results[key][field] : undefined);
 
@@ -671,11 +394,7 @@ function report(res, info) {
 // ---------------------------------------------------------------- main
 
 async function main() {
-  try {
-    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
-  } catch (e) {
-    if (e.code === 'ENOENT') throw new Error('wrk is not installed (scripts/deps.sh installs it)');
-  }
+  checkWrk();
   for (const s of cfg.servers) {
     if (!['divan', 'pouchdb-server', 'nginx'].includes(s)) throw new Error(`BENCH_HTTP_SERVERS: unknown server ${s}`);
   }
@@ -693,10 +412,10 @@ async function main() {
 
   const info = {
     loadavg: os.loadavg()[0],
-    fstype: execFileSync('stat', ['-f', '-c', '%T', root], { encoding: 'utf8' }).trim(),
+    fstype: fsType(root),
     wrk: versionOf('wrk', ['--version'], /wrk (?:debian\/)?(\d[\w.]*)/),
     nginx: versionOf('nginx', ['-v'], /nginx\/(\S+)/),
-    pouchVersion: json(readFileSync(path.join(ROOT, 'node_modules', 'pouchdb-server', 'package.json'), 'utf8').toString())?.version ?? '?',
+    pouchVersion: pouchVersion(),
   };
   const res = {};
   // nginx last: its file takes the size of a GET answer measured before it.
@@ -705,7 +424,7 @@ async function main() {
     const dir = path.join(root, name);
     mkdirSync(dir);
     log(`${name}: starting`);
-    res[name] = await runDbServer(name, name === 'divan' ? startDivan : startPouch, dir, ids, pool);
+    res[name] = await runDbServer(name, name === 'divan' ? startDivanHere : startPouchHere, dir, ids, pool);
     rmSync(dir, { recursive: true, force: true });
   }
   const sized = ['divan', 'pouchdb-server'].find((s) => res[s]?.results.get?.docBytes);
@@ -719,15 +438,5 @@ async function main() {
   console.log(report(res, info));
 }
 
-const cleanupDirs = [];
-function cleanup() {
-  for (const p of live) { try { p.child.kill('SIGKILL'); } catch { /* gone */ } }
-  for (const d of cleanupDirs) rmSync(d, { recursive: true, force: true });
-}
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { cleanup(); process.exit(130); });
 
-main().then(cleanup, (e) => {
-  cleanup();
-  console.error(`bench_http: ${e.stack ?? e}`);
-  process.exit(1);
-});
+runMain('bench_http', main);
