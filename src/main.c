@@ -158,7 +158,7 @@ static int open_views(const config_t *c, qserver **qs, views **v)
         (rc = config_get_int(c, "query_server_config", "os_process_memory_limit", 0, 0, 1LL << 40, &memlimit)) !=
             DV_OK ||
         (rc = config_get_int(c, "divan", "query_servers", 0, 0, 256, &procs)) != DV_OK ||
-        (rc = config_get_int(c, "divan", "view_batch_docs", 500, 1, 100000, &batch)) != DV_OK)
+        (rc = config_get_int(c, "divan", "view_batch_docs", 2000, 1, 100000, &batch)) != DV_OK)
         return rc;
     qserver_config qc = {0};
     qc.path = config_get(c, "divan", "query_server_path");

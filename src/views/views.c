@@ -79,7 +79,7 @@ int views_open(const views_opts *o, views **out)
     pthread_mutex_init(&v->mu, NULL);
     v->qs = o->qs;
     v->cache = o->cache;
-    v->batch = o->batch_docs ? o->batch_docs : 500;
+    v->batch = o->batch_docs ? o->batch_docs : 2000;
     *out = v;
     return DV_OK;
 }
@@ -748,16 +748,16 @@ static int batch_add(batch *b, const store_snap *snap, const store_change *ch)
 }
 
 /* Maps the batch and writes each view's rows; commits every view file. */
-static int batch_flush(batch *b, qserver_proc *p, vshared **files, const int *fresh)
+/* Sends the batch's live documents to the query server; their rows land
+ * in b (on_mapped). */
+static int batch_map(batch *b, qserver_proc *p)
 {
     view_index *ix = b->ix;
     size_t nmap = 0;
     int rc = DV_OK;
     const char **texts = calloc(b->ndocs + 1, sizeof *texts);
     size_t *lens = calloc(b->ndocs + 1, sizeof *lens);
-    view_doc_rows *vd = calloc(b->ndocs + 1, sizeof *vd);
-    view_emit *emits = NULL;
-    if (!texts || !lens || !vd) {
+    if (!texts || !lens) {
         rc = DV_ERR_NOMEM;
         goto done;
     }
@@ -771,12 +771,22 @@ static int batch_flush(batch *b, qserver_proc *p, vshared **files, const int *fr
     if (nmap) {
         qserver_error err;
         rc = qserver_map(p, ix->handle, texts, lens, nmap, on_mapped, b, &err);
-        if (rc != DV_OK) {
+        if (rc != DV_OK)
             log_error("views: %s: map batch failed: %s: %s", ix->ddoc_id, err.error, err.reason);
-            goto done;
-        }
     }
-    if (b->nrows && !(emits = calloc(b->nrows, sizeof *emits))) {
+done:
+    free(texts);
+    free(lens);
+    return rc;
+}
+
+/* Writes a mapped batch into every view file and commits them. */
+static int batch_write(batch *b, vshared **files, const int *fresh)
+{
+    int rc = DV_OK;
+    view_doc_rows *vd = calloc(b->ndocs + 1, sizeof *vd);
+    view_emit *emits = b->nrows ? calloc(b->nrows, sizeof *emits) : NULL;
+    if (!vd || (b->nrows && !emits)) {
         rc = DV_ERR_NOMEM;
         goto done;
     }
@@ -802,11 +812,77 @@ static int batch_flush(batch *b, qserver_proc *p, vshared **files, const int *fr
             rc = view_file_commit(vf);
     }
 done:
-    free(texts);
-    free(lens);
     free(vd);
     free(emits);
     return rc;
+}
+
+/* The index writer of an update pass: writes batch k while the updater
+ * reads and maps batch k+1, so a build keeps both the server and the
+ * query server busy.  One batch at a time is handed over (`next`); the
+ * updater refills a batch only after the writer released it. */
+typedef struct pass_writer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    batch *next;      /* handed over, not yet taken */
+    batch *busy;      /* being written */
+    int stop;
+    int rc;           /* first failure */
+    vshared **files;
+    const int *fresh;
+    db_task *task;
+    uint64_t from, total;
+} pass_writer;
+
+static void *writer_main(void *arg)
+{
+    pass_writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->next && !w->stop)
+            pthread_cond_wait(&w->cv, &w->mu);
+        batch *b = w->next;
+        if (!b)
+            break;
+        w->next = NULL;
+        w->busy = b;
+        int failed = w->rc != DV_OK;
+        pthread_mutex_unlock(&w->mu);
+        int rc = failed ? DV_OK : batch_write(b, w->files, w->fresh);
+        if (rc == DV_OK && !failed && b->ndocs)
+            db_task_progress(w->task, b->docs[b->ndocs - 1].seq - w->from, w->total);
+        batch_reset(b);
+        pthread_mutex_lock(&w->mu);
+        if (rc != DV_OK && w->rc == DV_OK)
+            w->rc = rc;
+        w->busy = NULL;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Hands b to the writer once it can take it; DV_OK or the writer's first
+ * failure. */
+static int writer_hand(pass_writer *w, batch *b)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->next)
+        pthread_cond_wait(&w->cv, &w->mu);
+    w->next = b;
+    int rc = w->rc;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+/* Waits until the writer no longer holds b (to refill it). */
+static void writer_wait_for(pass_writer *w, const batch *b)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->next == b || w->busy == b)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
 }
 
 static int cmp_shared_path(const void *a, const void *b)
@@ -822,10 +898,18 @@ static int update_pass(view_index *ix, db_t *db, vshared **files, size_t nviews,
     store_seq_cursor *cur = NULL;
     qserver_proc *p = NULL;
     db_task *task = NULL;
-    batch b;
-    memset(&b, 0, sizeof b);
-    b.ix = ix;
-    b.nviews = nviews;
+    batch bs[2];
+    memset(bs, 0, sizeof bs);
+    for (int k = 0; k < 2; k++) {
+        bs[k].ix = ix;
+        bs[k].nviews = nviews;
+    }
+    pass_writer w;
+    memset(&w, 0, sizeof w);
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    pthread_t wtid;
+    int writer_started = 0;
     store_change ch;
     store_change_init(&ch);
     int *fresh = NULL;
@@ -852,7 +936,7 @@ static int update_pass(view_index *ix, db_t *db, vshared **files, size_t nviews,
     for (size_t i = 0; i < nviews; i++)
         fresh[i] = view_file_pending_seq(files[i]->vf) == 0;
     task = db_task_begin("indexer", ix->dbname, ix->ddoc_id);
-    uint64_t total = target - from, done_n = 0;
+    uint64_t total = target - from;
     qserver_error err;
     if ((rc = qserver_acquire(v->qs, ix->handle, &p)) != DV_OK) {
         db_err_set(e, 500, "os_process_error", "no query server process could start");
@@ -871,24 +955,43 @@ static int update_pass(view_index *ix, db_t *db, vshared **files, size_t nviews,
         goto done;
     log_info("views: updating %s/%s from seq %llu to %llu", ix->dbname, ix->ddoc_id, (unsigned long long)from,
              (unsigned long long)target);
+    w.files = files;
+    w.fresh = fresh;
+    w.task = task;
+    w.from = from;
+    w.total = total;
+    if (pthread_create(&wtid, NULL, writer_main, &w) != 0) {
+        rc = DV_ERR_NOMEM;
+        goto done;
+    }
+    writer_started = 1;
+    batch *b = &bs[0];
     for (;;) {
         int more = store_seq_cursor_next(cur, &ch);
         if (more < 0) {
             rc = more;
             break;
         }
-        if (more && (rc = batch_add(&b, snap, &ch)) != DV_OK)
+        if (more && (rc = batch_add(b, snap, &ch)) != DV_OK)
             break;
-        if (b.ndocs == v->batch || (!more && b.ndocs)) {
-            if ((rc = batch_flush(&b, p, files, fresh)) != DV_OK)
+        if (b->ndocs == v->batch || (!more && b->ndocs)) {
+            if ((rc = batch_map(b, p)) != DV_OK || (rc = writer_hand(&w, b)) != DV_OK)
                 break;
-            done_n = b.docs[b.ndocs - 1].seq - from;
-            db_task_progress(task, done_n, total);
-            batch_reset(&b);
+            b = b == &bs[0] ? &bs[1] : &bs[0];
+            writer_wait_for(&w, b);
         }
         if (!more)
             break;
     }
+    /* let the writer finish what it holds */
+    pthread_mutex_lock(&w.mu);
+    w.stop = 1;
+    pthread_cond_broadcast(&w.cv);
+    pthread_mutex_unlock(&w.mu);
+    pthread_join(wtid, NULL);
+    writer_started = 0;
+    if (rc == DV_OK)
+        rc = w.rc;
     /* Every view now covers the snapshot, rows or not. */
     for (size_t i = 0; rc == DV_OK && i < nviews; i++) {
         view_file *vf = files[i]->vf;
@@ -905,7 +1008,17 @@ done:
     if (cur)
         store_seq_cursor_close(cur);
     store_change_free(&ch);
-    batch_free(&b);
+    if (writer_started) {
+        pthread_mutex_lock(&w.mu);
+        w.stop = 1;
+        pthread_cond_broadcast(&w.cv);
+        pthread_mutex_unlock(&w.mu);
+        pthread_join(wtid, NULL);
+    }
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    batch_free(&bs[0]);
+    batch_free(&bs[1]);
     if (p)
         qserver_release(v->qs, p);
     if (snap)

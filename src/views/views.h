@@ -39,7 +39,7 @@ typedef struct view_index view_index;
 typedef struct views_opts {
     qserver *qs;               /* the query-server pool (not owned) */
     store_btree_cache *cache;  /* node cache for view files (may be NULL) */
-    size_t batch_docs;         /* documents per map batch; 0: 500 */
+    size_t batch_docs;         /* documents per map batch; 0: 2000 */
 } views_opts;
 
 int views_open(const views_opts *o, views **out);
