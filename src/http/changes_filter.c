@@ -83,6 +83,7 @@ struct cfilter {
     char *name;
     qserver *qs;
     workers_t *workers;
+    http_server_t *server;
     cfilter_back_fn back;
     void *ctx;
     buf_t tmpl; /* req members id .. userCtx, as an object text */
@@ -370,6 +371,7 @@ int cfilter_new(http_req_t *r, int kind, const char *ddoc, const char *name, int
     cf->all_docs = all_docs;
     cf->qs = views_qserver(v);
     cf->workers = http_server_workers(r->server);
+    cf->server = r->server;
     cf->back = back;
     cf->ctx = ctx;
     size_t dl = strlen(ddoc);
@@ -681,12 +683,15 @@ typedef struct run {
     buf_t res;
 } run;
 
+/* Whether to give up: the feed is gone, the drain time ran out, or the
+ * server stops (a feed waiting for its first batch is no stream yet, so
+ * the stop reaches it only when its batch is back: make that soon). */
 static int cancelled(cfilter *cf)
 {
     pthread_mutex_lock(&cf->mu);
     int c = cf->cancel;
     pthread_mutex_unlock(&cf->mu);
-    return c;
+    return c || http_server_stop_requested(cf->server);
 }
 
 static int from_qserver(cfilter *cf, int rc, const qserver_error *err)
@@ -729,6 +734,32 @@ static int on_map(void *ctx, size_t i, const char *rows, size_t len, const char 
     return rc;
 }
 
+/* One qserver_filter call for docs [from, from + n) (their JSON array in
+ * text); records their verdicts. */
+static int call_filter(run *x, size_t from, size_t n, const char *text, size_t len, qserver_error *err)
+{
+    cfilter *cf = x->cf;
+    buf_reset(&x->res);
+    int rc = qserver_filter(x->p, cf->handle, cf->name, text, len, (const char *)cf->req.data, cf->req.len,
+                            &x->res, err);
+    if (rc != DV_OK)
+        return rc;
+    json_doc jd = JSON_DOC_INIT;
+    rc = json_doc_parse(&jd, x->res.data, x->res.len, 0, NULL);
+    const json_val *arr = rc == DV_OK ? json_doc_root(&jd) : NULL;
+    if (!arr || !json_is_array(arr) || json_len(arr) != n) {
+        set_error(cf, 500, "os_process_error", "bad reply from the query server");
+        rc = DV_ERR_CORRUPT;
+    } else {
+        json_iter it = json_iter_begin(arr);
+        const json_val *b;
+        for (size_t i = from; json_iter_elem(&it, &b); i++)
+            cf->leaves[x->leaf[i]].pass = json_is_true(b);
+    }
+    json_doc_free(&jd);
+    return rc;
+}
+
 /* Sends the rendered documents to the query server and records verdicts. */
 static int flush(run *x)
 {
@@ -753,26 +784,31 @@ static int flush(run *x)
         if (rc != DV_OK && !cf->ferror[0])
             from_qserver(cf, rc, &err);
     } else {
-        if ((rc = buf_append_byte(&x->docs, ']')) != DV_OK)
-            return rc;
-        buf_reset(&x->res);
-        rc = qserver_filter(x->p, cf->handle, cf->name, (const char *)x->docs.data, x->docs.len,
-                            (const char *)cf->req.data, cf->req.len, &x->res, &err);
-        if (rc != DV_OK)
-            return from_qserver(cf, rc, &err);
-        json_doc jd = JSON_DOC_INIT;
-        rc = json_doc_parse(&jd, x->res.data, x->res.len, 0, NULL);
-        const json_val *arr = rc == DV_OK ? json_doc_root(&jd) : NULL;
-        if (!arr || !json_is_array(arr) || json_len(arr) != x->n) {
-            set_error(cf, 500, "os_process_error", "bad reply from the query server");
-            rc = DV_ERR_CORRUPT;
-        } else {
-            json_iter it = json_iter_begin(arr);
-            const json_val *b;
-            for (size_t i = 0; json_iter_elem(&it, &b); i++)
-                cf->leaves[x->leaf[i]].pass = json_is_true(b);
+        rc = buf_append_byte(&x->docs, ']');
+        if (rc == DV_OK)
+            rc = call_filter(x, 0, x->n, (const char *)x->docs.data, x->docs.len, &err);
+        /* The deadline is per call; CouchDB's is per document (it filters
+         * one at a time).  A batch that ran out of time goes again one
+         * document per call, as CouchDB's retry of a batch that failed. */
+        if (rc == DV_ERR_TIMEOUT && x->n > 1) {
+            buf_t one = BUF_INIT;
+            rc = DV_OK;
+            for (size_t i = 0; rc == DV_OK && i < x->n; i++) {
+                if (cancelled(cf)) {
+                    set_error(cf, 503, "service_unavailable", "The server is stopping.");
+                    rc = DV_ERR_CLOSED;
+                    break;
+                }
+                buf_reset(&one);
+                if ((rc = buf_append_byte(&one, '[')) == DV_OK &&
+                    (rc = buf_append(&one, x->docs.data + x->off[i], x->len[i])) == DV_OK &&
+                    (rc = buf_append_byte(&one, ']')) == DV_OK)
+                    rc = call_filter(x, i, 1, (const char *)one.data, one.len, &err);
+            }
+            buf_free(&one);
         }
-        json_doc_free(&jd);
+        if (rc != DV_OK && !cf->ferror[0])
+            from_qserver(cf, rc, &err);
     }
     x->n = 0;
     buf_reset(&x->docs);
@@ -831,6 +867,11 @@ static int run_batch(run *x)
     if ((rc = qserver_acquire(cf->qs, cf->handle, &x->p)) != DV_OK) {
         set_error(cf, 500, "os_process_error", "no query server process could start");
         return rc;
+    }
+    if (cancelled(cf)) { /* it may have waited long for a free process */
+        set_error(cf, 503, "service_unavailable", "The server is stopping.");
+        rc = DV_ERR_CLOSED;
+        goto done;
     }
     if ((rc = qserver_define(x->p, cf->handle, (const char *)cf->def.data, cf->def.len, &errs, &err)) != DV_OK) {
         from_qserver(cf, rc, &err);

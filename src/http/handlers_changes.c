@@ -548,12 +548,13 @@ static int pass_run_qs(http_req_t *r, changes_feed *f, buf_t *out)
             continue;
         }
         uint64_t examined = f->examined;
-        while (cfilter_count(f->cf) < BATCH && (rc = pass_next(f)) == 1)
+        int more = 1;
+        while (cfilter_count(f->cf) < BATCH && (more = pass_next(f)) == 1)
             if ((rc = cfilter_add(f->cf, &f->ch)) != DV_OK)
                 return rc;
-        if (rc < 0)
-            return rc;
-        f->batch_eof = rc == 0;
+        if (more < 0)
+            return more;
+        f->batch_eof = more == 0;
         f->examined = examined;
         if (cfilter_count(f->cf) == 0)
             return PASS_COMPLETE;

@@ -7,8 +7,10 @@
 // nothing passes, an edited filter, clients that leave while a batch is
 // being judged, and a stop with filtered feeds open.
 import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { openFeed, request, startServer } from './helpers.mjs';
+import { openFeed, request, startServer, tempDir } from './helpers.mjs';
 
 const J = { 'Content-Type': 'application/json' };
 const row = (seq, id, revs, extra = {}) => JSON.stringify({ seq: String(seq), id, changes: revs.map((rev) => ({ rev })), ...extra });
@@ -267,6 +269,54 @@ describe('_changes filters', () => {
     await sleep(1500); // the abandoned batches finish on their workers
     const s = await req('/fq/_changes?filter=app/even&since=2');
     assert.equal(s.status, 200);
+  });
+});
+
+describe('_changes filters: slow and endless functions', () => {
+  // os_process_timeout 500 ms keeps these quick
+  let srv;
+  let cfgDir;
+  const req = (p, init) => request(srv.url, p, init);
+  before(async () => {
+    cfgDir = tempDir('divan-cfg-');
+    const ini = path.join(cfgDir, 'short.ini');
+    writeFileSync(ini, '[couchdb]\nos_process_timeout = 500\n');
+    srv = await startServer({ args: ['--config', ini] });
+  });
+  after(async () => {
+    await srv.stop();
+    rmSync(cfgDir, { recursive: true, force: true });
+  });
+
+  test('the deadline is per document, as CouchDB\'s: a batch over it goes again one by one', async () => {
+    assert.equal((await req('/slow', { method: 'PUT' })).status, 201);
+    const ddoc = {
+      filters: {
+        slow: 'function(doc) { var t = Date.now(); while (Date.now() - t < 40) {} return doc.n % 2 === 0; }',
+        endless: 'function(doc) { while (true) {} }',
+      },
+    };
+    assert.equal((await req('/slow/_design/app', { method: 'PUT', headers: J, body: JSON.stringify(ddoc) })).status, 201);
+    const docs = [];
+    for (let i = 1; i <= 30; i++) docs.push({ _id: `s${String(i).padStart(2, '0')}`, n: i });
+    assert.equal((await req('/slow/_bulk_docs', { method: 'POST', headers: J, body: JSON.stringify({ docs }) })).status, 201);
+    let r = await req('/slow/_changes?filter=app/slow');
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.results.length, 15);
+    r = await req('/slow/_changes?filter=app/endless');
+    assert.equal(r.status, 500);
+  });
+
+  test('a stop while an endless filter runs: its feed ends, the process exits 0 within a deadline or so', async () => {
+    const feed = openFeed(srv.url, '/slow/_changes?feed=continuous&filter=app/endless');
+    await sleep(100); // its first batch is on a worker, its response not started
+    const t0 = Date.now();
+    const stopped = await srv.stop();
+    await feed.ended;
+    assert.equal(stopped.code, 0);
+    assert.equal(feed.status, 200);
+    assert.equal(feed.text, '{"last_seq":"0","pending":31}\n');
+    assert.ok(Date.now() - t0 < 3000, `stop took ${Date.now() - t0} ms`);
   });
 });
 
