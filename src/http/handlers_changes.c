@@ -46,6 +46,16 @@
  * A heartbeat is "\n" except for eventsource; a feed about to wait that has
  * sent nothing yet sends one "\n" first (CouchDB's waiting_for_updates),
  * which also gets the response headers to the client at once.
+ *
+ * filter={ddoc}/{name} and filter=_view run in the JavaScript query server,
+ * which blocks, so never here: a pass hands candidates BATCH at a time to
+ * a worker (changes_filter.h) and fill returns WAIT until the verdicts are
+ * back (a channel wakes the stream); waiting for commits stays as above.
+ * Such a feed starts its response only when it has something to send
+ * (feed_kick, CouchDB's delayed response), so a function that throws
+ * before any row gets a real error status; after, the feed ends with
+ * CouchDB's error line.  A pass that ends while a batch is out (a stop, a
+ * client gone) lends its snapshot to the batch, which releases it.
  */
 #include "base/status.h"
 #include "http/changes_filter.h"
