@@ -280,7 +280,8 @@ describe('_changes filters: slow and endless functions', () => {
   before(async () => {
     cfgDir = tempDir('divan-cfg-');
     const ini = path.join(cfgDir, 'short.ini');
-    writeFileSync(ini, '[couchdb]\nos_process_timeout = 500\n');
+    // one event loop: a loop blocked by a filter would stall every request
+    writeFileSync(ini, '[couchdb]\nos_process_timeout = 500\n[divan]\nhttp_threads = 1\n');
     srv = await startServer({ args: ['--config', ini] });
   });
   after(async () => {
@@ -300,7 +301,12 @@ describe('_changes filters: slow and endless functions', () => {
     const docs = [];
     for (let i = 1; i <= 30; i++) docs.push({ _id: `s${String(i).padStart(2, '0')}`, n: i });
     assert.equal((await req('/slow/_bulk_docs', { method: 'POST', headers: J, body: JSON.stringify({ docs }) })).status, 201);
-    let r = await req('/slow/_changes?filter=app/slow');
+    const slow = req('/slow/_changes?filter=app/slow');
+    await sleep(100);
+    const t0 = Date.now();
+    assert.equal((await req('/slow')).status, 200); // the loop answers while the filter runs
+    assert.ok(Date.now() - t0 < 300, `GET /slow took ${Date.now() - t0} ms during a filtered feed`);
+    let r = await slow;
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.results.length, 15);
     r = await req('/slow/_changes?filter=app/endless');
