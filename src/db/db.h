@@ -94,6 +94,7 @@ int db_snapshot(db_t *db, store_snap **out);
 /* How to render a revision (GET /{db}/{docid} parameters). */
 typedef struct db_render_opts {
     int revs;              /* _revisions */
+    uint32_t revs_limit;   /* with revs: at most this many ids, newest first (0: all) */
     int revs_info;         /* _revs_info */
     int conflicts;         /* _conflicts (other non-deleted leaves) */
     int deleted_conflicts; /* _deleted_conflicts */

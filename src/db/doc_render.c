@@ -174,6 +174,8 @@ int db_render_doc(const store_snap *s, const store_docinfo *di, uint32_t idx, co
     }
     if (o->revs) {
         uint32_t n = revtree_path(t, idx, buf);
+        if (o->revs_limit && n > o->revs_limit)
+            n = o->revs_limit; /* the path runs from idx to the root */
         json_write_key_cstr(w, "_revisions");
         json_write_begin_object(w);
         json_write_key_cstr(w, "start");

@@ -46,8 +46,19 @@
  * A heartbeat is "\n" except for eventsource; a feed about to wait that has
  * sent nothing yet sends one "\n" first (CouchDB's waiting_for_updates),
  * which also gets the response headers to the client at once.
+ *
+ * filter={ddoc}/{name} and filter=_view run in the JavaScript query server,
+ * which blocks, so never here: a pass hands candidates BATCH at a time to
+ * a worker (changes_filter.h) and fill returns WAIT until the verdicts are
+ * back (a channel wakes the stream); waiting for commits stays as above.
+ * Such a feed starts its response only when it has something to send
+ * (feed_kick, CouchDB's delayed response), so a function that throws
+ * before any row gets a real error status; after, the feed ends with
+ * CouchDB's error line.  A pass that ends while a batch is out (a stop, a
+ * client gone) lends its snapshot to the batch, which releases it.
  */
 #include "base/status.h"
+#include "http/changes_filter.h"
 #include "http/handlers.h"
 #include "http/hutil.h"
 #include "http/stats.h"
@@ -64,11 +75,12 @@
 #define MAX_WAIT_MS 60000LL               /* [chttpd] changes_timeout: caps heartbeat and timeout */
 #define DEFAULT_LIMIT 1000000000000000LL  /* #changes_args.limit: seq_interval counts from it */
 #define LOOKUP_MAX 1000                   /* [couchdb] changes_doc_ids_optimization_threshold */
+#define BATCH 100                         /* candidates per query-server batch (JS and _view filters) */
 
 enum { FEED_NORMAL, FEED_LONGPOLL, FEED_CONTINUOUS, FEED_EVENTSOURCE };
-enum { FILTER_NONE, FILTER_DOC_IDS, FILTER_DESIGN };
+enum { FILTER_NONE, FILTER_DOC_IDS, FILTER_DESIGN, FILTER_QS };
 enum { ST_SCAN, ST_WAIT, ST_END };
-enum { PASS_MORE = 0, PASS_COMPLETE = 1, PASS_LIMIT = 2 };
+enum { PASS_MORE = 0, PASS_COMPLETE = 1, PASS_LIMIT = 2, PASS_WAIT = 3, PASS_FAILED = 4 };
 
 typedef struct id_span {
     size_t off, len; /* into a buf of ids back to back */
@@ -128,6 +140,13 @@ typedef struct changes_feed {
     int di_fresh;           /* di is ch's document, read by this pass */
     uint32_t *lbuf;         /* revtree_leaves scratch */
     size_t lcap;
+    /* JavaScript and _view filters (FILTER_QS) */
+    cfilter *cf;
+    int batch_eof;          /* the pass's cursor is used up */
+    int streaming;          /* the response started (else a failure still gets its status) */
+    int failed;             /* the filter failed: cfilter_error says why */
+    buf_t pre;              /* what the feed produced before its response started */
+    int pre_rc;             /* and what fill said then; -1: nothing held */
 } changes_feed;
 
 static long long now_ms(void)
@@ -143,6 +162,10 @@ static void pass_close(changes_feed *f)
 {
     store_seq_cursor_close(f->cur);
     f->cur = NULL;
+    if (f->cf && f->snap && cfilter_adopt(f->cf, f->db, f->snap)) {
+        f->snap = NULL; /* a batch still reads them: released when it is back */
+        f->db = NULL;
+    }
     if (f->snap)
         store_snap_release(f->snap);
     f->snap = NULL;
@@ -156,6 +179,8 @@ static void pass_close(changes_feed *f)
 static void feed_free(changes_feed *f)
 {
     pass_close(f);
+    cfilter_free(f->cf);
+    buf_free(&f->pre);
     if (f->counted)
         http_stat_add(STAT_CHANGES_CLIENTS, -1);
     buf_free(&f->idbuf);
@@ -424,7 +449,7 @@ static int list_build(changes_feed *f, int *fits)
 /* ---- passes ------------------------------------------------------------------------ */
 
 /* Starts a pass over f->snap (taken by the caller). */
-static int pass_begin(changes_feed *f, int descending)
+static int pass_begin(http_req_t *r, changes_feed *f, int descending)
 {
     f->pass_desc = descending;
     f->seen_seq = f->snap_seq;
@@ -432,6 +457,13 @@ static int pass_begin(changes_feed *f, int descending)
     f->nlist = f->ilist = 0;
     buf_reset(&f->listids);
     int fits = 0;
+    if (f->cf) {
+        int rc = cfilter_pass(f->cf, r, f->db, f->snap);
+        if (rc != DV_OK)
+            return rc;
+        f->batch_eof = 0;
+        f->deadline_ms = now_ms() + f->heartbeat_ms; /* heartbeats while nothing passes */
+    }
     if (f->filter == FILTER_DESIGN || (f->filter == FILTER_DOC_IDS && f->nids <= LOOKUP_MAX)) {
         int rc = list_build(f, &fits);
         if (rc != DV_OK)
@@ -489,14 +521,66 @@ static int pass_end(changes_feed *f, int complete)
     }
     f->last_seq = end;
     f->pending = n;
+    if (f->cf)
+        cfilter_drop(f->cf); /* verdicts past a limit */
     pass_close(f);
     return rc;
 }
 
-/* Appends rows until the part is full (PASS_MORE) or the pass ends
- * (PASS_COMPLETE, PASS_LIMIT), or returns an error. */
-static int pass_run(changes_feed *f, buf_t *out)
+/* pass_run through a JavaScript or _view filter: candidates go to a
+ * worker BATCH at a time (PASS_WAIT while one is out; the channel wakes
+ * the stream).  examined only moves over candidates whose verdict was
+ * used, so a pass cut short (limit, stop) never skips an untested one. */
+static int pass_run_qs(http_req_t *r, changes_feed *f, buf_t *out)
 {
+    while (out->len < CHUNK) {
+        if (f->limit == 0)
+            return PASS_LIMIT;
+        int st = cfilter_state(f->cf), rc = 1;
+        if (st == CF_OUT)
+            return PASS_WAIT;
+        if (st == CF_FAILED)
+            return PASS_FAILED;
+        if (st == CF_READY) {
+            uint64_t last = 0;
+            if ((rc = cfilter_next(f->cf, &f->ch, &last)) < 0)
+                return rc;
+            if (rc == 0) {
+                f->examined = last;
+                if (f->batch_eof)
+                    return PASS_COMPLETE;
+                continue;
+            }
+            f->examined = f->ch.seq;
+            f->di_fresh = 0;
+            if ((rc = write_row(f, out)) != DV_OK)
+                return rc;
+            continue;
+        }
+        uint64_t examined = f->examined;
+        int more = 1;
+        while (cfilter_count(f->cf) < BATCH && (more = pass_next(f)) == 1)
+            if ((rc = cfilter_add(f->cf, &f->ch)) != DV_OK)
+                return rc;
+        if (more < 0)
+            return more;
+        f->batch_eof = more == 0;
+        f->examined = examined;
+        if (cfilter_count(f->cf) == 0)
+            return PASS_COMPLETE;
+        if ((rc = cfilter_submit(f->cf, r, f->snap)) != DV_OK)
+            return rc;
+    }
+    return PASS_MORE;
+}
+
+/* Appends rows until the part is full (PASS_MORE) or the pass ends
+ * (PASS_COMPLETE, PASS_LIMIT), or returns an error; with a query-server
+ * filter also PASS_WAIT (a batch is out) or PASS_FAILED. */
+static int pass_run(http_req_t *r, changes_feed *f, buf_t *out)
+{
+    if (f->cf)
+        return pass_run_qs(r, f, out);
     while (out->len < CHUNK) {
         if (f->limit == 0)
             return PASS_LIMIT;
@@ -574,7 +658,7 @@ static int wait_step(http_req_t *r, changes_feed *f, buf_t *out)
     if (rc != DV_OK)
         return rc;
     if (f->snap_seq > f->seen_seq) {
-        if ((rc = pass_begin(f, 0)) != DV_OK)
+        if ((rc = pass_begin(r, f, 0)) != DV_OK)
             return rc;
         f->state = ST_SCAN;
         return -1;
@@ -592,10 +676,67 @@ static int wait_step(http_req_t *r, changes_feed *f, buf_t *out)
     return HTTP_STREAM_WAIT;
 }
 
+/* A scan waits for a batch of verdicts.  Waiting feeds with a heartbeat
+ * keep it while nothing passes (CouchDB's maybe_heartbeat); the timer
+ * wakes fill for it, which finds the batch still out and waits again. */
+static int scan_wait(http_req_t *r, changes_feed *f, buf_t *out)
+{
+    if (f->feed == FEED_NORMAL || !f->heartbeat_ms)
+        return HTTP_STREAM_WAIT;
+    long long now = now_ms();
+    if (now >= f->deadline_ms) {
+        int rc = write_heartbeat(f, out);
+        if (rc != DV_OK)
+            return rc;
+        f->deadline_ms = now + f->heartbeat_ms;
+    }
+    arm_timer(r, f, now);
+    return HTTP_STREAM_WAIT;
+}
+
+/* The filter failed (it threw, or the query server did).  Before the
+ * response started the caller answers with the error's status; after,
+ * CouchDB's send_chunked_error: a last line {"code","error","reason"}. */
+static int feed_failed(changes_feed *f, buf_t *out)
+{
+    int status;
+    const char *error, *reason;
+    cfilter_error(f->cf, &status, &error, &reason);
+    f->failed = 1;
+    f->state = ST_END;
+    pass_close(f);
+    if (!f->streaming)
+        return DV_ERR_INVALID;
+    int rc = buf_append_str(out, f->feed == FEED_EVENTSOURCE ? "event: error\ndata: " : "\n");
+    json_writer w;
+    json_writer_init(&w, out);
+    json_write_begin_object(&w);
+    json_write_key_cstr(&w, "code");
+    json_write_i64(&w, status);
+    json_write_key_cstr(&w, "error");
+    json_write_cstr(&w, error);
+    json_write_key_cstr(&w, "reason");
+    json_write_cstr(&w, reason);
+    json_write_end_object(&w);
+    if (rc == DV_OK)
+        rc = w.err;
+    if (rc == DV_OK)
+        rc = buf_append_str(out, f->feed == FEED_EVENTSOURCE ? "\n\n" : "\n");
+    return rc == DV_OK ? HTTP_STREAM_DONE : rc;
+}
+
 static int changes_fill(http_req_t *r, void *ctx, buf_t *out)
 {
     changes_feed *f = ctx;
     int rc;
+    if (f->pre_rc >= 0) {
+        /* the first part, produced before the response started */
+        rc = buf_append(out, f->pre.data, f->pre.len);
+        buf_free(&f->pre);
+        int then = f->pre_rc;
+        f->pre_rc = -1;
+        return rc != DV_OK ? rc : then;
+    }
     if (!f->started && (f->feed == FEED_NORMAL || f->feed == FEED_LONGPOLL) &&
         (rc = buf_append_str(out, "{\"results\":[\n")) != DV_OK)
         return rc;
@@ -615,11 +756,18 @@ static int changes_fill(http_req_t *r, void *ctx, buf_t *out)
                 return rc;
             return feed_done(f, out);
         }
-        rc = pass_run(f, out);
+        long long nrows = f->nrows;
+        rc = pass_run(r, f, out);
         if (rc < 0)
             return rc;
+        if (f->cf && f->nrows > nrows && f->heartbeat_ms)
+            f->deadline_ms = now_ms() + f->heartbeat_ms; /* rows count as a heartbeat */
         if (rc == PASS_MORE)
             return HTTP_STREAM_MORE;
+        if (rc == PASS_WAIT)
+            return scan_wait(r, f, out);
+        if (rc == PASS_FAILED)
+            return feed_failed(f, out);
         if ((rc = pass_end(f, rc == PASS_COMPLETE)) != DV_OK)
             return rc;
         /* keep_sending_changes: when the feed ends after a pass. */
@@ -909,9 +1057,25 @@ static int not_implemented(http_req_t *r, const char *what)
     return send_err(r, 501, "not_implemented", "%s filters are not supported yet", what);
 }
 
-/* configure_filter: the builtins, and design-document filters answered as
- * CouchDB answers when they do not exist (JavaScript and Mango filters
- * come later; an existing one gets 501). */
+static void feed_batch_back(http_req_t *r, void *ctx);
+
+/* A filter run by the query server (changes_filter.h). */
+static int use_qs_filter(http_req_t *r, changes_feed *f, int kind, const char *ddoc, const char *name)
+{
+    f->filter = FILTER_QS;
+    int rc = cfilter_new(r, kind, ddoc, name, f->all_docs, feed_batch_back, f, &f->cf);
+    if (rc == DV_ERR_INVALID)
+        return rc; /* answered */
+    if (rc == DV_ERR_NOTFOUND)
+        return send_err(r, 500, "os_process_error", "%s", "no JavaScript query server");
+    if (rc != DV_OK)
+        http_send_internal(r, rc);
+    return rc;
+}
+
+/* configure_filter: the builtins, and design-document filters (404 as
+ * CouchDB when the design document or the function is missing; Mango
+ * selectors come later and get 501). */
 static int parse_filter(http_req_t *r, changes_feed *f, const json_val *body)
 {
     const http_str_t *v = qs_last(r, "filter");
@@ -950,7 +1114,7 @@ static int parse_filter(http_req_t *r, changes_feed *f, const json_val *body)
             return bad_request(r, "`view` must be of the form `designname/viewname`");
         if (ddoc_member(r, f->snap, a, "views", b) != DV_OK)
             return DV_ERR_INVALID;
-        return not_implemented(r, "_view");
+        return use_qs_filter(r, f, CFILTER_VIEW, a, b);
     }
     if (v->p[0] == '_')
         return bad_request(r, "unknown builtin filter name");
@@ -961,7 +1125,7 @@ static int parse_filter(http_req_t *r, changes_feed *f, const json_val *body)
         return bad_request(r, "`filter` must be of the form `designname/filtername`");
     if (ddoc_member(r, f->snap, a, "filters", b) != DV_OK)
         return DV_ERR_INVALID;
-    return not_implemented(r, "JavaScript");
+    return use_qs_filter(r, f, CFILTER_JS, a, b);
 }
 
 /* ---- the handler ----------------------------------------------------------------------- */
@@ -1002,6 +1166,45 @@ static int etag_matches(http_req_t *r, const char *etag)
     return 0;
 }
 
+/* A feed with a query-server filter starts its response only once it has
+ * something to send (CouchDB's delayed response): until then a filter
+ * that throws still gets its own status.  Runs again each time a batch is
+ * back, until the stream takes over. */
+static void feed_kick(http_req_t *r, changes_feed *f)
+{
+    int rc = changes_fill(r, f, &f->pre);
+    if (rc == HTTP_STREAM_WAIT && !f->sent_any)
+        return; /* a batch is out: feed_batch_back calls again */
+    if (rc < 0) {
+        int status;
+        const char *error, *reason;
+        if (f->failed) {
+            cfilter_error(f->cf, &status, &error, &reason);
+            http_send_error(r, status, error, reason);
+        } else {
+            http_send_internal(r, rc);
+        }
+        feed_free(f);
+        return;
+    }
+    f->pre_rc = rc;
+    f->streaming = 1;
+    http_stream_start(r, 200, changes_fill, feed_dispose, f); /* may free f */
+}
+
+static void feed_batch_back(http_req_t *r, void *ctx)
+{
+    changes_feed *f = ctx;
+    if (f->streaming) {
+        if (r)
+            http_stream_wake(r);
+    } else if (!r) {
+        feed_free(f); /* the client left before the response started */
+    } else {
+        feed_kick(r, f);
+    }
+}
+
 void http_handle_changes(http_req_t *r)
 {
     json_doc jd = JSON_DOC_INIT;
@@ -1030,6 +1233,7 @@ void http_handle_changes(http_req_t *r)
     }
     store_change_init(&f->ch);
     store_docinfo_init(&f->di);
+    f->pre_rc = -1;
     const http_str_t *name = &r->match.db;
     memcpy(f->dbname, name->p, name->n); /* http_open_db checked its length */
     f->dbname[name->n] = 0;
@@ -1069,11 +1273,21 @@ void http_handle_changes(http_req_t *r)
         http_add_header(r, "Content-Type", "text/event-stream");
         http_add_header(r, "Cache-Control", "no-cache");
     }
-    if ((rc = pass_begin(f, f->descending)) != DV_OK) {
+    if ((rc = pass_begin(r, f, f->descending)) == DV_ERR_NOTFOUND && f->cf) {
+        /* the member exists but holds no function source */
+        send_err(r, 404, "not_found", "%s", "missing function on design doc");
+        goto fail;
+    }
+    if (rc != DV_OK) {
         http_send_internal(r, rc);
         goto fail;
     }
     f->state = ST_SCAN;
+    if (f->cf) {
+        feed_kick(r, f);
+        return;
+    }
+    f->streaming = 1;
     http_stream_start(r, 200, changes_fill, feed_dispose, f);
     return;
 fail:

@@ -519,6 +519,7 @@ int http_stream_watch_db(http_req_t *r, const char *db)
 }
 
 int http_server_stopping(http_req_t *r) { return r->loop->stopping; }
+int http_server_stop_requested(http_server_t *s) { return atomic_load(&s->stop_requested); }
 
 static void stream_dispose(void *p)
 {

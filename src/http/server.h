@@ -180,5 +180,7 @@ void http_stream_wake_after(http_req_t *r, uint64_t ms);
 int http_stream_watch_db(http_req_t *r, const char *db);
 /* 1 once the server is stopping: long feeds should finish. */
 int http_server_stopping(http_req_t *r);
+/* The same from any thread (work on a worker that should give up). */
+int http_server_stop_requested(http_server_t *s);
 
 #endif

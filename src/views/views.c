@@ -84,6 +84,8 @@ int views_open(const views_opts *o, views **out)
     return DV_OK;
 }
 
+qserver *views_qserver(views *v) { return v->qs; }
+
 static void md5_hex(const void *p, size_t n, char out[33])
 {
     unsigned char md[16];

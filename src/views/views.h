@@ -43,6 +43,8 @@ typedef struct views_opts {
 } views_opts;
 
 int views_open(const views_opts *o, views **out);
+/* The query-server pool the engine was opened with (for _changes filters). */
+qserver *views_qserver(views *v);
 /* Every index must have been released. */
 void views_close(views *v);
 

@@ -8,6 +8,7 @@
 // same tests run against the ASan build.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -109,4 +110,44 @@ export async function request(base, pathname, init = {}) {
   let json;
   try { json = JSON.parse(text); } catch { json = undefined; }
   return { status: res.status, headers: res.headers, text, json };
+}
+
+// A streamed response read as it arrives (node:http, one socket each).
+export function openFeed(base, path, { method = 'GET', headers = {}, body } = {}) {
+  const u = new URL(base);
+  const feed = { text: '', status: 0, headers: null, done: false };
+  const waiters = [];
+  const poke = () => {
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const w = waiters[i];
+      if (w.pred(feed)) { clearTimeout(w.timer); waiters.splice(i, 1); w.resolve(feed); }
+    }
+  };
+  let req;
+  feed.ended = new Promise((resolve, reject) => {
+    req = http.request({ host: u.hostname, port: u.port, path, method, headers, agent: false }, (res) => {
+      feed.status = res.statusCode;
+      feed.headers = res.headers;
+      res.setEncoding('utf8');
+      res.on('data', (d) => { feed.text += d; poke(); });
+      res.on('end', () => { feed.done = true; poke(); resolve(feed); });
+      res.on('error', (e) => (feed.closed ? resolve(feed) : reject(e)));
+    });
+    req.on('error', (e) => (feed.closed ? resolve(feed) : reject(e)));
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+  // Resolves once pred(feed) holds; rejects after ms with what arrived.
+  feed.until = (pred, ms = 5000) => new Promise((resolve, reject) => {
+    if (pred(feed)) { resolve(feed); return; }
+    const w = { pred, resolve };
+    waiters.push(w);
+    w.timer = setTimeout(() => {
+      const i = waiters.indexOf(w);
+      if (i >= 0) { waiters.splice(i, 1); reject(new Error(`feed ${path} never got there; got ${JSON.stringify(feed.text)}`)); }
+    }, ms);
+  });
+  // The client hangs up (the server notices when it next writes).
+  feed.close = () => { feed.closed = true; req.destroy(); };
+  return feed;
 }

@@ -1,9 +1,10 @@
 // interop.test.mjs — real CouchDB clients against a real divan: PouchDB
 // (npm `pouchdb`, its LevelDB adapter in a temporary directory) replicating
 // to and from divan one-shot and live, with attachments and conflicts, and
-// using divan directly as a remote database; PouchDB's query() of divan's
-// views against PouchDB's own map/reduce over the same documents; nano's
-// CRUD, bulk, list, changes and attachment calls.
+// using divan directly as a remote database, live replication through a
+// filter function; PouchDB's query() of divan's views against PouchDB's own
+// map/reduce over the same documents; nano's CRUD, bulk, list, changes and
+// attachment calls.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -133,6 +134,26 @@ describe('PouchDB', () => {
       await waitFor('an update from divan', () => a.get('from-local').then((d) => d.v === 10, () => false));
     } finally {
       sync.cancel();
+    }
+  });
+
+  test('live replication from divan through a filter function (filter: ddoc/name, query_params)', async () => {
+    const r = remote('filtered-r');
+    const a = local('filtered-a');
+    await r.put({
+      _id: '_design/app',
+      filters: { team: 'function(doc, req) { return doc.team === req.query.team; }' },
+    });
+    await r.bulkDocs([{ _id: 'r1', team: 'red' }, { _id: 'b1', team: 'blue' }]);
+    const rep = PouchDB.replicate(r, a, { live: true, retry: true, filter: 'app/team', query_params: { team: 'red' } });
+    try {
+      await waitFor('the matching document', () => a.get('r1').then(() => true, () => false));
+      await r.bulkDocs([{ _id: 'b2', team: 'blue' }, { _id: 'r2', team: 'red' }]);
+      await waitFor('a live matching write', () => a.get('r2').then(() => true, () => false));
+      const all = await a.allDocs();
+      assert.deepEqual(all.rows.map((x) => x.id), ['r1', 'r2']);
+    } finally {
+      rep.cancel();
     }
   });
 });
