@@ -433,7 +433,13 @@ int views_get(views *v, db_t *db, const store_snap *snap, const char *ddoc_id, s
         db_err_set(e, 500, "unknown_error", "%s", dv_strerror(rc));
         return rc;
     }
+    /* The index follows the definition and every view's signature (which
+     * also covers options such as include_design and collation). */
+    size_t deflen = def.len;
+    for (size_t i = 0; i < g.nviews && rc == DV_OK; i++)
+        rc = buf_append(&def, g.views[i].sig, 32);
     md5_hex(def.data, def.len, hash);
+    def.len = deflen;
     const char *dir = db_index_dir(db);
     pthread_mutex_lock(&v->mu);
     view_index *ix = v->indexes;

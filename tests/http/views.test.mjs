@@ -232,6 +232,45 @@ describe('views', () => {
     assert.equal(n, 2, 'the lazy update landed');
   });
 
+  test('options.include_design, options.local_seq, CommonJS modules from views.lib', async () => {
+    await req('/opt', { method: 'PUT' });
+    await put('/opt/plain', { n: 1 });
+    await put('/opt/_design/other', { language: 'javascript' });
+    await put('/opt/_design/v', {
+      views: {
+        lib: { math: { twice: 'exports.twice = function (x) { return 2 * x; };' }, util: { four: 'var m = require("views/lib/math/twice"); exports.four = function (x) { return m.twice(m.twice(x)); };' } },
+        ids: { map: 'function(doc){ emit(doc._id, doc._local_seq || null); }' },
+        req: { map: 'function(doc){ if (doc.n) emit(require("views/lib/util/four").four(doc.n), null); }' },
+      },
+    });
+    let r = await view('opt', 'v', 'ids');
+    assert.deepEqual(r.json.rows.map((x) => x.id), ['plain'], 'design documents are not mapped by default');
+    assert.equal(r.json.rows[0].value, null);
+    r = await view('opt', 'v', 'req');
+    assert.deepEqual(r.json.rows.map((x) => x.key), [4]);
+    const d = (await req('/opt/_design/v')).json;
+    d.options = { include_design: true, local_seq: true };
+    assert.equal((await put('/opt/_design/v', d)).status, 201);
+    r = await view('opt', 'v', 'ids');
+    assert.deepEqual(r.json.rows.map((x) => x.id), ['_design/other', '_design/v', 'plain']);
+    assert.ok(r.json.rows.every((x) => typeof x.value === 'number' && x.value > 0), 'local_seq is passed to the map');
+  });
+
+  test('queries with update=false are answered while a long build runs', async () => {
+    await req('/busy', { method: 'PUT' });
+    for (let b = 0; b < 3; b++) await bulk(srv.url, 'busy', Array.from({ length: 2000 }, (_, i) => ({ _id: `b${b}-${i}`, i })));
+    await put('/busy/_design/v', { views: { slow: { map: 'function(doc){ var t = Date.now(); while (Date.now() - t < 1) {} emit(doc.i, null); }' } } });
+    const building = view('busy', 'v', 'slow', 'limit=0');
+    await new Promise((res) => setTimeout(res, 200));
+    const t0 = Date.now();
+    const r = await view('busy', 'v', 'slow', 'update=false&limit=1');
+    assert.equal(r.status, 200);
+    assert.ok(Date.now() - t0 < 1000, `a stale read waited ${Date.now() - t0} ms`);
+    assert.ok(r.json.total_rows < 6000, 'it read the index as last committed, mid-build');
+    const done = await building;
+    assert.equal(done.json.total_rows, 6000);
+  });
+
   test('a map function that throws skips that document for that view only', async () => {
     await req('/thr', { method: 'PUT' });
     await bulk(srv.url, 'thr', [{ _id: 'a', v: 1 }, { _id: 'b', bad: true }, { _id: 'c', v: 3 }]);
