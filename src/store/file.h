@@ -80,6 +80,14 @@ int store_file_close(store_file *f); /* does not commit; frees */
 int store_file_append(store_file *f, const void *data, size_t len, store_ptr *ptr);
 /* Reads and verifies the record at ptr into out (replacing its contents). */
 int store_file_read(store_file *f, store_ptr ptr, buf_t *out);
+/* Same without a copy where possible: *p points at the verified payload,
+ * either inside the file's read mapping (valid until the file is closed) or
+ * inside scratch (valid until scratch changes).  For readers that decode or
+ * decompress the record at once: a mapped read costs no system call. */
+int store_file_read_ref(store_file *f, store_ptr ptr, buf_t *scratch, const uint8_t **p);
+/* Length of a file's first read mapping (then doubled as it grows); tests
+ * lower it to make mappings grow under concurrent readers. */
+extern uint64_t store_file_map_min;
 
 /* Makes everything appended so far durable, then appends the header payload
  * and makes it durable (two syncs).  With sync == 0 nothing is synced (the

@@ -26,10 +26,12 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -443,11 +445,14 @@ static void test_header_copy_is_not_a_header(void **state)
     buf_free(&image);
 }
 
-/* Readers of committed records run while the appender appends and commits. */
+/* Readers of committed records run while the appender appends and commits:
+ * the first records, and the newest committed ones as they are published. */
+enum { FIRST = 500, BIG = 5000, LATER = 2000 };
 typedef struct reader_arg {
     store_file *f;
-    store_ptr *ptrs;
-    int n;
+    store_ptr *ptrs;                /* FIRST records "rec-<i>" */
+    store_ptr *later;               /* LATER records of 'z' * (i * 7 % BIG) */
+    _Atomic int *published;         /* how many of later are committed */
     int failures;
 } reader_arg;
 
@@ -455,49 +460,74 @@ static void *reader_main(void *p)
 {
     reader_arg *a = p;
     buf_t b = BUF_INIT;
-    for (int round = 0; round < 20; round++)
-        for (int i = 0; i < a->n; i++) {
+    uint8_t big[BIG];
+    memset(big, 'z', sizeof(big));
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < FIRST; i++) {
             char want[32];
             int n = snprintf(want, sizeof(want), "rec-%d", i);
             if (store_file_read(a->f, a->ptrs[i], &b) != DV_OK || b.len != (size_t)n ||
                 memcmp(b.data, want, (size_t)n) != 0)
                 a->failures++;
         }
+        int np = atomic_load(a->published);
+        for (int i = np > 200 ? np - 200 : 0; i < np; i++) {
+            size_t n = (size_t)(i * 7) % BIG;
+            if (store_file_read(a->f, a->later[i], &b) != DV_OK || b.len != n || (n && memcmp(b.data, big, n) != 0))
+                a->failures++;
+        }
+    }
     buf_free(&b);
     return NULL;
 }
 
+/* Readers of committed records while the appender goes on: through the read
+ * mapping, which is replaced by larger ones (from 4 KiB, so about ten times
+ * here) while they read, and through pread on a VFS that cannot map. */
 static void test_concurrent_readers(void **state)
 {
     fixture *fx = *state;
-    store_file *f;
-    enum { COMMITTED = 500 };
-    store_ptr ptrs[COMMITTED];
+    static store_ptr ptrs[FIRST], later[LATER];
     char rec[32];
-    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, STORE_FILE_CREATE, &f, NULL), DV_OK);
-    for (int i = 0; i < COMMITTED; i++) {
-        int n = snprintf(rec, sizeof(rec), "rec-%d", i);
-        assert_int_equal(store_file_append(f, rec, (size_t)n, &ptrs[i]), DV_OK);
+    uint64_t map_min = store_file_map_min;
+    store_vfs nomap = *store_vfs_posix();
+    nomap.map = NULL;
+    store_file_map_min = 4096;
+    for (int pass = 0; pass < 2; pass++) {
+        store_file *f;
+        _Atomic int published = 0;
+        unlink(fx->path);
+        assert_int_equal(store_file_open(pass ? &nomap : store_vfs_posix(), fx->path, STORE_FILE_CREATE, &f, NULL),
+                         DV_OK);
+        for (int i = 0; i < FIRST; i++) {
+            int n = snprintf(rec, sizeof(rec), "rec-%d", i);
+            assert_int_equal(store_file_append(f, rec, (size_t)n, &ptrs[i]), DV_OK);
+        }
+        assert_int_equal(store_file_commit(f, "h", 1, 0), DV_OK);
+        reader_arg args[2] = {{f, ptrs, later, &published, 0}, {f, ptrs, later, &published, 0}};
+        pthread_t th[2];
+        for (int t = 0; t < 2; t++)
+            assert_int_equal(pthread_create(&th[t], NULL, reader_main, &args[t]), 0);
+        uint8_t big[BIG];
+        memset(big, 'z', sizeof(big));
+        for (int i = 0; i < LATER; i++) {
+            size_t n = (size_t)(i * 7) % BIG;
+            assert_int_equal(store_file_append(f, big, n, &later[i]), DV_OK);
+            expect_record(f, later[i], big, n);
+            if (i % 100 == 99) {
+                assert_int_equal(store_file_commit(f, "h", 1, 0), DV_OK);
+                atomic_store(&published, i + 1);
+            }
+        }
+        for (int t = 0; t < 2; t++) {
+            assert_int_equal(pthread_join(th[t], NULL), 0);
+            assert_int_equal(args[t].failures, 0);
+        }
+        for (int i = 0; i < LATER; i++)
+            expect_record(f, later[i], big, (size_t)(i * 7) % BIG);
+        assert_int_equal(store_file_close(f), DV_OK);
     }
-    assert_int_equal(store_file_commit(f, "h", 1, 0), DV_OK);
-    reader_arg args[2] = {{f, ptrs, COMMITTED, 0}, {f, ptrs, COMMITTED, 0}};
-    pthread_t th[2];
-    for (int t = 0; t < 2; t++)
-        assert_int_equal(pthread_create(&th[t], NULL, reader_main, &args[t]), 0);
-    uint8_t big[5000];
-    memset(big, 'z', sizeof(big));
-    for (int i = 0; i < 2000; i++) {
-        store_ptr p;
-        assert_int_equal(store_file_append(f, big, (size_t)(i * 7) % sizeof(big), &p), DV_OK);
-        expect_record(f, p, big, (size_t)(i * 7) % sizeof(big));
-        if (i % 100 == 99)
-            assert_int_equal(store_file_commit(f, "h", 1, 0), DV_OK);
-    }
-    for (int t = 0; t < 2; t++) {
-        assert_int_equal(pthread_join(th[t], NULL), 0);
-        assert_int_equal(args[t].failures, 0);
-    }
-    assert_int_equal(store_file_close(f), DV_OK);
+    store_file_map_min = map_min;
 }
 
 /* ---- unsynced commits: the chain of headers ---------------------------- */
