@@ -44,7 +44,10 @@ static int has_reduce(const store_btree *t) { return t->ops && t->ops->reduce; }
 
 /* ---- point lookup ------------------------------------------------------ */
 
-int store_btree_get(const store_btree *t, const uint8_t *root, size_t root_len, store_slice key, buf_t *val)
+/* Finds key: *leaf (pinned: the caller releases it) and the index of the
+ * key in it.  DV_ERR_NOTFOUND (nothing pinned) when absent. */
+static int get_leaf(const store_btree *t, const uint8_t *root, size_t root_len, store_slice key, bt_node **leaf,
+                    uint32_t *idx)
 {
     bt_root r;
     int rc = bt_root_parse(root, root_len, &r);
@@ -58,24 +61,51 @@ int store_btree_get(const store_btree *t, const uint8_t *root, size_t root_len, 
         uint32_t i = bt_search(t->ops, nd, 0, key, 0);
         if (i == nd->n) {
             rc = DV_ERR_NOTFOUND; /* beyond the greatest key */
-            goto out;
+            goto fail;
         }
         bt_node *child = NULL;
         rc = bt_node_load(t, bt_child_ptr(nd, i), nd->level - 1u, nd->child[i].count, &child);
         if (rc)
-            goto out;
+            goto fail;
         bt_node_release(nd);
         nd = child;
     }
     uint32_t i = bt_search(t->ops, nd, 0, key, 0);
     if (i == nd->n || bt_cmp(t->ops, bt_key(nd, i), key) != 0) {
         rc = DV_ERR_NOTFOUND;
-        goto out;
+        goto fail;
     }
+    *leaf = nd;
+    *idx = i;
+    return DV_OK;
+fail:
+    bt_node_release(nd);
+    return rc;
+}
+
+int store_btree_get(const store_btree *t, const uint8_t *root, size_t root_len, store_slice key, buf_t *val)
+{
+    bt_node *nd;
+    uint32_t i;
+    int rc = get_leaf(t, root, root_len, key, &nd, &i);
+    if (rc)
+        return rc;
     store_slice v = bt_val(nd, i);
     buf_reset(val);
     rc = buf_append(val, v.p, v.n);
-out:
+    bt_node_release(nd);
+    return rc;
+}
+
+int store_btree_get_with(const store_btree *t, const uint8_t *root, size_t root_len, store_slice key,
+                         int (*fn)(void *arg, store_slice val), void *arg)
+{
+    bt_node *nd;
+    uint32_t i;
+    int rc = get_leaf(t, root, root_len, key, &nd, &i);
+    if (rc)
+        return rc;
+    rc = fn(arg, bt_val(nd, i));
     bt_node_release(nd);
     return rc;
 }

@@ -103,6 +103,7 @@ int bt_node_decode(const uint8_t *rec, size_t len, uint64_t off, const store_btr
             nd->child[i] = (bt_child){coff, ccount, (uint32_t)csize};
             total += ccount;
         }
+        e->prefix = bt_prefix(raw + e->koff, e->kn);
         *why = "keys out of order";
         if (i > 0 && bt_cmp(ops, bt_key(nd, i - 1), bt_key(nd, i)) >= 0)
             goto fail;
@@ -143,10 +144,11 @@ int bt_node_load(const store_btree *t, store_ptr p, unsigned level, uint64_t cou
     if (t->cache)
         nd = bt_cache_lookup(t->cache, t->file, p.off);
     if (!nd) {
-        rc = store_file_read(t->file, p, &b);
+        const uint8_t *rec;
+        rc = store_file_read_ref(t->file, p, &b, &rec);
         if (rc)
             goto fail;
-        rc = bt_node_decode(b.data, b.len, p.off, t->ops, &nd, &why);
+        rc = bt_node_decode(rec, p.size, p.off, t->ops, &nd, &why);
         if (rc) {
             if (rc == DV_ERR_CORRUPT)
                 corrupt(t, p.off, why);

@@ -264,8 +264,8 @@ int dbf_body_decode(const uint8_t *p, size_t n, buf_t *body, dbf_att **atts_out,
         rc = DV_ERR_CORRUPT;
     if (rc)
         goto fail;
-    atts = calloc(natts ? natts : 1, sizeof *atts);
-    if (!atts) {
+    /* Most revisions have no attachments: no allocation for them. */
+    if (natts && !(atts = calloc(natts, sizeof *atts))) {
         rc = DV_ERR_NOMEM;
         goto fail;
     }
@@ -331,9 +331,10 @@ fail:
 int dbf_body_read(store_file *f, store_ptr ptr, buf_t *body, dbf_att **atts, size_t *natts)
 {
     buf_t rec = BUF_INIT;
-    int rc = store_file_read(f, ptr, &rec);
+    const uint8_t *p;
+    int rc = store_file_read_ref(f, ptr, &rec, &p);
     if (!rc) {
-        rc = dbf_body_decode(rec.data, rec.len, body, atts, natts);
+        rc = dbf_body_decode(p, ptr.size, body, atts, natts);
         if (rc == DV_ERR_CORRUPT)
             log_error("dbfile: %s: bad body record at offset %llu", store_file_path(f), (unsigned long long)ptr.off);
     }
@@ -353,8 +354,11 @@ int store_snap_read_body(const store_snap *s, store_ptr body, store_docbody *out
     for (size_t i = 0; i < out->natts; i++)
         att_free(&out->atts[i]);
     free(out->atts);
-    out->atts = calloc(n ? n : 1, sizeof *out->atts);
+    out->atts = NULL;
     out->natts = 0;
+    if (n == 0)
+        return DV_OK;
+    out->atts = calloc(n, sizeof *out->atts);
     if (!out->atts) {
         dbf_atts_free(atts, n);
         return DV_ERR_NOMEM;
