@@ -22,6 +22,7 @@
 #include "store/dbfile.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 
 #define DBF_FORMAT 1
@@ -53,12 +54,15 @@ struct store_snap {
     uint64_t file_size; /* committed size when this state was published */
 };
 
-/* A queued write. */
+/* A queued write.  A blocking writer waits on its own semaphore, posted
+ * by the writer thread once its status is set: completing a group wakes
+ * exactly the group's waiters (a broadcast woke all 64 writers of a busy
+ * database for each group, and most went back to sleep). */
 typedef struct dbf_item {
     store_write *w;
     store_write_done done; /* async; NULL for blocking */
     void *arg;
-    int finished; /* blocking: set under db->mu */
+    sem_t finished;        /* blocking: posted when status is final */
     int status;
     struct dbf_item *next;
 } dbf_item;
@@ -74,7 +78,7 @@ struct store_dbfile {
 
     pthread_mutex_t mu;
     pthread_cond_t cv_work; /* writer waits for work / unpause */
-    pthread_cond_t cv_done; /* blocking writers, pause handshake, close */
+    pthread_cond_t cv_done; /* pause handshake, close */
     store_snap *cur;
     dbf_fileref *fr;
     dbf_item *qhead, *qtail;

@@ -862,29 +862,20 @@ static int run_group(store_dbfile *db, dbf_item *items)
     return rc;
 }
 
-static void complete(store_dbfile *db, dbf_item *items, int status)
+/* Hands each item its status.  A blocking waiter may return (and free its
+ * item) as soon as its semaphore is posted, so next is read before. */
+static void complete(dbf_item *items, int status)
 {
-    dbf_item *async = NULL, **tail = &async;
-    pthread_mutex_lock(&db->mu);
     while (items) {
         dbf_item *next = items->next;
         items->status = status;
         if (items->done) {
-            items->next = NULL;
-            *tail = items;
-            tail = &items->next;
+            items->done(items->arg, status);
+            free(items);
         } else {
-            items->finished = 1; /* the waiter may free it from now on */
+            sem_post(&items->finished);
         }
         items = next;
-    }
-    pthread_cond_broadcast(&db->cv_done);
-    pthread_mutex_unlock(&db->mu);
-    while (async) {
-        dbf_item *next = async->next;
-        async->done(async->arg, async->status);
-        free(async);
-        async = next;
     }
 }
 
@@ -907,7 +898,7 @@ static void *writer_main(void *arg)
             db->qhead = db->qtail = NULL;
             pthread_mutex_unlock(&db->mu);
             int rc = run_group(db, items);
-            complete(db, items, rc);
+            complete(items, rc);
             pthread_mutex_lock(&db->mu);
             continue;
         }
@@ -1003,11 +994,14 @@ int store_dbfile_write(store_dbfile *db, store_write *w)
     dbf_item it;
     memset(&it, 0, sizeof it);
     it.w = w;
+    if (sem_init(&it.finished, 0, 0) != 0)
+        return DV_ERR_NOMEM;
     pthread_mutex_lock(&db->mu);
     int rc = enqueue(db, &it);
-    while (!rc && !it.finished)
-        pthread_cond_wait(&db->cv_done, &db->mu);
     pthread_mutex_unlock(&db->mu);
+    while (!rc && sem_wait(&it.finished) != 0 && errno == EINTR)
+        ;
+    sem_destroy(&it.finished);
     return rc ? rc : it.status;
 }
 
