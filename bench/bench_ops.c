@@ -4,7 +4,9 @@
  * shared machine does not disturb) or perf.  Not a benchmark table: it
  * prints what it did and the wall time, nothing else.
  *
- *   bench_ops ENGINE load   DIR DOCS        insert DOCS docs in batches of 1,000
+ *   bench_ops ENGINE load   DIR DOCS [B]    insert DOCS docs in batches of B (1,000)
+ *   bench_ops ENGINE grow   DIR FIRST N B   insert docs FIRST.. FIRST+N-1 (of the
+ *                                           same id sequence) in batches of B
  *   bench_ops ENGINE reads  DIR DOCS N      N random point reads of those docs
  *   bench_ops ENGINE scans  DIR DOCS N      N 1,000-row range scans
  *   bench_ops ENGINE commit DIR N [T]       N single-doc durable commits from
@@ -43,19 +45,20 @@ static const bench_engine_ops *engine_named(const char *name)
 }
 
 /* noinline: callgrind's --toggle-collect needs the symbol. */
-__attribute__((noinline)) int run_load(const bench_engine_ops *ops, void *h, uint64_t docs);
+__attribute__((noinline)) int run_load(const bench_engine_ops *ops, void *h, uint64_t first, uint64_t docs,
+                                       size_t batch);
 __attribute__((noinline)) int run_reads(const bench_engine_ops *ops, void *h, uint64_t docs, uint64_t n);
 __attribute__((noinline)) int run_scans(const bench_engine_ops *ops, void *h, uint64_t n);
 
-int run_load(const bench_engine_ops *ops, void *h, uint64_t docs)
+int run_load(const bench_engine_ops *ops, void *h, uint64_t first, uint64_t docs, size_t batch)
 {
-    uint8_t *ids = malloc((size_t)BATCH * BENCH_ID_LEN);
-    uint8_t *bodies = malloc((size_t)BATCH * BENCH_DOC_LEN);
-    bench_kv *kv = malloc(BATCH * sizeof *kv);
+    uint8_t *ids = malloc(batch * BENCH_ID_LEN);
+    uint8_t *bodies = malloc(batch * BENCH_DOC_LEN);
+    bench_kv *kv = malloc(batch * sizeof *kv);
     int rc = ids && bodies && kv ? DV_OK : DV_ERR_NOMEM;
-    for (uint64_t n = 0; n < docs && rc == DV_OK;) {
+    for (uint64_t n = first; n < first + docs && rc == DV_OK;) {
         size_t k = 0;
-        for (; k < BATCH && n < docs; k++, n++) {
+        for (; k < batch && n < first + docs; k++, n++) {
             bench_make_id(SEED, n, ids + k * BENCH_ID_LEN);
             bench_make_doc(SEED, n, bodies + k * BENCH_DOC_LEN);
             kv[k] = (bench_kv){ids + k * BENCH_ID_LEN, BENCH_ID_LEN, bodies + k * BENCH_DOC_LEN, BENCH_DOC_LEN};
@@ -146,10 +149,11 @@ int main(int argc, char **argv)
     const bench_engine_ops *ops = argc > 3 ? engine_named(argv[1]) : NULL;
     const char *op = argc > 3 ? argv[2] : "", *dir = argc > 3 ? argv[3] : "";
     uint64_t a = argc > 4 ? strtoull(argv[4], NULL, 10) : 0, b = argc > 5 ? strtoull(argv[5], NULL, 10) : 0;
+    uint64_t c = argc > 6 ? strtoull(argv[6], NULL, 10) : 0;
     void *h = NULL;
     int rc;
-    if (!ops || !a || (strcmp(op, "load") && strcmp(op, "commit") && !b)) {
-        fprintf(stderr, "usage: bench_ops divan|lmdb|sqlite load|reads|scans|commit DIR DOCS|N [N|THREADS]\n");
+    if (!ops || !a || (strcmp(op, "load") && strcmp(op, "commit") && !b) || (!strcmp(op, "grow") && !c)) {
+        fprintf(stderr, "usage: bench_ops divan|lmdb|sqlite load|grow|reads|scans|commit DIR ... (see bench_ops.c)\n");
         return 2;
     }
     if ((!strcmp(op, "load") || !strcmp(op, "commit")) && mkdir(dir, 0755) != 0) {
@@ -160,7 +164,9 @@ int main(int argc, char **argv)
         goto done;
     double t0 = bench_now();
     if (!strcmp(op, "load"))
-        rc = run_load(ops, h, a);
+        rc = run_load(ops, h, 0, a, b ? (size_t)b : BATCH);
+    else if (!strcmp(op, "grow"))
+        rc = run_load(ops, h, a, b, (size_t)c);
     else if (!strcmp(op, "reads"))
         rc = run_reads(ops, h, a, b);
     else if (!strcmp(op, "scans"))

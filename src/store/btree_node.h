@@ -32,6 +32,7 @@
 
 #include "store/btree.h"
 
+#include <endian.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -108,9 +109,8 @@ static inline uint64_t bt_prefix(const uint8_t *p, size_t n)
 {
     uint64_t v = 0;
     if (n >= 8) {
-        for (int i = 0; i < 8; i++)
-            v = v << 8 | p[i];
-        return v;
+        memcpy(&v, p, 8);
+        return be64toh(v);
     }
     for (size_t i = 0; i < n; i++)
         v |= (uint64_t)p[i] << (56 - 8 * i);
@@ -152,6 +152,10 @@ static inline uint32_t bt_search(const store_btree_ops *ops, const bt_node *nd, 
 int bt_node_decode(const uint8_t *rec, size_t len, uint64_t off, const store_btree_ops *ops, bt_node **out,
                    const char **why);
 void bt_node_release(bt_node *nd);
+/* One allocation for a node of n entries and raw_len record bytes: header,
+ * entry table, child table (level > 0), raw.  refs = 1, off/count/file 0;
+ * the caller fills the tables and the record.  NULL when out of memory. */
+bt_node *bt_node_alloc(unsigned level, uint32_t n, size_t raw_len);
 
 /* Reads the node p points to, expecting it at level `level` with `count`
  * entries below it (what the parent or root claims): through the cache when

@@ -77,17 +77,36 @@ int dbf_byid_encode(const revtree *t, uint64_t seq, int deleted, uint64_t active
     return rc;
 }
 
+/* buf_get_varint inlined for values of up to 63 bits; anything longer or
+ * truncated goes to it, which decides.  The writer reduces every entry of
+ * each leaf it rewrites: a call per field showed in its profile. */
+static inline int rd_varint(buf_reader *r, uint64_t *v)
+{
+    const uint8_t *p = r->p;
+    uint64_t x = 0;
+    for (unsigned s = 0; s < 63 && p < r->end; s += 7) {
+        uint8_t c = *p++;
+        x |= (uint64_t)(c & 0x7f) << s;
+        if (!(c & 0x80)) {
+            r->p = p;
+            *v = x;
+            return DV_OK;
+        }
+    }
+    return buf_get_varint(r, v);
+}
+
 /* Header fields of a by-id value without decoding its tree (reduce). */
 static int byid_head(buf_reader *r, uint64_t *seq, int *deleted, uint64_t *active, uint64_t *external)
 {
-    uint8_t d;
-    int rc = buf_get_u8(r, &d);
+    if (r->p >= r->end)
+        return DV_ERR_CORRUPT;
+    uint8_t d = *r->p++;
+    int rc = rd_varint(r, seq);
     if (!rc)
-        rc = buf_get_varint(r, seq);
+        rc = rd_varint(r, active);
     if (!rc)
-        rc = buf_get_varint(r, active);
-    if (!rc)
-        rc = buf_get_varint(r, external);
+        rc = rd_varint(r, external);
     if (!rc && d > 1)
         rc = DV_ERR_CORRUPT;
     *deleted = d;
@@ -186,7 +205,7 @@ static int red_get(store_slice s, uint64_t v[4])
     buf_reader r;
     buf_reader_init(&r, s.p, s.n);
     for (int i = 0; i < 4; i++) {
-        int rc = buf_get_varint(&r, &v[i]);
+        int rc = rd_varint(&r, &v[i]);
         if (rc)
             return rc;
     }
@@ -474,7 +493,7 @@ int store_dbfile_open(const char *path, const store_dbfile_options *o, store_dbf
     if (rc && rc != DV_ERR_NOTFOUND)
         log_warn("dbfile: cannot remove stale %s: %s", cpath, dv_strerror(rc));
     int flags = (o->create ? STORE_FILE_CREATE : 0) | (o->create && o->excl ? STORE_FILE_EXCL : 0);
-    rc = dbf_fileref_open(db, path, flags, &db->fr, &hdr);
+    rc = dbf_fileref_open(db, path, flags, 0, &db->fr, &hdr);
     if (rc)
         goto fail;
     rc = dbf_state_from_header(db, db->fr, hdr.data, hdr.len, &db->cur);

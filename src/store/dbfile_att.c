@@ -34,6 +34,7 @@
 
 #include <lz4.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -104,12 +105,74 @@ void dbf_md5_digest(const uint8_t *data, size_t len, char out[64])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
-    EVP_Digest(data, len, md, &mdlen, EVP_md5(), NULL);
+    EVP_Digest(data, len, md, &mdlen, revtree_md5(), NULL);
     memcpy(out, "md5-", 4);
     EVP_EncodeBlock((unsigned char *)out + 4, md, (int)mdlen); /* 24 chars + NUL */
 }
 
 /* ---- compression ----------------------------------------------------- */
+
+/* Compression contexts, one per thread that compresses (the writer of each
+ * database, compaction), made on first use and freed when the thread ends.
+ * LZ4_compress_default clears a 16 KiB state on every call and ZSTD_compress
+ * builds a context: per 1 KiB body that was more work than compressing it.
+ * After LZ4_resetStream_fast a stream holds no dictionary, so each body is
+ * still an independent block that LZ4_decompress_safe reads alone. */
+typedef struct codec_ctx {
+    LZ4_stream_t *lz4;
+    ZSTD_CCtx *zstd;
+} codec_ctx;
+
+static pthread_key_t codec_key;
+static pthread_once_t codec_once = PTHREAD_ONCE_INIT;
+static int codec_key_ok;
+
+static void codec_free(void *p)
+{
+    codec_ctx *c = p;
+    if (c->lz4)
+        LZ4_freeStream(c->lz4);
+    ZSTD_freeCCtx(c->zstd);
+    free(c);
+}
+
+static void codec_key_init(void) { codec_key_ok = pthread_key_create(&codec_key, codec_free) == 0; }
+
+/* The calling thread's context, NULL when out of memory (the caller then
+ * compresses without one). */
+static codec_ctx *codec_get(void)
+{
+    pthread_once(&codec_once, codec_key_init);
+    if (!codec_key_ok)
+        return NULL;
+    codec_ctx *c = pthread_getspecific(codec_key);
+    if (!c && (c = calloc(1, sizeof *c)) && pthread_setspecific(codec_key, c) != 0) {
+        free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+static int compress_lz4(const uint8_t *p, size_t n, uint8_t *dst, size_t bound)
+{
+    codec_ctx *c = codec_get();
+    if (c && !c->lz4)
+        c->lz4 = LZ4_createStream();
+    if (!c || !c->lz4)
+        return LZ4_compress_default((const char *)p, (char *)dst, (int)n, (int)bound);
+    LZ4_resetStream_fast(c->lz4);
+    return LZ4_compress_fast_continue(c->lz4, (const char *)p, (char *)dst, (int)n, (int)bound, 1);
+}
+
+static size_t compress_zstd(const uint8_t *p, size_t n, uint8_t *dst, size_t bound)
+{
+    codec_ctx *c = codec_get();
+    if (c && !c->zstd)
+        c->zstd = ZSTD_createCCtx();
+    if (!c || !c->zstd)
+        return ZSTD_compress(dst, bound, p, n, 1);
+    return ZSTD_compressCCtx(c->zstd, dst, bound, p, n, 1);
+}
 
 /* Appends codec tag, raw length and (maybe compressed) bytes to out.  Keeps
  * the compressed form only when it saves at least an eighth: decompression
@@ -130,10 +193,10 @@ static int put_compressed(buf_t *out, int compression, const uint8_t *p, size_t 
         uint8_t *dst = out->data + out->len;
         size_t cn = 0;
         if (compression == STORE_COMPRESS_LZ4) {
-            int r = LZ4_compress_default((const char *)p, (char *)dst, (int)n, (int)bound);
+            int r = compress_lz4(p, n, dst, bound);
             cn = r > 0 ? (size_t)r : 0;
         } else {
-            size_t r = ZSTD_compress(dst, bound, p, n, 1);
+            size_t r = compress_zstd(p, n, dst, bound);
             cn = ZSTD_isError(r) ? 0 : r;
         }
         if (cn && cn <= n - n / 8) {

@@ -27,6 +27,7 @@
 
 #include <assert.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,6 +128,20 @@ static int pack_hex_id(const store_rev *r, uint8_t raw[16])
     return miss == 0;
 }
 
+static EVP_MD *md5_fetched;
+static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
+
+static void md5_fetch(void) { md5_fetched = EVP_MD_fetch(NULL, "MD5", NULL); }
+
+const struct evp_md_st *revtree_md5(void)
+{
+    /* OpenSSL 3 looks the legacy EVP_md5() up in its provider on every
+     * EVP_DigestInit_ex: about as many instructions as hashing a 1 KiB body.
+     * Fetched once here and kept for the life of the process. */
+    pthread_once(&md5_once, md5_fetch);
+    return md5_fetched ? md5_fetched : EVP_md5();
+}
+
 void revtree_compute_rev_id(int deleted, const store_rev *parent, const uint8_t *body, size_t body_len,
                             const char *const *att_digests, size_t n_atts, char out[33])
 {
@@ -138,7 +153,7 @@ void revtree_compute_rev_id(int deleted, const store_rev *parent, const uint8_t 
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1;
+    int ok = ctx && EVP_DigestInit_ex(ctx, revtree_md5(), NULL) == 1;
     ok = ok && EVP_DigestUpdate(ctx, &flag, 1) == 1;
     ok = ok && EVP_DigestUpdate(ctx, &has_parent, 1) == 1;
     if (parent) {
