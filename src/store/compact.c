@@ -627,7 +627,7 @@ int store_dbfile_compact(store_dbfile *db, store_compact_progress progress, void
     if (rc == DV_ERR_NOTFOUND)
         rc = DV_OK;
     if (!rc)
-        rc = dbf_fileref_open(db, cpath, STORE_FILE_CREATE | STORE_FILE_EXCL, &c.nf, &hdr);
+        rc = dbf_fileref_open(db, cpath, STORE_FILE_CREATE | STORE_FILE_EXCL, 0, &c.nf, &hdr);
     if (!rc)
         rc = store_dbfile_snapshot(db, &s);
     if (!rc)

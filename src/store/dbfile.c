@@ -258,12 +258,13 @@ void dbf_fileref_init_trees(dbf_fileref *fr)
     }
 }
 
-int dbf_fileref_open(store_dbfile *db, const char *path, int flags, dbf_fileref **out, buf_t *header)
+int dbf_fileref_open(store_dbfile *db, const char *path, int flags, uint64_t limit, dbf_fileref **out,
+                     buf_t *header)
 {
     dbf_fileref *fr = calloc(1, sizeof *fr);
     if (!fr)
         return DV_ERR_NOMEM;
-    int rc = store_file_open(db->vfs, path, flags, &fr->file, header);
+    int rc = store_file_open_limit(db->vfs, path, flags, limit, &fr->file, header);
     if (rc) {
         free(fr);
         return rc;

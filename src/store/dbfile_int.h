@@ -96,7 +96,9 @@ struct store_dbfile {
 };
 
 /* ---- dbfile.c ---- */
-int dbf_fileref_open(store_dbfile *db, const char *path, int flags, dbf_fileref **out, buf_t *header);
+/* limit: see store_file_open_limit (0 = the whole file). */
+int dbf_fileref_open(store_dbfile *db, const char *path, int flags, uint64_t limit, dbf_fileref **out,
+                     buf_t *header);
 void dbf_fileref_unref(dbf_fileref *fr);
 /* Builds a state from a header payload (len 0 = fresh: new uuid, defaults). */
 int dbf_state_from_header(store_dbfile *db, dbf_fileref *fr, const uint8_t *p, size_t n, store_snap **out);

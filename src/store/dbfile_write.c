@@ -778,7 +778,10 @@ static int reopen(store_dbfile *db)
     dbf_fileref *fr = NULL;
     store_snap *st = NULL;
     buf_t hdr = BUF_INIT;
-    int rc = dbf_fileref_open(db, db->path, 0, &fr, &hdr);
+    /* Only up to the last good commit: the failed one may be whole in the
+     * page cache and yet not on disk (see store_file_open_limit). */
+    uint64_t limit = store_file_committed_size(db->fr->file);
+    int rc = dbf_fileref_open(db, db->path, 0, limit, &fr, &hdr);
     if (!rc)
         rc = dbf_state_from_header(db, fr, hdr.data, hdr.len, &st);
     if (!rc && hdr.len == 0)

@@ -41,6 +41,19 @@
  * anything new is written, so stale headers from before a crash can never
  * mix with headers written after it.
  *
+ * A synced commit (sync == 1) is one fdatasync: its records and its header
+ * are written together and synced together, so the header carries the
+ * synced_upto of the previous sync (the end of the previous commit) and
+ * open verifies the commit's own bytes against gap_sum before trusting it:
+ * a power loss during that sync may leave the header on disk without some
+ * of the data it covers, and then the previous commit is the last one.
+ * Open therefore hashes the newest commit's bytes; a commit that would make
+ * that more than store_file_sync_ahead_max (4 MiB) syncs its data first and
+ * writes a header with synced_upto == its offset, taken as is (two syncs, as
+ * every commit did before: for so much data the second sync is cheap).
+ * Halving the syncs of small commits is what single-document latency is
+ * made of (docs/benchmarks.md).
+ *
  * Loss windows: with sync == 1 a commit that returned DV_OK is never lost.
  * With sync == 0 every commit since the last synced commit or store_file_sync
  * may be lost on power loss (never on a process crash: the kernel keeps the
@@ -95,6 +108,7 @@
 #define SEED_GAP 0x3c6ef372fe94f82bULL
 
 uint64_t store_file_map_min = 64u << 20; /* first mapping: 64 MiB of address space */
+uint64_t store_file_sync_ahead_max = 4u << 20; /* a synced commit's bytes that open may have to verify */
 
 /* A read mapping of [0, len); older ones chain behind the newest. */
 typedef struct file_map {
@@ -243,7 +257,13 @@ int store_file_commit(store_file *f, const void *header, size_t len, int sync)
         return DV_ERR_IO;
     if (len > STORE_FILE_MAX_HEADER)
         return DV_ERR_TOO_LARGE;
-    if (sync && (rc = file_sync_locked(f)) != DV_OK)
+    /* One sync per commit: data and header are written together and synced
+     * once; the header's gap_sum lets open tell a header that reached the
+     * disk without all of its data (see the file comment).  Only a commit
+     * with more than store_file_sync_ahead_max unsynced bytes syncs its data
+     * first, so that open never hashes more than that behind it. */
+    uint64_t unsynced = atomic_load_explicit(&f->end, memory_order_relaxed) - f->synced_upto;
+    if (sync && unsynced > store_file_sync_ahead_max && (rc = file_sync_locked(f)) != DV_OK)
         goto fail;
 
     uint64_t off = atomic_load_explicit(&f->end, memory_order_relaxed);
@@ -653,9 +673,15 @@ static void file_free(store_file *f)
 
 int store_file_open(store_vfs *vfs, const char *path, int flags, store_file **out, buf_t *header)
 {
+    return store_file_open_limit(vfs, path, flags, 0, out, header);
+}
+
+int store_file_open_limit(store_vfs *vfs, const char *path, int flags, uint64_t limit, store_file **out,
+                          buf_t *header)
+{
     store_file *f = calloc(1, sizeof(*f));
     buf_t hbuf = BUF_INIT;
-    uint64_t size, end = PROLOGUE_SIZE;
+    uint64_t size, disk_size, end = PROLOGUE_SIZE;
     hdr_info h = {0};
     int found = 0, rc;
     int vflags = 0;
@@ -692,6 +718,9 @@ int store_file_open(store_vfs *vfs, const char *path, int flags, store_file **ou
     } else if ((rc = file_load_prologue(f)) != DV_OK) {
         goto fail;
     }
+    disk_size = size;
+    if (limit >= PROLOGUE_SIZE && limit < size)
+        size = limit; /* a reopen after a failed commit: see file.h */
     if ((rc = file_find_header(f, size, &h, &found, &hbuf)) != DV_OK)
         goto fail;
     if (found) {
@@ -700,13 +729,13 @@ int store_file_open(store_vfs *vfs, const char *path, int flags, store_file **ou
     }
     /* Drop the torn tail (and any commit that lost data) durably before
      * anything new is appended after the chosen header. */
-    if (size > end) {
+    if (disk_size > end) {
         log_warn("store_file: %s: ignoring %llu bytes after the last commit at %llu", path,
-                 (unsigned long long)(size - end), (unsigned long long)end);
+                 (unsigned long long)(disk_size - end), (unsigned long long)end);
         if ((rc = vfs->truncate(f->fh, end)) != DV_OK)
             goto fail;
     }
-    if ((size > end || (found && h.synced_upto < end)) && (rc = vfs->sync(f->fh)) != DV_OK)
+    if ((disk_size > end || (found && h.synced_upto < end)) && (rc = vfs->sync(f->fh)) != DV_OK)
         goto fail;
     f->synced_upto = end;
     f->wbuf_off = end;

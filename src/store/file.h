@@ -72,6 +72,13 @@ enum {
  * during creation, is initialised).  header may be NULL.  Open truncates
  * whatever follows the last valid commit (a torn tail) and syncs that. */
 int store_file_open(store_vfs *vfs, const char *path, int flags, store_file **out, buf_t *header);
+/* Same, ignoring everything at or after limit (0: no limit): for reopening
+ * after a failed commit, with limit = the old handle's committed size.  A
+ * commit whose sync failed may be complete in the page cache yet never reach
+ * the disk (a failed fsync can leave its pages marked clean), so it must not
+ * be taken up again: it is truncated away and overwritten by new commits. */
+int store_file_open_limit(store_vfs *vfs, const char *path, int flags, uint64_t limit, store_file **out,
+                          buf_t *header);
 int store_file_close(store_file *f); /* does not commit; frees */
 
 /* Appends a record; *ptr receives its location.  Not durable until commit.
@@ -88,6 +95,10 @@ int store_file_read_ref(store_file *f, store_ptr ptr, buf_t *scratch, const uint
 /* Length of a file's first read mapping (then doubled as it grows); tests
  * lower it to make mappings grow under concurrent readers. */
 extern uint64_t store_file_map_min;
+/* A synced commit with more unsynced bytes than this syncs its data before
+ * writing its header (two syncs instead of one), which bounds what open
+ * verifies behind the newest commit; 4 MiB.  Tests vary it. */
+extern uint64_t store_file_sync_ahead_max;
 
 /* Makes everything appended so far durable, then appends the header payload
  * and makes it durable (two syncs).  With sync == 0 nothing is synced (the
