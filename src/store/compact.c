@@ -121,7 +121,7 @@ static int copy_body(cctx *c, store_file *from, store_ptr src, store_ptr *dst)
         atts[i].disk = e->disk;
     }
     if (!rc)
-        rc = dbf_body_write(c->nf->file, c->db->compression, body.data, body.len, atts, n, dst);
+        rc = dbf_body_write(c->nf->file, c->db->compression, body.data, body.len, NULL, atts, n, dst);
     dbf_atts_free(atts, n);
     buf_free(&body);
     return rc;

@@ -258,8 +258,13 @@ static int put_str(buf_t *b, const char *s)
     return buf_put_bytes(b, s ? s : "", s ? strlen(s) : 0);
 }
 
-int dbf_body_write(store_file *f, int compression, const uint8_t *body, size_t len, const dbf_att *atts,
-                   size_t natts, store_ptr *out)
+int dbf_body_compress(int compression, const uint8_t *body, size_t len, buf_t *out)
+{
+    return put_compressed(out, compression, body, len);
+}
+
+int dbf_body_write(store_file *f, int compression, const uint8_t *body, size_t len, const buf_t *z,
+                   const dbf_att *atts, size_t natts, store_ptr *out)
 {
     buf_t b = BUF_INIT;
     int rc = buf_append_byte(&b, BODY_VERSION);
@@ -290,7 +295,7 @@ int dbf_body_write(store_file *f, int compression, const uint8_t *body, size_t l
             rc = buf_put_varint(&b, atts[i].disk);
     }
     if (!rc)
-        rc = put_compressed(&b, compression, body, len);
+        rc = z && z->len ? buf_append(&b, z->data, z->len) : put_compressed(&b, compression, body, len);
     if (!rc)
         rc = store_file_append(f, b.data, b.len, out);
     buf_free(&b);

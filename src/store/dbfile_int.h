@@ -54,6 +54,18 @@ struct store_snap {
     uint64_t file_size; /* committed size when this state was published */
 };
 
+/* Per-document work done on the caller's thread before queueing
+ * (dbf_prepare), so that the one writer thread of a busy database does not
+ * do it for everyone: the compressed body, new attachments' digests and the
+ * rev id computed for the parent the edit names (or none).  The writer
+ * uses what matches what it finds and recomputes the rest. */
+typedef struct dbf_prep {
+    buf_t zbody;         /* codec | raw_len | bytes (dbf_body_compress); len 0: not done */
+    char (*digests)[64]; /* per attachment, stubs "" ; NULL: not done */
+    int has_rid;         /* rid is the edit's rev id for parent u->parent (or none) */
+    char rid[33];
+} dbf_prep;
+
 /* A queued write.  A blocking writer waits on its own semaphore, posted
  * by the writer thread once its status is set: completing a group wakes
  * exactly the group's waiters (a broadcast woke all 64 writers of a busy
@@ -63,6 +75,8 @@ typedef struct dbf_item {
     store_write_done done; /* async; NULL for blocking */
     void *arg;
     sem_t finished;        /* blocking: posted when status is final */
+    dbf_prep *prep;        /* nprep (w->ndocs) entries, or NULL */
+    size_t nprep;
     int status;
     struct dbf_item *next;
 } dbf_item;
@@ -131,9 +145,13 @@ typedef struct dbf_att {
     uint64_t disk;
 } dbf_att;
 void dbf_atts_free(dbf_att *atts, size_t n);
-/* Writes a body record (atts list first, then codec tag and body). */
-int dbf_body_write(store_file *f, int compression, const uint8_t *body, size_t len, const dbf_att *atts,
-                   size_t natts, store_ptr *out);
+/* Writes a body record (atts list first, then codec tag and body).  z:
+ * the body already compressed by dbf_body_compress, or NULL. */
+int dbf_body_write(store_file *f, int compression, const uint8_t *body, size_t len, const buf_t *z,
+                   const dbf_att *atts, size_t natts, store_ptr *out);
+/* The codec tag, raw length and bytes of a body as a body record holds
+ * them (appended to out). */
+int dbf_body_compress(int compression, const uint8_t *body, size_t len, buf_t *out);
 /* Decodes a body record; body may be NULL (atts only).  *atts malloc'd. */
 int dbf_body_decode(const uint8_t *p, size_t n, buf_t *body, dbf_att **atts, size_t *natts);
 int dbf_body_read(store_file *f, store_ptr ptr, buf_t *body, dbf_att **atts, size_t *natts);
@@ -154,6 +172,10 @@ int dbf_doc_sizes(store_file *f, const uint8_t *id, size_t idlen, const revtree 
                   uint64_t *external);
 
 /* ---- dbfile_write.c ---- */
+/* Fills it->prep for the docs of it->w (best effort: on failure prep stays
+ * NULL and the writer does the work); dbf_prep_free releases it. */
+void dbf_prepare(store_dbfile *db, dbf_item *it);
+void dbf_prep_free(dbf_item *it);
 int dbf_writer_start(store_dbfile *db);
 void dbf_writer_stop(store_dbfile *db); /* drains the queue, joins */
 /* Compaction handshake: blocks until the writer is idle (no group in

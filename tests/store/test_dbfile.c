@@ -457,6 +457,18 @@ static void test_attachments(void **state)
     assert_string_equal(b2.atts[0].digest, md5);
     md5_b64((const uint8_t *)"hello", 5, md5);
     assert_string_equal(b1.atts[1].digest, md5);
+    /* Rev ids: r1's was computed before queueing (new attachments only),
+     * r2's by the writer (a stub's digest comes from the parent): both are
+     * the documented function of deleted, parent, body and digests. */
+    char big_md5[64], rid[33];
+    md5_b64(data, n, big_md5);
+    const char *d1[2] = {big_md5, md5};
+    revtree_compute_rev_id(0, NULL, (const uint8_t *)"{}", 2, d1, 2, rid);
+    assert_int_equal(r1.pos, 1);
+    assert_memory_equal(r1.id, rid, 32);
+    revtree_compute_rev_id(0, &r1, (const uint8_t *)"{\"v\":2}", 7, d1, 1, rid);
+    assert_int_equal(r2.pos, 2);
+    assert_memory_equal(r2.id, rid, 32);
     /* whole and ranged reads, across chunk boundaries, clamped at the end */
     buf_t out = BUF_INIT;
     assert_int_equal(store_snap_read_att(s, &b2.atts[0], 0, n, &out), DV_OK);
