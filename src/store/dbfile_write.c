@@ -37,9 +37,13 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 /* ---- pending tables ---------------------------------------------------- */
@@ -877,10 +881,25 @@ static int run_group(store_dbfile *db, dbf_item *items)
     return rc;
 }
 
-/* Hands each item its status.  A blocking waiter may return (and free its
- * item) as soon as its semaphore is posted, so next is read before. */
-static void complete(dbf_item *items, int status)
+static void futex_wake_all(_Atomic uint32_t *word)
 {
+    (void)syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Sleeps while *word == val (returns at once when it changed, on a wake,
+ * or on a signal: callers re-check their condition). */
+static void futex_wait(_Atomic uint32_t *word, uint32_t val)
+{
+    (void)syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+/* Hands each item of a group its status.  A blocking waiter may return
+ * (and free its item) as soon as it sees finished, so next is read before;
+ * the waiters are woken afterwards with one call on their group's word,
+ * which lives in db. */
+static void complete(store_dbfile *db, dbf_item *items, int status)
+{
+    _Atomic uint32_t *word = NULL;
     while (items) {
         dbf_item *next = items->next;
         items->status = status;
@@ -889,9 +908,14 @@ static void complete(dbf_item *items, int status)
             items->done(items->arg, status);
             free(items);
         } else {
-            sem_post(&items->finished);
+            word = &db->wake[items->group % DBF_WAKE_WORDS];
+            atomic_store_explicit(&items->finished, 1, memory_order_release);
         }
         items = next;
+    }
+    if (word) {
+        atomic_fetch_add_explicit(word, 1, memory_order_release);
+        futex_wake_all(word);
     }
 }
 
@@ -912,9 +936,10 @@ static void *writer_main(void *arg)
         if (db->qhead) {
             dbf_item *items = db->qhead;
             db->qhead = db->qtail = NULL;
+            db->groups_taken++; /* every item taken here has group == groups_taken */
             pthread_mutex_unlock(&db->mu);
             int rc = run_group(db, items);
-            complete(items, rc);
+            complete(db, items, rc);
             pthread_mutex_lock(&db->mu);
             continue;
         }
@@ -1059,6 +1084,7 @@ static int enqueue(store_dbfile *db, dbf_item *it)
     if (db->stop)
         return DV_ERR_CLOSED;
     it->next = NULL;
+    it->group = db->groups_taken + 1;
     if (db->qtail)
         db->qtail->next = it;
     else
@@ -1073,15 +1099,20 @@ int store_dbfile_write(store_dbfile *db, store_write *w)
     dbf_item it;
     memset(&it, 0, sizeof it);
     it.w = w;
-    if (sem_init(&it.finished, 0, 0) != 0)
-        return DV_ERR_NOMEM;
+    atomic_init(&it.finished, 0);
     dbf_prepare(db, &it);
     pthread_mutex_lock(&db->mu);
     int rc = enqueue(db, &it);
     pthread_mutex_unlock(&db->mu);
-    while (!rc && sem_wait(&it.finished) != 0 && errno == EINTR)
-        ;
-    sem_destroy(&it.finished);
+    if (!rc) {
+        _Atomic uint32_t *word = &db->wake[it.group % DBF_WAKE_WORDS];
+        for (;;) {
+            uint32_t v = atomic_load_explicit(word, memory_order_acquire);
+            if (atomic_load_explicit(&it.finished, memory_order_acquire))
+                break;
+            futex_wait(word, v);
+        }
+    }
     dbf_prep_free(&it);
     return rc ? rc : it.status;
 }
