@@ -83,15 +83,22 @@ int dbf_byid_encode(const revtree *t, uint64_t seq, int deleted, uint64_t active
 static inline int rd_varint(buf_reader *r, uint64_t *v)
 {
     const uint8_t *p = r->p;
-    uint64_t x = 0;
-    for (unsigned s = 0; s < 63 && p < r->end; s += 7) {
-        uint8_t c = *p++;
-        x |= (uint64_t)(c & 0x7f) << s;
-        if (!(c & 0x80)) {
-            r->p = p;
-            *v = x;
-            return DV_OK;
-        }
+    size_t left = (size_t)(r->end - p);
+    /* Seqs and sizes take 1 to 3 bytes: those cases unrolled. */
+    if (left >= 1 && p[0] < 0x80) {
+        *v = p[0];
+        r->p = p + 1;
+        return DV_OK;
+    }
+    if (left >= 2 && p[1] < 0x80) {
+        *v = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
+        r->p = p + 2;
+        return DV_OK;
+    }
+    if (left >= 3 && p[2] < 0x80) {
+        *v = (uint64_t)(p[0] & 0x7f) | (uint64_t)(p[1] & 0x7f) << 7 | (uint64_t)p[2] << 14;
+        r->p = p + 3;
+        return DV_OK;
     }
     return buf_get_varint(r, v);
 }
@@ -520,6 +527,19 @@ int store_dbfile_open(const char *path, const store_dbfile_options *o, store_dbf
         pthread_mutex_destroy(&db->mu);
         goto fail_sync;
     }
+    if (pthread_cond_init(&db->cv_sync, NULL)) {
+        pthread_cond_destroy(&db->cv_done);
+        pthread_cond_destroy(&db->cv_work);
+        pthread_mutex_destroy(&db->mu);
+        goto fail_sync;
+    }
+    if (pthread_cond_init(&db->cv_comp, NULL)) {
+        pthread_cond_destroy(&db->cv_sync);
+        pthread_cond_destroy(&db->cv_done);
+        pthread_cond_destroy(&db->cv_work);
+        pthread_mutex_destroy(&db->mu);
+        goto fail_sync;
+    }
     sync_init = 1;
     rc = dbf_writer_start(db);
     if (rc)
@@ -533,6 +553,8 @@ fail_sync:
     rc = DV_ERR_NOMEM;
 fail:
     if (sync_init) {
+        pthread_cond_destroy(&db->cv_comp);
+        pthread_cond_destroy(&db->cv_sync);
         pthread_cond_destroy(&db->cv_done);
         pthread_cond_destroy(&db->cv_work);
         pthread_mutex_destroy(&db->mu);
@@ -565,6 +587,8 @@ int store_dbfile_close(store_dbfile *db)
     dbf_fileref_unref(db->fr);
     if (db->own_cache)
         store_btree_cache_free(db->cache);
+    pthread_cond_destroy(&db->cv_comp);
+    pthread_cond_destroy(&db->cv_sync);
     pthread_cond_destroy(&db->cv_done);
     pthread_cond_destroy(&db->cv_work);
     pthread_mutex_destroy(&db->mu);

@@ -28,7 +28,7 @@
 #define DBF_CHUNK (64 * 1024)      /* attachment chunk size */
 #define DBF_REC_OVERHEAD 12        /* store_file record framing: len + checksum */
 #define DBF_DEFAULT_REVS_LIMIT 1000
-#define DBF_WAKE_WORDS 8 /* > groups ever waited on at once (one completing, one queueing) */
+#define DBF_WAKE_WORDS 16 /* > groups ever waited on at once (see dbfile_write.c) */
 
 enum { DBF_T_BYID = 0, DBF_T_BYSEQ = 1, DBF_T_LOCAL = 2, DBF_T_PURGE = 3, DBF_NTREES = 4 };
 
@@ -112,6 +112,25 @@ struct store_dbfile {
     int pause_req;     /* compaction wants the writer idle */
     int paused;        /* writer is idle, waiting for pause_req == 0 */
     int unsynced;      /* PERIODIC: commits not yet synced */
+    /* Pipelined durable commits (ALWAYS, see dbfile_write.c): groups the
+     * writer wrote wait in phead..ptail for the syncer thread, which syncs,
+     * publishes and completes them while the writer applies the next. */
+    pthread_t syncer;
+    int syncer_started;
+    int syncer_stop;
+    pthread_cond_t cv_sync;         /* syncer: work or stop; writer: drained */
+    struct dbf_pending *phead, *ptail;
+    int npend;                      /* groups handed over and not yet completed */
+    int writer_busy;                /* the writer is applying a group it took */
+    uint64_t handovers;             /* groups handed over since open */
+    int sync_failed;                /* a handed-over group's sync failed */
+    store_snap *tip;                /* state of the newest handed-over group (NULL: cur) */
+    /* Synced groups wait in chead..ctail for the completer thread. */
+    pthread_t completer;
+    int completer_started;
+    int completer_stop;
+    pthread_cond_t cv_comp;
+    struct dbf_pending *chead, *ctail;
     int dir_unsynced;  /* a compaction swap's rename is not durable yet */
     atomic_int compact_running;
     atomic_uint_fast64_t commits; /* groups committed (tests, stats) */

@@ -133,11 +133,12 @@ struct store_file {
     _Atomic(file_map *) map;       /* newest read mapping, NULL: none yet */
     int map_failed;                /* mmap refused once: pread from then on (under mu) */
 
-    /* Appender-only state. */
+    /* Appender-only state, except that store_file_sync_to (another thread:
+     * the database's syncer) raises synced_upto and may poison. */
     uint64_t last_hdr_off; /* 0 when no header yet */
-    uint64_t synced_upto;
+    _Atomic uint64_t synced_upto; /* only grows (synced_raise) */
     XXH3_state_t *gap; /* hash of bytes since the last header's end */
-    int poisoned;
+    atomic_int poisoned;
 };
 
 typedef struct hdr_info {
@@ -154,11 +155,18 @@ static uint64_t hdr_end(const hdr_info *h) { return h->off + HDR_OVERHEAD + h->l
 
 static int file_poison(store_file *f, int rc)
 {
-    if (!f->poisoned)
+    if (!atomic_exchange(&f->poisoned, 1))
         log_error("store_file: %s: write failed (%s); handle poisoned until reopened", f->path,
                   dv_strerror(rc));
-    f->poisoned = 1;
     return DV_ERR_IO;
+}
+
+/* Raises synced_upto to at least v (the appender and a syncer both may). */
+static void synced_raise(store_file *f, uint64_t v)
+{
+    uint64_t cur = atomic_load(&f->synced_upto);
+    while (cur < v && !atomic_compare_exchange_weak(&f->synced_upto, &cur, v))
+        ;
 }
 
 /* ---- write path ------------------------------------------------------- */
@@ -212,7 +220,7 @@ static int file_write2(store_file *f, const void *a, size_t an, const void *b, s
 
 int store_file_append(store_file *f, const void *data, size_t len, store_ptr *ptr)
 {
-    if (f->poisoned)
+    if (atomic_load_explicit(&f->poisoned, memory_order_relaxed))
         return DV_ERR_IO;
     if (len > STORE_FILE_MAX_RECORD)
         return DV_ERR_TOO_LARGE;
@@ -238,22 +246,36 @@ static int file_sync_locked(store_file *f)
         return rc;
     if ((rc = f->vfs->sync(f->fh)) != DV_OK)
         return file_poison(f, rc);
-    f->synced_upto = f->wbuf_off;
+    synced_raise(f, f->wbuf_off);
     return DV_OK;
 }
 
 int store_file_sync(store_file *f)
 {
-    if (f->poisoned)
+    if (atomic_load(&f->poisoned))
         return DV_ERR_IO;
     return file_sync_locked(f);
+}
+
+int store_file_sync_to(store_file *f, uint64_t upto)
+{
+    if (atomic_load(&f->poisoned))
+        return DV_ERR_IO;
+    /* Everything below upto was handed to the OS (the appender flushed it
+     * before publishing upto), so one fdatasync makes it durable. */
+    assert(upto <= atomic_load_explicit(&f->flushed_end, memory_order_acquire));
+    int rc = f->vfs->sync(f->fh);
+    if (rc != DV_OK)
+        return file_poison(f, rc);
+    synced_raise(f, upto);
+    return DV_OK;
 }
 
 int store_file_commit(store_file *f, const void *header, size_t len, int sync)
 {
     buf_t h = BUF_INIT;
     int rc;
-    if (f->poisoned)
+    if (atomic_load(&f->poisoned))
         return DV_ERR_IO;
     if (len > STORE_FILE_MAX_HEADER)
         return DV_ERR_TOO_LARGE;
@@ -262,8 +284,8 @@ int store_file_commit(store_file *f, const void *header, size_t len, int sync)
      * disk without all of its data (see the file comment).  Only a commit
      * with more than store_file_sync_ahead_max unsynced bytes syncs its data
      * first, so that open never hashes more than that behind it. */
-    uint64_t unsynced = atomic_load_explicit(&f->end, memory_order_relaxed) - f->synced_upto;
-    if (sync && unsynced > store_file_sync_ahead_max && (rc = file_sync_locked(f)) != DV_OK)
+    uint64_t unsynced = atomic_load_explicit(&f->end, memory_order_relaxed) - atomic_load(&f->synced_upto);
+    if (sync != STORE_COMMIT_NOSYNC && unsynced > store_file_sync_ahead_max && (rc = file_sync_locked(f)) != DV_OK)
         goto fail;
 
     uint64_t off = atomic_load_explicit(&f->end, memory_order_relaxed);
@@ -276,7 +298,7 @@ int store_file_commit(store_file *f, const void *header, size_t len, int sync)
     dv_store_u32le(p + 8, (uint32_t)len);
     dv_store_u64le(p + 12, off);
     dv_store_u64le(p + 20, f->last_hdr_off);
-    dv_store_u64le(p + 28, f->synced_upto);
+    dv_store_u64le(p + 28, atomic_load(&f->synced_upto));
     dv_store_u64le(p + 36, XXH3_64bits_digest(f->gap));
     dv_store_u64le(p + 44, XXH3_64bits_withSeed(p, 44, f->seed ^ SEED_FIXED));
     if (len)
@@ -286,7 +308,7 @@ int store_file_commit(store_file *f, const void *header, size_t len, int sync)
 
     if ((rc = file_write2(f, h.data, h.len, NULL, 0)) != DV_OK)
         goto fail;
-    if (sync) {
+    if (sync == STORE_COMMIT_SYNC) {
         if ((rc = file_sync_locked(f)) != DV_OK)
             goto fail;
     } else if ((rc = file_flush(f)) != DV_OK) {
@@ -300,7 +322,7 @@ int store_file_commit(store_file *f, const void *header, size_t len, int sync)
 fail:
     buf_free(&h);
     /* Whatever happened, what reached the disk is unknown. */
-    f->poisoned = 1;
+    atomic_store(&f->poisoned, 1);
     return rc == DV_ERR_NOMEM ? rc : DV_ERR_IO;
 }
 
@@ -737,7 +759,7 @@ int store_file_open_limit(store_vfs *vfs, const char *path, int flags, uint64_t 
     }
     if ((disk_size > end || (found && h.synced_upto < end)) && (rc = vfs->sync(f->fh)) != DV_OK)
         goto fail;
-    f->synced_upto = end;
+    atomic_store(&f->synced_upto, end);
     f->wbuf_off = end;
     atomic_store(&f->flushed_end, end);
     atomic_store(&f->end, end);
@@ -777,5 +799,6 @@ uint64_t store_file_committed_size(const store_file *f)
 {
     return atomic_load_explicit(&f->committed, memory_order_acquire);
 }
+
 
 const char *store_file_path(const store_file *f) { return f->path; }

@@ -100,14 +100,25 @@ extern uint64_t store_file_map_min;
  * verifies behind the newest commit; 4 MiB.  Tests vary it. */
 extern uint64_t store_file_sync_ahead_max;
 
-/* Makes everything appended so far durable, then appends the header payload
- * and makes it durable (two syncs).  With sync == 0 nothing is synced (the
- * durability setting "never" / "every N ms"; store_file_sync later makes it
- * durable).  On error the file is poisoned: later appends/commits return
- * DV_ERR_IO until it is reopened, since what reached the disk is unknown. */
+/* Appends the header payload after everything appended so far and, with
+ * sync == STORE_COMMIT_SYNC, makes it all durable with one fdatasync (two
+ * for a commit of more than store_file_sync_ahead_max bytes: data first).
+ * STORE_COMMIT_NOSYNC syncs nothing (the durability settings "never" / "every
+ * N ms"; store_file_sync later makes it durable).  STORE_COMMIT_SYNC_LATER
+ * writes the commit as SYNC would but leaves its last fdatasync to
+ * store_file_sync_to from another thread (a pipelined durable commit).  On
+ * error the file is poisoned: later appends/commits return DV_ERR_IO until
+ * it is reopened, since what reached the disk is unknown. */
+enum { STORE_COMMIT_NOSYNC = 0, STORE_COMMIT_SYNC = 1, STORE_COMMIT_SYNC_LATER = 2 };
 int store_file_commit(store_file *f, const void *header, size_t len, int sync);
 /* Syncs whatever has been written (for the periodic-durability mode). */
 int store_file_sync(store_file *f);
+/* For a thread other than the appender (a database's syncer): one
+ * fdatasync, after which every byte below upto is durable.  upto must be
+ * at most what the appender has handed to the OS, e.g. the committed size
+ * after an unsynced commit.  Headers the appender writes afterwards name
+ * upto as synced.  A failure poisons the file as for the appender. */
+int store_file_sync_to(store_file *f, uint64_t upto);
 
 uint64_t store_file_size(const store_file *f);        /* end of appended data */
 uint64_t store_file_committed_size(const store_file *f); /* end of last header */
