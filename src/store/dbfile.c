@@ -261,7 +261,7 @@ void dbf_fileref_init_trees(dbf_fileref *fr)
         fr->tree[i].file = fr->file;
         fr->tree[i].cache = fr->cache;
         fr->tree[i].ops = i == DBF_T_BYID ? &byid_ops : NULL;
-        fr->tree[i].node_bytes = 0;
+        fr->tree[i].node_bytes = DBF_NODE_BYTES;
     }
 }
 
