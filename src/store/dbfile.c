@@ -131,11 +131,11 @@ int dbf_byid_decode(const uint8_t *p, size_t n, revtree *t, uint64_t *seq, int *
     if (rc)
         return rc;
     if (t) {
-        revtree_free(t);
-        revtree_init(t);
-        rc = revtree_decode(t, r.p, buf_reader_left(&r));
-        if (rc)
+        rc = revtree_decode(t, r.p, buf_reader_left(&r)); /* reuses t's array */
+        if (rc) {
+            t->n = 0; /* callers see an empty tree after a failed decode */
             return rc;
+        }
     }
     if (seq)
         *seq = s;

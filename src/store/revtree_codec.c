@@ -330,7 +330,14 @@ int revtree_decode(revtree *t, const uint8_t *p, size_t n)
     if (buf_get_u8(&r, &version) != DV_OK || version != REVTREE_FORMAT || get_varint(&r, &count) != DV_OK ||
         count > REVTREE_MAX_NODES || count > buf_reader_left(&r) / NODE_MIN_BYTES)
         goto fail;
-    if (count) {
+    /* Most trees have a revision or two: those are decoded on the stack and
+     * copied into t's own array when it is big enough, so that decoding a
+     * doc per read (every GET) allocates nothing once t has grown. */
+    revtree_node small[4];
+    if (count <= 4) {
+        tmp.nodes = small;
+        tmp.cap = 4;
+    } else {
         tmp.nodes = malloc((size_t)count * sizeof *tmp.nodes);
         if (!tmp.nodes) {
             rc = DV_ERR_NOMEM;
@@ -349,12 +356,27 @@ int revtree_decode(revtree *t, const uint8_t *p, size_t n)
         why = "trailing bytes";
         goto fail;
     }
-    revtree_free(t);
-    *t = tmp;
+    if (tmp.nodes != small) {
+        revtree_free(t);
+        *t = tmp;
+        return DV_OK;
+    }
+    if (t->cap < tmp.n) {
+        revtree_node *nn = malloc(4 * sizeof *nn);
+        if (!nn)
+            return DV_ERR_NOMEM;
+        revtree_free(t);
+        t->nodes = nn;
+        t->cap = 4;
+    }
+    if (tmp.n)
+        memcpy(t->nodes, small, tmp.n * sizeof *small);
+    t->n = tmp.n;
     return DV_OK;
 fail:
     if (rc == DV_ERR_CORRUPT)
         log_debug("revtree: corrupt encoding (%s) at byte %zu of %zu", why, (size_t)(r.p - p), n);
-    revtree_free(&tmp);
+    if (tmp.nodes != small)
+        revtree_free(&tmp);
     return rc;
 }
