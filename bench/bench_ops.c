@@ -9,6 +9,7 @@
  *                                           same id sequence) in batches of B
  *   bench_ops ENGINE reads  DIR DOCS N      N random point reads of those docs
  *   bench_ops ENGINE scans  DIR DOCS N      N 1,000-row range scans
+ *   bench_ops ENGINE compact DIR 1          compact the database in DIR
  *   bench_ops ENGINE commit DIR N [T]       N single-doc durable commits from
  *                                           T threads (default 1) in total
  * ENGINE is divan, lmdb or sqlite; DIR is created by load and reused by the
@@ -128,6 +129,14 @@ static void *commit_main(void *p)
 }
 
 __attribute__((noinline)) int run_commits(const bench_engine_ops *ops, void *h, uint64_t n, int threads);
+__attribute__((noinline)) int run_compact(const bench_engine_ops *ops, void *h);
+int run_compact(const bench_engine_ops *ops, void *h)
+{
+    uint64_t bytes = 0;
+    int rc = ops->compact(h, &bytes);
+    fprintf(stderr, "compacted to %llu bytes\n", (unsigned long long)bytes);
+    return rc;
+}
 int run_commits(const bench_engine_ops *ops, void *h, uint64_t n, int threads)
 {
     commit_arg *args = calloc((size_t)threads, sizeof *args);
@@ -175,6 +184,8 @@ int main(int argc, char **argv)
         rc = run_reads(ops, h, a, b);
     else if (!strcmp(op, "scans"))
         rc = run_scans(ops, h, b);
+    else if (!strcmp(op, "compact"))
+        rc = run_compact(ops, h);
     else if (!strcmp(op, "commit"))
         rc = run_commits(ops, h, a, b ? (int)b : 1);
     else

@@ -315,7 +315,10 @@ static int get_str(buf_reader *r, char **out)
     return *out ? DV_OK : DV_ERR_NOMEM;
 }
 
-int dbf_body_decode(const uint8_t *p, size_t n, buf_t *body, dbf_att **atts_out, size_t *natts_out)
+/* dbf_body_decode, and with ztail: the codec section as stored (codec |
+ * raw_len | bytes) appended to ztail instead of decoded into body. */
+static int body_decode(const uint8_t *p, size_t n, buf_t *body, buf_t *ztail, dbf_att **atts_out,
+                       size_t *natts_out)
 {
     buf_reader r;
     uint8_t ver, has_enc;
@@ -384,6 +387,15 @@ int dbf_body_decode(const uint8_t *p, size_t n, buf_t *body, dbf_att **atts_out,
         if (rc)
             goto fail;
     }
+    if (ztail) {
+        if (!buf_reader_left(&r) || *r.p > STORE_COMPRESS_ZSTD) {
+            rc = DV_ERR_CORRUPT;
+            goto fail;
+        }
+        rc = buf_append(ztail, r.p, buf_reader_left(&r));
+        if (rc)
+            goto fail;
+    }
     if (atts_out) {
         *atts_out = atts;
         *natts_out = natts;
@@ -396,18 +408,34 @@ fail:
     return rc == DV_ERR_NOMEM ? rc : DV_ERR_CORRUPT;
 }
 
-int dbf_body_read(store_file *f, store_ptr ptr, buf_t *body, dbf_att **atts, size_t *natts)
+int dbf_body_decode(const uint8_t *p, size_t n, buf_t *body, dbf_att **atts, size_t *natts)
+{
+    return body_decode(p, n, body, NULL, atts, natts);
+}
+
+static int body_read(store_file *f, store_ptr ptr, buf_t *body, buf_t *ztail, dbf_att **atts, size_t *natts)
 {
     buf_t rec = BUF_INIT;
     const uint8_t *p;
     int rc = store_file_read_ref(f, ptr, &rec, &p);
     if (!rc) {
-        rc = dbf_body_decode(p, ptr.size, body, atts, natts);
+        rc = body_decode(p, ptr.size, body, ztail, atts, natts);
         if (rc == DV_ERR_CORRUPT)
             log_error("dbfile: %s: bad body record at offset %llu", store_file_path(f), (unsigned long long)ptr.off);
     }
     buf_free(&rec);
     return rc;
+}
+
+int dbf_body_read(store_file *f, store_ptr ptr, buf_t *body, dbf_att **atts, size_t *natts)
+{
+    return body_read(f, ptr, body, NULL, atts, natts);
+}
+
+int dbf_body_read_stored(store_file *f, store_ptr ptr, buf_t *ztail, dbf_att **atts, size_t *natts)
+{
+    buf_reset(ztail);
+    return body_read(f, ptr, NULL, ztail, atts, natts);
 }
 
 int store_snap_read_body(const store_snap *s, store_ptr body, store_docbody *out)

@@ -191,6 +191,10 @@ int dbf_body_compress(int compression, const uint8_t *body, size_t len, buf_t *o
 /* Decodes a body record; body may be NULL (atts only).  *atts malloc'd. */
 int dbf_body_decode(const uint8_t *p, size_t n, buf_t *body, dbf_att **atts, size_t *natts);
 int dbf_body_read(store_file *f, store_ptr ptr, buf_t *body, dbf_att **atts, size_t *natts);
+/* For copying a record (compaction): its attachment list, and its body as
+ * stored (codec | raw_len | bytes, what dbf_body_write takes as z) in ztail,
+ * not decompressed. */
+int dbf_body_read_stored(store_file *f, store_ptr ptr, buf_t *ztail, dbf_att **atts, size_t *natts);
 /* Writes data as a chunk stream; fills stream, disk, length (the caller
  * computed the digest: it names the rev before anything is written). */
 int dbf_att_write(store_file *f, int compression, int try_compress, const uint8_t *data, size_t len, dbf_att *out);
