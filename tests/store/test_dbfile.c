@@ -582,6 +582,20 @@ static void test_compression_modes(void **state)
         assert_int_equal(dt_winner(db2, "doc19", NULL, &got, NULL), DV_OK);
         assert_int_equal(got.len, len);
         buf_free(&got);
+        /* compaction under the new option rewrites the bodies with it (a
+         * body stored with the current option is copied as stored) */
+        assert_int_equal(store_dbfile_compact(db2, NULL, NULL), DV_OK);
+        uint64_t compacted = dt_info(db2).file_size;
+        assert_int_equal(store_dbfile_compact(db2, NULL, NULL), DV_OK);
+        assert_int_equal(dt_info(db2).file_size, compacted); /* copied as stored: same bytes */
+        assert_int_equal(dt_winner(db2, "doc3", NULL, &got, NULL), DV_OK);
+        assert_int_equal(got.len, len);
+        assert_memory_equal(got.data, body, len);
+        buf_free(&got);
+        if (mode == 0) /* none -> lz4 */
+            assert_true(compacted < sizes[0] / 2);
+        if (mode == 2) /* zstd -> none */
+            assert_true(compacted > 20 * len);
         assert_int_equal(store_dbfile_close(db2), DV_OK);
         free(p);
     }
