@@ -166,7 +166,7 @@ static int copy_doc(cctx *c, store_file *from, store_slice id, store_slice srcva
             rc = copy_body(c, from, nd->body, &nd->body);
     }
     if (!rc)
-        rc = dbf_doc_sizes(c->nf->file, id.p, id.n, &t, &act, &ext);
+        rc = dbf_doc_sizes(c->nf->file, id.p, id.n, &t, 0, &act, &ext);
     if (!rc)
         rc = dbf_byid_encode(&t, seq, deleted, act, ext, out);
     *seq_out = seq;

@@ -795,8 +795,8 @@ int dbf_att_copy(store_file *from, store_file *to, const dbf_att *src, dbf_att *
 
 /* ---- size accounting -------------------------------------------------- */
 
-int dbf_doc_sizes(store_file *f, const uint8_t *id, size_t idlen, const revtree *t, uint64_t *active,
-                  uint64_t *external)
+int dbf_doc_sizes(store_file *f, const uint8_t *id, size_t idlen, const revtree *t, uint64_t noatt_off,
+                  uint64_t *active, uint64_t *external)
 {
     uint32_t *idx = malloc(sizeof *idx * (t->n ? t->n : 1));
     uint64_t *seen = NULL;
@@ -814,6 +814,8 @@ int dbf_doc_sizes(store_file *f, const uint8_t *id, size_t idlen, const revtree 
             continue;
         e += nd->size;
         a += nd->body.size + DBF_REC_OVERHEAD;
+        if (noatt_off && nd->body.off == noatt_off)
+            continue; /* the caller wrote it without attachments: nothing to read */
         dbf_att *atts = NULL;
         size_t na = 0;
         rc = dbf_body_read(f, nd->body, NULL, &atts, &na);

@@ -63,12 +63,15 @@ struct store_snap {
     uint64_t file_size; /* committed size when this state was published */
 };
 
-/* Per-document work done on the caller's thread before queueing
- * (dbf_prepare), so that the one writer thread of a busy database does not
- * do it for everyone: the compressed body, new attachments' digests and the
- * rev id computed for the parent the edit names (or none).  The writer
- * uses what matches what it finds and recomputes the rest. */
+/* Per-document work done by the caller's thread (dbfile_write.c, "work
+ * shared with the caller"), so that the one writer thread of a busy
+ * database does not do it for everyone: the compressed body, new
+ * attachments' digests and the rev id computed for the parent the edit
+ * names (or none).  The writer uses what matches what it finds and
+ * recomputes the rest. */
+enum { DBF_PREP_TODO = 0, DBF_PREP_CALLER = 1, DBF_PREP_WRITER = 2, DBF_PREP_DONE = 3 };
 typedef struct dbf_prep {
+    atomic_int state;    /* DBF_PREP_*: who computes it (claimed by compare-and-swap) */
     buf_t zbody;         /* codec | raw_len | bytes (dbf_body_compress); len 0: not done */
     char (*digests)[64]; /* per attachment, stubs "" ; NULL: not done */
     int has_rid;         /* rid is the edit's rev id for parent u->parent (or none) */
@@ -207,14 +210,14 @@ int dbf_att_copy(store_file *from, store_file *to, const dbf_att *src, dbf_att *
 int dbf_att_read_range(store_file *f, const store_att *att, uint64_t off, uint64_t len, buf_t *out);
 int dbf_att_dup(const store_att *src, store_att *dst);
 /* Sizes of a doc (active: leaf body records + distinct streams + index
- * estimate; external: sum of leaf node sizes), reading leaf records. */
-int dbf_doc_sizes(store_file *f, const uint8_t *id, size_t idlen, const revtree *t, uint64_t *active,
-                  uint64_t *external);
+ * estimate; external: sum of leaf node sizes), reading leaf records to
+ * find their attachments, except the record at noatt_off (0: none), which
+ * the caller knows has none (the writer just wrote it: reading it back
+ * from the write buffer and verifying it was 3% of a batched insert). */
+int dbf_doc_sizes(store_file *f, const uint8_t *id, size_t idlen, const revtree *t, uint64_t noatt_off,
+                  uint64_t *active, uint64_t *external);
 
 /* ---- dbfile_write.c ---- */
-/* Fills it->prep for the docs of it->w (best effort: on failure prep stays
- * NULL and the writer does the work); dbf_prep_free releases it. */
-void dbf_prepare(store_dbfile *db, dbf_item *it);
 void dbf_prep_free(dbf_item *it);
 int dbf_writer_start(store_dbfile *db);
 void dbf_writer_stop(store_dbfile *db); /* drains the queue, joins */

@@ -754,6 +754,61 @@ static void on_done(void *arg, int status)
     __atomic_add_fetch(&async_calls, 1, __ATOMIC_SEQ_CST);
 }
 
+/* One write of thousands of docs: the caller and the writer share its
+ * per-doc work (compression, rev ids) from both ends.  Every rev must be
+ * the documented function of the edit and every body read back, for new
+ * docs and for updates naming their parent, with lz4 bodies. */
+static void test_big_batch_shared_work(void **state)
+{
+    fx *f = *state;
+    enum { N = 3000 };
+    char *p = tu_path(f->dir, "big.couch");
+    store_dbfile *db = open_db(p, STORE_COMPRESS_LZ4);
+    store_doc_update *u = calloc(N, sizeof *u);
+    char (*ids)[16] = calloc(N, sizeof *ids);
+    char (*bodies)[96] = calloc(N, sizeof *bodies);
+    store_rev *revs = calloc(N, sizeof *revs);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int k = 0; k < N; k++) {
+            snprintf(ids[k], sizeof ids[k], "doc%05d", k);
+            snprintf(bodies[k], sizeof bodies[k], "{\"k\":%d,\"pass\":%d,\"pad\":\"abcabcabcabcabcabcabcabc\"}", k, pass);
+            memset(&u[k], 0, sizeof u[k]);
+            u[k].id = (const uint8_t *)ids[k];
+            u[k].idlen = strlen(ids[k]);
+            u[k].body = (const uint8_t *)bodies[k];
+            u[k].body_len = strlen(bodies[k]);
+            u[k].has_parent = pass > 0;
+            u[k].parent = revs[k];
+        }
+        store_write w = {.docs = u, .ndocs = N};
+        assert_int_equal(store_dbfile_write(db, &w), DV_OK);
+        for (int k = 0; k < N; k++) {
+            char rid[33];
+            assert_int_equal(u[k].status, DV_OK);
+            revtree_compute_rev_id(0, pass ? &revs[k] : NULL, u[k].body, u[k].body_len, NULL, 0, rid);
+            assert_int_equal(u[k].rev.pos, (uint64_t)pass + 1);
+            assert_memory_equal(u[k].rev.id, rid, 32);
+            revs[k] = u[k].rev;
+        }
+    }
+    for (int k = 0; k < N; k += 7) {
+        char rev[96], want[96];
+        buf_t got = BUF_INIT;
+        assert_int_equal(dt_winner(db, ids[k], rev, &got, NULL), DV_OK);
+        assert_string_equal(rev, dt_rev_str(&revs[k], want));
+        assert_int_equal(got.len, strlen(bodies[k]));
+        assert_memory_equal(got.data, bodies[k], got.len);
+        buf_free(&got);
+    }
+    assert_int_equal(dt_info(db).doc_count, N);
+    assert_int_equal(store_dbfile_close(db), DV_OK);
+    free(u);
+    free(ids);
+    free(bodies);
+    free(revs);
+    free(p);
+}
+
 static void test_async_and_durability_modes(void **state)
 {
     fx *f = *state;
@@ -813,6 +868,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_info_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_and_durability_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_batch_shared_work, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
