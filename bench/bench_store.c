@@ -523,7 +523,7 @@ static void print_table(const bench_results *res, const int *ran, const bench_cf
            "Reads and scans copy each document body out of the engine; divan reads the winning revision's "
            "body through a fresh snapshot per read or range. LMDB compaction is mdb_env_copy2(MDB_CP_COMPACT) "
            "plus fsync; SQLite's is VACUUM plus a TRUNCATE checkpoint. Peak RSS includes mapped file pages "
-           "(LMDB reads through its map).\n\n");
+           "(LMDB and divan read through a map of the file).\n\n");
 }
 
 static uint64_t env_u64(const char *name, uint64_t dflt)

@@ -44,7 +44,10 @@ static int has_reduce(const store_btree *t) { return t->ops && t->ops->reduce; }
 
 /* ---- point lookup ------------------------------------------------------ */
 
-int store_btree_get(const store_btree *t, const uint8_t *root, size_t root_len, store_slice key, buf_t *val)
+/* Finds key: *leaf (pinned: the caller releases it) and the index of the
+ * key in it.  DV_ERR_NOTFOUND (nothing pinned) when absent. */
+static int get_leaf(const store_btree *t, const uint8_t *root, size_t root_len, store_slice key, bt_node **leaf,
+                    uint32_t *idx)
 {
     bt_root r;
     int rc = bt_root_parse(root, root_len, &r);
@@ -58,24 +61,51 @@ int store_btree_get(const store_btree *t, const uint8_t *root, size_t root_len, 
         uint32_t i = bt_search(t->ops, nd, 0, key, 0);
         if (i == nd->n) {
             rc = DV_ERR_NOTFOUND; /* beyond the greatest key */
-            goto out;
+            goto fail;
         }
         bt_node *child = NULL;
         rc = bt_node_load(t, bt_child_ptr(nd, i), nd->level - 1u, nd->child[i].count, &child);
         if (rc)
-            goto out;
+            goto fail;
         bt_node_release(nd);
         nd = child;
     }
     uint32_t i = bt_search(t->ops, nd, 0, key, 0);
     if (i == nd->n || bt_cmp(t->ops, bt_key(nd, i), key) != 0) {
         rc = DV_ERR_NOTFOUND;
-        goto out;
+        goto fail;
     }
+    *leaf = nd;
+    *idx = i;
+    return DV_OK;
+fail:
+    bt_node_release(nd);
+    return rc;
+}
+
+int store_btree_get(const store_btree *t, const uint8_t *root, size_t root_len, store_slice key, buf_t *val)
+{
+    bt_node *nd;
+    uint32_t i;
+    int rc = get_leaf(t, root, root_len, key, &nd, &i);
+    if (rc)
+        return rc;
     store_slice v = bt_val(nd, i);
     buf_reset(val);
     rc = buf_append(val, v.p, v.n);
-out:
+    bt_node_release(nd);
+    return rc;
+}
+
+int store_btree_get_with(const store_btree *t, const uint8_t *root, size_t root_len, store_slice key,
+                         int (*fn)(void *arg, store_slice val), void *arg)
+{
+    bt_node *nd;
+    uint32_t i;
+    int rc = get_leaf(t, root, root_len, key, &nd, &i);
+    if (rc)
+        return rc;
+    rc = fn(arg, bt_val(nd, i));
     bt_node_release(nd);
     return rc;
 }
@@ -89,6 +119,7 @@ typedef struct bt_item {
     store_slice val; /* leaf: value; inner: reduction */
     uint64_t count;
     store_ptr child;
+    size_t size; /* encoded bytes at its level (item_size), computed once: flush sizes lists repeatedly */
 } bt_item;
 
 typedef struct bt_vec {
@@ -225,12 +256,19 @@ static inline uint8_t *put_bytes(uint8_t *w, store_slice s)
     return w + s.n;
 }
 
-static size_t item_bytes(unsigned level, const bt_item *it)
+static size_t item_size(unsigned level, const bt_item *it)
 {
     size_t n = varint_len(it->key.n) + it->key.n + varint_len(it->val.n) + it->val.n;
     if (level)
         n += varint_len(it->child.off) + varint_len(it->child.size) + varint_len(it->count);
     return n;
+}
+
+static inline size_t item_bytes(unsigned level, const bt_item *it)
+{
+    (void)level;
+    assert(it->size == item_size(level, it));
+    return it->size;
 }
 
 static size_t items_bytes(unsigned level, const bt_item *it, size_t n)
@@ -243,11 +281,12 @@ static size_t items_bytes(unsigned level, const bt_item *it, size_t n)
 
 static bt_item node_item(const bt_node *nd, uint32_t i)
 {
-    bt_item it = {bt_key(nd, i), bt_val(nd, i), 1, STORE_PTR_NULL};
+    bt_item it = {bt_key(nd, i), bt_val(nd, i), 1, STORE_PTR_NULL, 0};
     if (nd->level) {
         it.count = nd->child[i].count;
         it.child = bt_child_ptr(nd, i);
     }
+    it.size = item_size(nd->level, &it);
     return it;
 }
 
@@ -262,56 +301,101 @@ static int node_items(const bt_node *nd, uint32_t from, uint32_t to, bt_vec *out
     return DV_OK;
 }
 
-/* Writes items[0..n) as one node at `level`; *out becomes its parent entry.
- * With a cache, the new node goes into it decoded: the next modification
- * or read of this tree starts from the path just written. */
-static int write_node(bt_mod *m, unsigned level, const bt_item *items, size_t n, bt_item *out)
+/* Encodes items[0..n) at `level` from w (the node record of btree_node.h)
+ * and returns the end.  With nd, fills its entry and child tables as it
+ * goes, w being nd->raw: the node is decoded by construction. */
+static uint8_t *encode_node(uint8_t *w, unsigned level, const bt_item *items, size_t n, bt_node *nd,
+                            uint64_t *count)
 {
-    const store_btree *t = m->t;
-    buf_t *e = &m->enc;
-    uint64_t count = 0;
-    int rc;
-    assert(n > 0 && n <= UINT32_MAX);
-    size_t size = 1 + varint_len(n) + items_bytes(level, items, n);
-    buf_reset(e);
-    rc = buf_reserve(e, size);
-    if (rc)
-        return rc;
-    uint8_t *w = e->data;
+    const uint8_t *base = w;
+    uint64_t c = 0;
     *w++ = (uint8_t)level;
     w = put_varint(w, n);
     for (size_t i = 0; i < n; i++) {
         const bt_item *it = &items[i];
         w = put_bytes(w, it->key);
+        if (nd) {
+            bt_ent *e = &nd->ent[i];
+            e->koff = (uint32_t)(w - it->key.n - base);
+            e->kn = (uint32_t)it->key.n;
+            e->prefix = bt_prefix(it->key.p, it->key.n);
+        }
         if (level) {
             w = put_varint(w, it->child.off);
             w = put_varint(w, it->child.size);
             w = put_varint(w, it->count);
+            if (nd)
+                nd->child[i] = (bt_child){it->child.off, it->count, it->child.size};
         }
         w = put_bytes(w, it->val);
-        count += level ? it->count : 1;
+        if (nd) {
+            nd->ent[i].voff = (uint32_t)(w - it->val.n - base);
+            nd->ent[i].vn = (uint32_t)it->val.n;
+        }
+        c += level ? it->count : 1;
     }
-    e->len = (size_t)(w - e->data);
-    assert(e->len == size);
-    store_ptr p;
-    rc = store_file_append(t->file, e->data, e->len, &p);
-    if (rc)
-        return rc;
-    *out = (bt_item){items[n - 1].key, {NULL, 0}, count, p};
+    *count = c;
+    return w;
+}
+
+/* Writes items[0..n) as one node at `level`; *out becomes its parent entry.
+ * With a cache, the new node goes into it decoded: the next modification
+ * or read of this tree starts from the path just written.  The node is
+ * encoded straight into its decoded form (entry tables filled while
+ * encoding), so caching it costs no decode: the writer appends thousands
+ * of nodes a second. */
+static int write_node(bt_mod *m, unsigned level, const bt_item *items, size_t n, bt_item *out)
+{
+    const store_btree *t = m->t;
+    buf_t *e = &m->enc;
+    bt_node *nd = NULL;
+    uint64_t count = 0;
+    const uint8_t *rec;
+    int rc;
+    assert(n > 0 && n <= UINT32_MAX);
+    size_t size = 1 + varint_len(n) + items_bytes(level, items, n);
     if (t->cache) {
-        bt_node *nd;
-        const char *why;
-        rc = bt_node_decode(e->data, e->len, p.off, t->ops, &nd, &why);
-        if (rc == DV_ERR_CORRUPT)
-            log_error("btree: node just written to %s at %llu does not decode: %s", store_file_path(t->file),
-                      (unsigned long long)p.off, why);
-        if (rc)
+        if (!(nd = bt_node_alloc(level, (uint32_t)n, size)))
+            return DV_ERR_NOMEM;
+        rec = nd->raw;
+    } else {
+        buf_reset(e);
+        if ((rc = buf_reserve(e, size)) != DV_OK)
             return rc;
+        rec = e->data;
+    }
+    uint8_t *end = encode_node((uint8_t *)rec, level, items, n, nd, &count);
+    assert((size_t)(end - rec) == size);
+    (void)end;
+    store_ptr p;
+    rc = store_file_append(t->file, rec, size, &p);
+    if (rc) {
+        bt_node_release(nd);
+        return rc;
+    }
+    *out = (bt_item){items[n - 1].key, {NULL, 0}, count, p, 0};
+    if (nd) {
+        nd->off = p.off;
+        nd->count = count;
         nd->file = t->file;
+#ifndef NDEBUG
+        /* Debug builds: the node built while encoding equals its decode. */
+        bt_node *chk;
+        const char *why;
+        assert(bt_node_decode(rec, size, p.off, t->ops, &chk, &why) == DV_OK);
+        assert(chk->n == nd->n && chk->count == nd->count && chk->raw_len == nd->raw_len);
+        assert(memcmp(chk->ent, nd->ent, n * sizeof *nd->ent) == 0);
+        for (size_t i = 0; level && i < n; i++)
+            assert(chk->child[i].off == nd->child[i].off && chk->child[i].count == nd->child[i].count &&
+                   chk->child[i].size == nd->child[i].size);
+        bt_node_release(chk);
+#endif
         bt_node_release(bt_cache_insert(t->cache, nd));
     }
-    if (!has_reduce(t))
+    if (!has_reduce(t)) {
+        out->size = item_size(level + 1u, out);
         return DV_OK;
+    }
     rc = scratch_reserve(m, n);
     if (rc)
         return rc;
@@ -326,7 +410,9 @@ static int write_node(bt_mod *m, unsigned level, const bt_item *items, size_t n,
         rc = t->ops->rereduce(t->ops->ctx, m->sv, n, &m->red);
     if (rc)
         return rc;
-    return arena_copy(m, m->red.data, m->red.len, &out->val);
+    rc = arena_copy(m, m->red.data, m->red.len, &out->val);
+    out->size = item_size(level + 1u, out);
+    return rc;
 }
 
 static int flush(bt_mod *m, unsigned level, const bt_item *items, size_t n, bt_vec *out);
@@ -482,7 +568,8 @@ static int mod_leaf(bt_mod *m, const bt_node *nd, const store_btree_action *acts
         if (found)
             i++;
         if (!rc && acts[a].op == STORE_BTREE_PUT) {
-            bt_item it = {acts[a].key, acts[a].val, 1, STORE_PTR_NULL};
+            bt_item it = {acts[a].key, acts[a].val, 1, STORE_PTR_NULL, 0};
+            it.size = item_size(0, &it);
             rc = vec_push(out, &it);
         }
     }

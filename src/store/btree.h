@@ -67,6 +67,10 @@ int store_btree_root_reduction(const uint8_t *root, size_t len, store_slice *out
 
 /* Point lookup.  DV_ERR_NOTFOUND when absent; value copied into val. */
 int store_btree_get(const store_btree *t, const uint8_t *root, size_t root_len, store_slice key, buf_t *val);
+/* Point lookup without the copy: calls fn with the value, valid only during
+ * the call (the leaf is pinned meanwhile), and returns what fn returns. */
+int store_btree_get_with(const store_btree *t, const uint8_t *root, size_t root_len, store_slice key,
+                         int (*fn)(void *arg, store_slice val), void *arg);
 
 /* Batched update: acts sorted ascending by ops->compare, no key twice.
  * PUT inserts or replaces, DEL removes (absent key: no-op).  Appends the new

@@ -32,6 +32,30 @@ static int get_bytes32(buf_reader *r, const uint8_t *base, uint32_t *off, uint32
     return DV_OK;
 }
 
+bt_node *bt_node_alloc(unsigned level, uint32_t n, size_t raw_len)
+{
+    size_t ents = sizeof(bt_node) + (size_t)n * sizeof(bt_ent);
+    size_t kids = level ? (size_t)n * sizeof(bt_child) : 0;
+    size_t mem = ents + kids + raw_len;
+    bt_node *nd = malloc(mem);
+    if (!nd)
+        return NULL;
+    atomic_init(&nd->refs, 1);
+    nd->level = (uint8_t)level;
+    nd->in_cache = 0;
+    nd->referenced = 0;
+    nd->n = n;
+    nd->raw_len = (uint32_t)raw_len;
+    nd->count = 0;
+    nd->off = 0;
+    nd->file = NULL;
+    nd->mem = mem;
+    nd->prev = nd->next = NULL;
+    nd->child = level ? (bt_child *)((uint8_t *)nd + ents) : NULL;
+    nd->raw = (uint8_t *)nd + ents + kids;
+    return nd;
+}
+
 int bt_node_decode(const uint8_t *rec, size_t len, uint64_t off, const store_btree_ops *ops, bt_node **out,
                    const char **why)
 {
@@ -58,26 +82,12 @@ int bt_node_decode(const uint8_t *rec, size_t len, uint64_t off, const store_btr
         *why = "bad entry count";
         return DV_ERR_CORRUPT;
     }
-    size_t ents = sizeof(bt_node) + (size_t)n * sizeof(bt_ent);
-    size_t kids = level ? (size_t)n * sizeof(bt_child) : 0;
-    size_t mem = ents + kids + len;
-    nd = malloc(mem);
+    nd = bt_node_alloc(level, (uint32_t)n, len);
     if (!nd)
         return DV_ERR_NOMEM;
-    atomic_init(&nd->refs, 1);
-    nd->level = level;
-    nd->in_cache = 0;
-    nd->referenced = 0;
-    nd->n = (uint32_t)n;
-    nd->raw_len = (uint32_t)len;
     nd->off = off;
-    nd->file = NULL;
-    nd->mem = mem;
-    nd->prev = nd->next = NULL;
-    nd->child = level ? (bt_child *)((uint8_t *)nd + ents) : NULL;
-    uint8_t *raw = (uint8_t *)nd + ents + kids;
+    uint8_t *raw = (uint8_t *)nd->raw;
     memcpy(raw, rec, len);
-    nd->raw = raw;
 
     buf_reader_init(&r, raw + (len - buf_reader_left(&r)), buf_reader_left(&r));
     uint64_t total = 0;
@@ -103,6 +113,7 @@ int bt_node_decode(const uint8_t *rec, size_t len, uint64_t off, const store_btr
             nd->child[i] = (bt_child){coff, ccount, (uint32_t)csize};
             total += ccount;
         }
+        e->prefix = bt_prefix(raw + e->koff, e->kn);
         *why = "keys out of order";
         if (i > 0 && bt_cmp(ops, bt_key(nd, i - 1), bt_key(nd, i)) >= 0)
             goto fail;
@@ -143,10 +154,11 @@ int bt_node_load(const store_btree *t, store_ptr p, unsigned level, uint64_t cou
     if (t->cache)
         nd = bt_cache_lookup(t->cache, t->file, p.off);
     if (!nd) {
-        rc = store_file_read(t->file, p, &b);
+        const uint8_t *rec;
+        rc = store_file_read_ref(t->file, p, &b, &rec);
         if (rc)
             goto fail;
-        rc = bt_node_decode(b.data, b.len, p.off, t->ops, &nd, &why);
+        rc = bt_node_decode(rec, p.size, p.off, t->ops, &nd, &why);
         if (rc) {
             if (rc == DV_ERR_CORRUPT)
                 corrupt(t, p.off, why);

@@ -77,17 +77,43 @@ int dbf_byid_encode(const revtree *t, uint64_t seq, int deleted, uint64_t active
     return rc;
 }
 
+/* buf_get_varint inlined for values of up to 63 bits; anything longer or
+ * truncated goes to it, which decides.  The writer reduces every entry of
+ * each leaf it rewrites: a call per field showed in its profile. */
+static inline int rd_varint(buf_reader *r, uint64_t *v)
+{
+    const uint8_t *p = r->p;
+    size_t left = (size_t)(r->end - p);
+    /* Seqs and sizes take 1 to 3 bytes: those cases unrolled. */
+    if (left >= 1 && p[0] < 0x80) {
+        *v = p[0];
+        r->p = p + 1;
+        return DV_OK;
+    }
+    if (left >= 2 && p[1] < 0x80) {
+        *v = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
+        r->p = p + 2;
+        return DV_OK;
+    }
+    if (left >= 3 && p[2] < 0x80) {
+        *v = (uint64_t)(p[0] & 0x7f) | (uint64_t)(p[1] & 0x7f) << 7 | (uint64_t)p[2] << 14;
+        r->p = p + 3;
+        return DV_OK;
+    }
+    return buf_get_varint(r, v);
+}
+
 /* Header fields of a by-id value without decoding its tree (reduce). */
 static int byid_head(buf_reader *r, uint64_t *seq, int *deleted, uint64_t *active, uint64_t *external)
 {
-    uint8_t d;
-    int rc = buf_get_u8(r, &d);
+    if (r->p >= r->end)
+        return DV_ERR_CORRUPT;
+    uint8_t d = *r->p++;
+    int rc = rd_varint(r, seq);
     if (!rc)
-        rc = buf_get_varint(r, seq);
+        rc = rd_varint(r, active);
     if (!rc)
-        rc = buf_get_varint(r, active);
-    if (!rc)
-        rc = buf_get_varint(r, external);
+        rc = rd_varint(r, external);
     if (!rc && d > 1)
         rc = DV_ERR_CORRUPT;
     *deleted = d;
@@ -105,11 +131,11 @@ int dbf_byid_decode(const uint8_t *p, size_t n, revtree *t, uint64_t *seq, int *
     if (rc)
         return rc;
     if (t) {
-        revtree_free(t);
-        revtree_init(t);
-        rc = revtree_decode(t, r.p, buf_reader_left(&r));
-        if (rc)
+        rc = revtree_decode(t, r.p, buf_reader_left(&r)); /* reuses t's array */
+        if (rc) {
+            t->n = 0; /* callers see an empty tree after a failed decode */
             return rc;
+        }
     }
     if (seq)
         *seq = s;
@@ -186,7 +212,7 @@ int dbf_byid_red_decode(store_slice s, uint64_t v[4])
     buf_reader r;
     buf_reader_init(&r, s.p, s.n);
     for (int i = 0; i < 4; i++) {
-        int rc = buf_get_varint(&r, &v[i]);
+        int rc = rd_varint(&r, &v[i]);
         if (rc)
             return rc;
     }
@@ -235,16 +261,17 @@ void dbf_fileref_init_trees(dbf_fileref *fr)
         fr->tree[i].file = fr->file;
         fr->tree[i].cache = fr->cache;
         fr->tree[i].ops = i == DBF_T_BYID ? &byid_ops : NULL;
-        fr->tree[i].node_bytes = 0;
+        fr->tree[i].node_bytes = DBF_NODE_BYTES;
     }
 }
 
-int dbf_fileref_open(store_dbfile *db, const char *path, int flags, dbf_fileref **out, buf_t *header)
+int dbf_fileref_open(store_dbfile *db, const char *path, int flags, uint64_t limit, dbf_fileref **out,
+                     buf_t *header)
 {
     dbf_fileref *fr = calloc(1, sizeof *fr);
     if (!fr)
         return DV_ERR_NOMEM;
-    int rc = store_file_open(db->vfs, path, flags, &fr->file, header);
+    int rc = store_file_open_limit(db->vfs, path, flags, limit, &fr->file, header);
     if (rc) {
         free(fr);
         return rc;
@@ -474,7 +501,7 @@ int store_dbfile_open(const char *path, const store_dbfile_options *o, store_dbf
     if (rc && rc != DV_ERR_NOTFOUND)
         log_warn("dbfile: cannot remove stale %s: %s", cpath, dv_strerror(rc));
     int flags = (o->create ? STORE_FILE_CREATE : 0) | (o->create && o->excl ? STORE_FILE_EXCL : 0);
-    rc = dbf_fileref_open(db, path, flags, &db->fr, &hdr);
+    rc = dbf_fileref_open(db, path, flags, 0, &db->fr, &hdr);
     if (rc)
         goto fail;
     rc = dbf_state_from_header(db, db->fr, hdr.data, hdr.len, &db->cur);
@@ -500,6 +527,19 @@ int store_dbfile_open(const char *path, const store_dbfile_options *o, store_dbf
         pthread_mutex_destroy(&db->mu);
         goto fail_sync;
     }
+    if (pthread_cond_init(&db->cv_sync, NULL)) {
+        pthread_cond_destroy(&db->cv_done);
+        pthread_cond_destroy(&db->cv_work);
+        pthread_mutex_destroy(&db->mu);
+        goto fail_sync;
+    }
+    if (pthread_cond_init(&db->cv_comp, NULL)) {
+        pthread_cond_destroy(&db->cv_sync);
+        pthread_cond_destroy(&db->cv_done);
+        pthread_cond_destroy(&db->cv_work);
+        pthread_mutex_destroy(&db->mu);
+        goto fail_sync;
+    }
     sync_init = 1;
     rc = dbf_writer_start(db);
     if (rc)
@@ -513,6 +553,8 @@ fail_sync:
     rc = DV_ERR_NOMEM;
 fail:
     if (sync_init) {
+        pthread_cond_destroy(&db->cv_comp);
+        pthread_cond_destroy(&db->cv_sync);
         pthread_cond_destroy(&db->cv_done);
         pthread_cond_destroy(&db->cv_work);
         pthread_mutex_destroy(&db->mu);
@@ -545,6 +587,8 @@ int store_dbfile_close(store_dbfile *db)
     dbf_fileref_unref(db->fr);
     if (db->own_cache)
         store_btree_cache_free(db->cache);
+    pthread_cond_destroy(&db->cv_comp);
+    pthread_cond_destroy(&db->cv_sync);
     pthread_cond_destroy(&db->cv_done);
     pthread_cond_destroy(&db->cv_work);
     pthread_mutex_destroy(&db->mu);

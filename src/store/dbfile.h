@@ -26,9 +26,13 @@
  *
  * Concurrency and durability:
  *   - One writer thread per open database.  store_dbfile_write* queue work;
- *     the writer takes everything queued, applies it in order, commits once
- *     (group commit), then completes every waiter.  A write is acknowledged
- *     only after the commit that holds it is durable (durability ALWAYS).
+ *     the writer takes everything queued, applies it in order and writes it
+ *     as one commit (group commit).  With durability ALWAYS a syncer thread
+ *     syncs what the writer wrote (one sync for every group written since
+ *     its last one) while the writer applies the next group, publishes it
+ *     and has its waiters completed (a completer thread wakes big groups).
+ *     A write is acknowledged only after the commit that holds it is
+ *     durable (durability ALWAYS); readers see it no earlier either.
  *   - Readers take a snapshot (a committed header) and never wait for the
  *     writer or compaction; a snapshot stays valid (the file stays open)
  *     until released, even after compaction swapped the file.
@@ -74,8 +78,10 @@ int store_dbfile_open(const char *path, const store_dbfile_options *o, store_dbf
  * compaction to stop, closes.  Snapshots must have been released. */
 int store_dbfile_close(store_dbfile *db);
 const char *store_dbfile_path(const store_dbfile *db);
-/* Number of commits (groups) made since open: writes / commits is the
- * group-commit factor (stats, tests). */
+/* Number of durable commits made since open: writes / commits is the
+ * group-commit factor (stats, tests).  With durability ALWAYS a commit is a
+ * sync, which may make several groups durable at once (see pipelining in
+ * dbfile_write.c); otherwise it is a group. */
 uint64_t store_dbfile_commit_count(store_dbfile *db);
 
 /* ---- snapshots and reads ------------------------------------------- */
@@ -258,13 +264,17 @@ typedef struct store_write {
 } store_write;
 
 /* Queues w and blocks until the commit holding it is durable (per the
- * durability setting).  Returns DV_OK when the batch was committed (each
+ * durability setting).  While it waits, the calling thread compresses the
+ * bodies, digests new attachments and computes edit rev ids, sharing that
+ * work with the writer thread (on which it would serialise); the async
+ * variant does it all on its caller's thread before queueing: O(bytes of
+ * w), as parsing them was.  Returns DV_OK when the batch was committed (each
  * item then has its own status), or an error when the commit failed (I/O):
  * then nothing of w was acknowledged.  Items of one store_write are applied
  * in order and commit together. */
 int store_dbfile_write(store_dbfile *db, store_write *w);
-/* Same, without blocking: done(arg, status) runs on the writer thread after
- * the commit.  w and everything it points to must stay valid until then.
+/* Same, without blocking: done(arg, status) runs on one of the database's
+ * threads (writer, syncer or completer) after the commit, in commit order.  w and everything it points to must stay valid until then.
  * done must not block on this database (a blocking write from it would
  * wait for its own thread).
  * After a failed commit the writer reopens the file from its last good

@@ -34,6 +34,7 @@
 
 #include <lz4.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -104,12 +105,74 @@ void dbf_md5_digest(const uint8_t *data, size_t len, char out[64])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
-    EVP_Digest(data, len, md, &mdlen, EVP_md5(), NULL);
+    EVP_Digest(data, len, md, &mdlen, revtree_md5(), NULL);
     memcpy(out, "md5-", 4);
     EVP_EncodeBlock((unsigned char *)out + 4, md, (int)mdlen); /* 24 chars + NUL */
 }
 
 /* ---- compression ----------------------------------------------------- */
+
+/* Compression contexts, one per thread that compresses (the writer of each
+ * database, compaction), made on first use and freed when the thread ends.
+ * LZ4_compress_default clears a 16 KiB state on every call and ZSTD_compress
+ * builds a context: per 1 KiB body that was more work than compressing it.
+ * After LZ4_resetStream_fast a stream holds no dictionary, so each body is
+ * still an independent block that LZ4_decompress_safe reads alone. */
+typedef struct codec_ctx {
+    LZ4_stream_t *lz4;
+    ZSTD_CCtx *zstd;
+} codec_ctx;
+
+static pthread_key_t codec_key;
+static pthread_once_t codec_once = PTHREAD_ONCE_INIT;
+static int codec_key_ok;
+
+static void codec_free(void *p)
+{
+    codec_ctx *c = p;
+    if (c->lz4)
+        LZ4_freeStream(c->lz4);
+    ZSTD_freeCCtx(c->zstd);
+    free(c);
+}
+
+static void codec_key_init(void) { codec_key_ok = pthread_key_create(&codec_key, codec_free) == 0; }
+
+/* The calling thread's context, NULL when out of memory (the caller then
+ * compresses without one). */
+static codec_ctx *codec_get(void)
+{
+    pthread_once(&codec_once, codec_key_init);
+    if (!codec_key_ok)
+        return NULL;
+    codec_ctx *c = pthread_getspecific(codec_key);
+    if (!c && (c = calloc(1, sizeof *c)) && pthread_setspecific(codec_key, c) != 0) {
+        free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+static int compress_lz4(const uint8_t *p, size_t n, uint8_t *dst, size_t bound)
+{
+    codec_ctx *c = codec_get();
+    if (c && !c->lz4)
+        c->lz4 = LZ4_createStream();
+    if (!c || !c->lz4)
+        return LZ4_compress_default((const char *)p, (char *)dst, (int)n, (int)bound);
+    LZ4_resetStream_fast(c->lz4);
+    return LZ4_compress_fast_continue(c->lz4, (const char *)p, (char *)dst, (int)n, (int)bound, 1);
+}
+
+static size_t compress_zstd(const uint8_t *p, size_t n, uint8_t *dst, size_t bound)
+{
+    codec_ctx *c = codec_get();
+    if (c && !c->zstd)
+        c->zstd = ZSTD_createCCtx();
+    if (!c || !c->zstd)
+        return ZSTD_compress(dst, bound, p, n, 1);
+    return ZSTD_compressCCtx(c->zstd, dst, bound, p, n, 1);
+}
 
 /* Appends codec tag, raw length and (maybe compressed) bytes to out.  Keeps
  * the compressed form only when it saves at least an eighth: decompression
@@ -130,10 +193,10 @@ static int put_compressed(buf_t *out, int compression, const uint8_t *p, size_t 
         uint8_t *dst = out->data + out->len;
         size_t cn = 0;
         if (compression == STORE_COMPRESS_LZ4) {
-            int r = LZ4_compress_default((const char *)p, (char *)dst, (int)n, (int)bound);
+            int r = compress_lz4(p, n, dst, bound);
             cn = r > 0 ? (size_t)r : 0;
         } else {
-            size_t r = ZSTD_compress(dst, bound, p, n, 1);
+            size_t r = compress_zstd(p, n, dst, bound);
             cn = ZSTD_isError(r) ? 0 : r;
         }
         if (cn && cn <= n - n / 8) {
@@ -195,8 +258,13 @@ static int put_str(buf_t *b, const char *s)
     return buf_put_bytes(b, s ? s : "", s ? strlen(s) : 0);
 }
 
-int dbf_body_write(store_file *f, int compression, const uint8_t *body, size_t len, const dbf_att *atts,
-                   size_t natts, store_ptr *out)
+int dbf_body_compress(int compression, const uint8_t *body, size_t len, buf_t *out)
+{
+    return put_compressed(out, compression, body, len);
+}
+
+int dbf_body_write(store_file *f, int compression, const uint8_t *body, size_t len, const buf_t *z,
+                   const dbf_att *atts, size_t natts, store_ptr *out)
 {
     buf_t b = BUF_INIT;
     int rc = buf_append_byte(&b, BODY_VERSION);
@@ -227,7 +295,7 @@ int dbf_body_write(store_file *f, int compression, const uint8_t *body, size_t l
             rc = buf_put_varint(&b, atts[i].disk);
     }
     if (!rc)
-        rc = put_compressed(&b, compression, body, len);
+        rc = z && z->len ? buf_append(&b, z->data, z->len) : put_compressed(&b, compression, body, len);
     if (!rc)
         rc = store_file_append(f, b.data, b.len, out);
     buf_free(&b);
@@ -247,7 +315,10 @@ static int get_str(buf_reader *r, char **out)
     return *out ? DV_OK : DV_ERR_NOMEM;
 }
 
-int dbf_body_decode(const uint8_t *p, size_t n, buf_t *body, dbf_att **atts_out, size_t *natts_out)
+/* dbf_body_decode, and with ztail: the codec section as stored (codec |
+ * raw_len | bytes) appended to ztail instead of decoded into body. */
+static int body_decode(const uint8_t *p, size_t n, buf_t *body, buf_t *ztail, dbf_att **atts_out,
+                       size_t *natts_out)
 {
     buf_reader r;
     uint8_t ver, has_enc;
@@ -264,8 +335,8 @@ int dbf_body_decode(const uint8_t *p, size_t n, buf_t *body, dbf_att **atts_out,
         rc = DV_ERR_CORRUPT;
     if (rc)
         goto fail;
-    atts = calloc(natts ? natts : 1, sizeof *atts);
-    if (!atts) {
+    /* Most revisions have no attachments: no allocation for them. */
+    if (natts && !(atts = calloc(natts, sizeof *atts))) {
         rc = DV_ERR_NOMEM;
         goto fail;
     }
@@ -316,6 +387,15 @@ int dbf_body_decode(const uint8_t *p, size_t n, buf_t *body, dbf_att **atts_out,
         if (rc)
             goto fail;
     }
+    if (ztail) {
+        if (!buf_reader_left(&r) || *r.p > STORE_COMPRESS_ZSTD) {
+            rc = DV_ERR_CORRUPT;
+            goto fail;
+        }
+        rc = buf_append(ztail, r.p, buf_reader_left(&r));
+        if (rc)
+            goto fail;
+    }
     if (atts_out) {
         *atts_out = atts;
         *natts_out = natts;
@@ -328,17 +408,34 @@ fail:
     return rc == DV_ERR_NOMEM ? rc : DV_ERR_CORRUPT;
 }
 
-int dbf_body_read(store_file *f, store_ptr ptr, buf_t *body, dbf_att **atts, size_t *natts)
+int dbf_body_decode(const uint8_t *p, size_t n, buf_t *body, dbf_att **atts, size_t *natts)
+{
+    return body_decode(p, n, body, NULL, atts, natts);
+}
+
+static int body_read(store_file *f, store_ptr ptr, buf_t *body, buf_t *ztail, dbf_att **atts, size_t *natts)
 {
     buf_t rec = BUF_INIT;
-    int rc = store_file_read(f, ptr, &rec);
+    const uint8_t *p;
+    int rc = store_file_read_ref(f, ptr, &rec, &p);
     if (!rc) {
-        rc = dbf_body_decode(rec.data, rec.len, body, atts, natts);
+        rc = body_decode(p, ptr.size, body, ztail, atts, natts);
         if (rc == DV_ERR_CORRUPT)
             log_error("dbfile: %s: bad body record at offset %llu", store_file_path(f), (unsigned long long)ptr.off);
     }
     buf_free(&rec);
     return rc;
+}
+
+int dbf_body_read(store_file *f, store_ptr ptr, buf_t *body, dbf_att **atts, size_t *natts)
+{
+    return body_read(f, ptr, body, NULL, atts, natts);
+}
+
+int dbf_body_read_stored(store_file *f, store_ptr ptr, buf_t *ztail, dbf_att **atts, size_t *natts)
+{
+    buf_reset(ztail);
+    return body_read(f, ptr, NULL, ztail, atts, natts);
 }
 
 int store_snap_read_body(const store_snap *s, store_ptr body, store_docbody *out)
@@ -353,8 +450,11 @@ int store_snap_read_body(const store_snap *s, store_ptr body, store_docbody *out
     for (size_t i = 0; i < out->natts; i++)
         att_free(&out->atts[i]);
     free(out->atts);
-    out->atts = calloc(n ? n : 1, sizeof *out->atts);
+    out->atts = NULL;
     out->natts = 0;
+    if (n == 0)
+        return DV_OK;
+    out->atts = calloc(n, sizeof *out->atts);
     if (!out->atts) {
         dbf_atts_free(atts, n);
         return DV_ERR_NOMEM;
@@ -695,8 +795,8 @@ int dbf_att_copy(store_file *from, store_file *to, const dbf_att *src, dbf_att *
 
 /* ---- size accounting -------------------------------------------------- */
 
-int dbf_doc_sizes(store_file *f, const uint8_t *id, size_t idlen, const revtree *t, uint64_t *active,
-                  uint64_t *external)
+int dbf_doc_sizes(store_file *f, const uint8_t *id, size_t idlen, const revtree *t, uint64_t noatt_off,
+                  uint64_t *active, uint64_t *external)
 {
     uint32_t *idx = malloc(sizeof *idx * (t->n ? t->n : 1));
     uint64_t *seen = NULL;
@@ -714,6 +814,8 @@ int dbf_doc_sizes(store_file *f, const uint8_t *id, size_t idlen, const revtree 
             continue;
         e += nd->size;
         a += nd->body.size + DBF_REC_OVERHEAD;
+        if (noatt_off && nd->body.off == noatt_off)
+            continue; /* the caller wrote it without attachments: nothing to read */
         dbf_att *atts = NULL;
         size_t na = 0;
         rc = dbf_body_read(f, nd->body, NULL, &atts, &na);

@@ -46,15 +46,24 @@ static int fill_docinfo(const store_snap *s, store_slice key, store_slice val, s
     return rc == DV_ERR_CORRUPT ? corrupt(s, "by-id") : rc;
 }
 
+typedef struct get_doc_arg {
+    const store_snap *s;
+    store_slice key;
+    store_docinfo *out;
+} get_doc_arg;
+
+static int get_doc_fill(void *arg, store_slice val)
+{
+    get_doc_arg *a = arg;
+    return fill_docinfo(a->s, a->key, val, a->out);
+}
+
 int store_snap_get_doc(const store_snap *s, const uint8_t *id, size_t idlen, store_docinfo *out)
 {
-    buf_t val = BUF_INIT;
+    /* Decoded straight from the cached leaf: no copy of the value. */
+    get_doc_arg a = {s, {id, idlen}, out};
     const buf_t *root = &s->root[DBF_T_BYID];
-    int rc = store_btree_get(&s->fr->tree[DBF_T_BYID], root->data, root->len, (store_slice){id, idlen}, &val);
-    if (!rc)
-        rc = fill_docinfo(s, (store_slice){id, idlen}, (store_slice){val.data, val.len}, out);
-    buf_free(&val);
-    return rc;
+    return store_btree_get_with(&s->fr->tree[DBF_T_BYID], root->data, root->len, a.key, get_doc_fill, &a);
 }
 
 /* ---- id cursor ------------------------------------------------------- */

@@ -72,6 +72,13 @@ enum {
  * during creation, is initialised).  header may be NULL.  Open truncates
  * whatever follows the last valid commit (a torn tail) and syncs that. */
 int store_file_open(store_vfs *vfs, const char *path, int flags, store_file **out, buf_t *header);
+/* Same, ignoring everything at or after limit (0: no limit): for reopening
+ * after a failed commit, with limit = the old handle's committed size.  A
+ * commit whose sync failed may be complete in the page cache yet never reach
+ * the disk (a failed fsync can leave its pages marked clean), so it must not
+ * be taken up again: it is truncated away and overwritten by new commits. */
+int store_file_open_limit(store_vfs *vfs, const char *path, int flags, uint64_t limit, store_file **out,
+                          buf_t *header);
 int store_file_close(store_file *f); /* does not commit; frees */
 
 /* Appends a record; *ptr receives its location.  Not durable until commit.
@@ -80,15 +87,38 @@ int store_file_close(store_file *f); /* does not commit; frees */
 int store_file_append(store_file *f, const void *data, size_t len, store_ptr *ptr);
 /* Reads and verifies the record at ptr into out (replacing its contents). */
 int store_file_read(store_file *f, store_ptr ptr, buf_t *out);
+/* Same without a copy where possible: *p points at the verified payload,
+ * either inside the file's read mapping (valid until the file is closed) or
+ * inside scratch (valid until scratch changes).  For readers that decode or
+ * decompress the record at once: a mapped read costs no system call. */
+int store_file_read_ref(store_file *f, store_ptr ptr, buf_t *scratch, const uint8_t **p);
+/* Length of a file's first read mapping (then doubled as it grows); tests
+ * lower it to make mappings grow under concurrent readers. */
+extern uint64_t store_file_map_min;
+/* A synced commit with more unsynced bytes than this syncs its data before
+ * writing its header (two syncs instead of one), which bounds what open
+ * verifies behind the newest commit; 4 MiB.  Tests vary it. */
+extern uint64_t store_file_sync_ahead_max;
 
-/* Makes everything appended so far durable, then appends the header payload
- * and makes it durable (two syncs).  With sync == 0 nothing is synced (the
- * durability setting "never" / "every N ms"; store_file_sync later makes it
- * durable).  On error the file is poisoned: later appends/commits return
- * DV_ERR_IO until it is reopened, since what reached the disk is unknown. */
+/* Appends the header payload after everything appended so far and, with
+ * sync == STORE_COMMIT_SYNC, makes it all durable with one fdatasync (two
+ * for a commit of more than store_file_sync_ahead_max bytes: data first).
+ * STORE_COMMIT_NOSYNC syncs nothing (the durability settings "never" / "every
+ * N ms"; store_file_sync later makes it durable).  STORE_COMMIT_SYNC_LATER
+ * writes the commit as SYNC would but leaves its last fdatasync to
+ * store_file_sync_to from another thread (a pipelined durable commit).  On
+ * error the file is poisoned: later appends/commits return DV_ERR_IO until
+ * it is reopened, since what reached the disk is unknown. */
+enum { STORE_COMMIT_NOSYNC = 0, STORE_COMMIT_SYNC = 1, STORE_COMMIT_SYNC_LATER = 2 };
 int store_file_commit(store_file *f, const void *header, size_t len, int sync);
 /* Syncs whatever has been written (for the periodic-durability mode). */
 int store_file_sync(store_file *f);
+/* For a thread other than the appender (a database's syncer): one
+ * fdatasync, after which every byte below upto is durable.  upto must be
+ * at most what the appender has handed to the OS, e.g. the committed size
+ * after an unsynced commit.  Headers the appender writes afterwards name
+ * upto as synced.  A failure poisons the file as for the appender. */
+int store_file_sync_to(store_file *f, uint64_t upto);
 
 uint64_t store_file_size(const store_file *f);        /* end of appended data */
 uint64_t store_file_committed_size(const store_file *f); /* end of last header */

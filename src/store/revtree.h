@@ -146,5 +146,9 @@ uint32_t revtree_path(const revtree *t, uint32_t idx, uint32_t *out);
  * same rev.  out must hold 33 bytes (NUL-terminated). */
 void revtree_compute_rev_id(int deleted, const store_rev *parent, const uint8_t *body, size_t body_len,
                             const char *const *att_digests, size_t n_atts, char out[33]);
+/* OpenSSL's MD5 (an EVP_MD), fetched once for the process: for rev ids and
+ * attachment digests. */
+struct evp_md_st;
+const struct evp_md_st *revtree_md5(void);
 
 #endif

@@ -27,6 +27,7 @@
 
 #include <assert.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,6 +128,20 @@ static int pack_hex_id(const store_rev *r, uint8_t raw[16])
     return miss == 0;
 }
 
+static EVP_MD *md5_fetched;
+static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
+
+static void md5_fetch(void) { md5_fetched = EVP_MD_fetch(NULL, "MD5", NULL); }
+
+const struct evp_md_st *revtree_md5(void)
+{
+    /* OpenSSL 3 looks the legacy EVP_md5() up in its provider on every
+     * EVP_DigestInit_ex: about as many instructions as hashing a 1 KiB body.
+     * Fetched once here and kept for the life of the process. */
+    pthread_once(&md5_once, md5_fetch);
+    return md5_fetched ? md5_fetched : EVP_md5();
+}
+
 void revtree_compute_rev_id(int deleted, const store_rev *parent, const uint8_t *body, size_t body_len,
                             const char *const *att_digests, size_t n_atts, char out[33])
 {
@@ -138,7 +153,7 @@ void revtree_compute_rev_id(int deleted, const store_rev *parent, const uint8_t 
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1;
+    int ok = ctx && EVP_DigestInit_ex(ctx, revtree_md5(), NULL) == 1;
     ok = ok && EVP_DigestUpdate(ctx, &flag, 1) == 1;
     ok = ok && EVP_DigestUpdate(ctx, &has_parent, 1) == 1;
     if (parent) {
@@ -315,7 +330,14 @@ int revtree_decode(revtree *t, const uint8_t *p, size_t n)
     if (buf_get_u8(&r, &version) != DV_OK || version != REVTREE_FORMAT || get_varint(&r, &count) != DV_OK ||
         count > REVTREE_MAX_NODES || count > buf_reader_left(&r) / NODE_MIN_BYTES)
         goto fail;
-    if (count) {
+    /* Most trees have a revision or two: those are decoded on the stack and
+     * copied into t's own array when it is big enough, so that decoding a
+     * doc per read (every GET) allocates nothing once t has grown. */
+    revtree_node small[4];
+    if (count <= 4) {
+        tmp.nodes = small;
+        tmp.cap = 4;
+    } else {
         tmp.nodes = malloc((size_t)count * sizeof *tmp.nodes);
         if (!tmp.nodes) {
             rc = DV_ERR_NOMEM;
@@ -334,12 +356,27 @@ int revtree_decode(revtree *t, const uint8_t *p, size_t n)
         why = "trailing bytes";
         goto fail;
     }
-    revtree_free(t);
-    *t = tmp;
+    if (tmp.nodes != small) {
+        revtree_free(t);
+        *t = tmp;
+        return DV_OK;
+    }
+    if (t->cap < tmp.n) {
+        revtree_node *nn = malloc(4 * sizeof *nn);
+        if (!nn)
+            return DV_ERR_NOMEM;
+        revtree_free(t);
+        t->nodes = nn;
+        t->cap = 4;
+    }
+    if (tmp.n)
+        memcpy(t->nodes, small, tmp.n * sizeof *small);
+    t->n = tmp.n;
     return DV_OK;
 fail:
     if (rc == DV_ERR_CORRUPT)
         log_debug("revtree: corrupt encoding (%s) at byte %zu of %zu", why, (size_t)(r.p - p), n);
-    revtree_free(&tmp);
+    if (tmp.nodes != small)
+        revtree_free(&tmp);
     return rc;
 }

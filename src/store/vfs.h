@@ -14,6 +14,11 @@
  *   - A new name (create, rename) is durable only after sync_dir of its folder.
  *   - Functions are safe to call from several threads on the same file
  *     (pread concurrently with pwrite to other offsets).
+ *   - map is optional (NULL: store_file reads with pread only).  It maps
+ *     [0, len) of the file read-only and shared, len possibly beyond the end
+ *     of the file: the caller touches only bytes that were written (pwrite)
+ *     to the file before, and sees them as pread would (one page cache).
+ *     The mapping stays valid until unmap, whatever is appended meanwhile.
  */
 #ifndef DV_STORE_VFS_H
 #define DV_STORE_VFS_H
@@ -42,6 +47,8 @@ struct store_vfs {
     int (*unlink)(store_vfs *vfs, const char *path); /* DV_ERR_NOTFOUND if absent */
     int (*sync_dir)(store_vfs *vfs, const char *dir);
     int (*exists)(store_vfs *vfs, const char *path); /* 1, 0, or <0 error */
+    int (*map)(store_vfs_file *f, uint64_t len, const void **out); /* optional */
+    int (*unmap)(store_vfs_file *f, const void *p, uint64_t len);
 };
 
 /* The process-wide POSIX implementation (open/pread/pwrite/fdatasync). */

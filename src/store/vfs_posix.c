@@ -11,6 +11,10 @@
  *     sync_dir opens the directory and fsyncs it for that.
  *   - No state is shared between handles beyond the kernel's, so every call
  *     is safe from any thread (pread/pwrite carry their own offset).
+ *   - map is mmap(PROT_READ, MAP_SHARED): Linux has one page cache, so a
+ *     mapping sees every pwrite at once.  The cost of reading through it
+ *     instead of pread: an I/O error on a mapped page is SIGBUS, not EIO
+ *     (see docs/durability.md).
  * Unexpected errors are logged once here with the path and errno text, so
  * callers only need to propagate the status code.
  */
@@ -24,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -233,6 +238,30 @@ static int posix_exists(store_vfs *vfs, const char *path)
     return DV_ERR_IO;
 }
 
+static int posix_map(store_vfs_file *vf, uint64_t len, const void **out)
+{
+    posix_file *f = pf(vf);
+    if (len == 0 || len > (uint64_t)SIZE_MAX)
+        return DV_ERR_INVALID;
+    void *p = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, f->fd, 0);
+    if (p == MAP_FAILED) {
+        log_warn("vfs: mmap %s (%llu bytes): %s; reading with pread", f->path, (unsigned long long)len,
+                 strerror(errno));
+        return DV_ERR_NOMEM;
+    }
+    *out = p;
+    return DV_OK;
+}
+
+static int posix_unmap(store_vfs_file *vf, const void *p, uint64_t len)
+{
+    if (munmap((void *)p, (size_t)len) != 0) {
+        log_error("vfs: munmap %s: %s", pf(vf)->path, strerror(errno));
+        return DV_ERR_IO;
+    }
+    return DV_OK;
+}
+
 static store_vfs posix_vfs = {
     .open = posix_open,
     .close = posix_close,
@@ -245,6 +274,8 @@ static store_vfs posix_vfs = {
     .unlink = posix_unlink,
     .sync_dir = posix_sync_dir,
     .exists = posix_exists,
+    .map = posix_map,
+    .unmap = posix_unmap,
 };
 
 store_vfs *store_vfs_posix(void) { return &posix_vfs; }

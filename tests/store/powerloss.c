@@ -142,8 +142,12 @@ static int pl_round(faultvfs *fv, cu_model *m, tu_rng *rng, pl_stats *stats, con
     /* One writer, compaction in between or on its own thread; or two
      * writers (group commits of both) with compaction beside them. */
     int nworkers = tu_rand_below(rng, 3) == 0 ? 2 : 1;
-    snprintf(ctx, sizeof ctx, "%s %s durability=%s mode=%s writers=%d", ctx0, sc_name[sc],
-             durability == STORE_DURABLE_NEVER ? "never" : "always", mode_name[mode], nworkers);
+    /* A third of the rounds make commits above a few KiB sync their data
+     * before their header (the two-sync path of big commits). */
+    store_file_sync_ahead_max = tu_rand_below(rng, 3) == 0 ? tu_rand_below(rng, 16 * 1024) : 4u << 20;
+    snprintf(ctx, sizeof ctx, "%s %s durability=%s mode=%s writers=%d sync_ahead=%llu", ctx0, sc_name[sc],
+             durability == STORE_DURABLE_NEVER ? "never" : "always", mode_name[mode], nworkers,
+             (unsigned long long)store_file_sync_ahead_max);
     memset(&base, 0, sizeof base);
     memset(&st, 0, sizeof st);
     if (cu_model_copy(&base, m) != DV_OK || cu_state_init(&st, m->ndocs, m->nlocals) != DV_OK)

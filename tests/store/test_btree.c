@@ -384,7 +384,12 @@ static void test_flipped_bytes(void **state)
     fx x;
     fx_open(&x, "btree-flip", &bm_sum_ops, 512, 0);
     put_range(&x, "k%05d", 0, n, n, 0); /* one batch: every node is live */
-    uint64_t data_end = store_file_size(x.f); /* flips stay clear of the header */
+    uint64_t data_end = store_file_size(x.f); /* flips stay clear of the headers */
+    assert_int_equal(store_file_commit(x.f, x.root.data, x.root.len, 1), DV_OK);
+    /* A second synced commit certifies the first one's bytes as synced, so
+     * open takes the tree as written and the flips are the readers' to
+     * find (a flip in the newest commit's own bytes makes open fall back,
+     * see test_file). */
     assert_int_equal(store_file_commit(x.f, x.root.data, x.root.len, 1), DV_OK);
     assert_int_equal(store_file_close(x.f), DV_OK);
     x.f = NULL;
@@ -627,7 +632,8 @@ static void test_cache_threads(void **state)
 
 /* ---- height and rates ------------------------------------------------- */
 
-/* The POSIX VFS with a count of preads: how many reads a lookup costs. */
+/* The POSIX VFS with a count of preads: how many reads a lookup costs
+ * (without the read mapping, which would make every read free of preads). */
 static long counted_preads;
 static int counting_pread(store_vfs_file *f, void *buf, size_t len, uint64_t off)
 {
@@ -640,6 +646,7 @@ static store_vfs *counting_vfs(void)
     static store_vfs v;
     v = *store_vfs_posix();
     v.pread = counting_pread;
+    v.map = NULL;
     return &v;
 }
 
@@ -702,7 +709,7 @@ static void test_height_and_rates(void **state)
         assert_int_equal(store_btree_get(&uncached, hdr.data, hdr.len, S(kb), &v), DV_OK);
     }
     double reads = (double)counted_preads / probes;
-    assert_true(reads <= 2.0 * (rt.height + 1)); /* at most header + payload per node */
+    assert_true(reads <= 1.0 * (rt.height + 1)); /* one pread per node: frame and payload together */
     fprintf(stderr,
             "[btree_height_rates] %d rows: height %u, %.2f preads per uncached lookup, file %llu bytes\n"
             "  insert (batches of 1000): %.0f rows/s; get cached: %.0f/s; get uncached: %.0f/s\n",

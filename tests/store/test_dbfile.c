@@ -457,6 +457,18 @@ static void test_attachments(void **state)
     assert_string_equal(b2.atts[0].digest, md5);
     md5_b64((const uint8_t *)"hello", 5, md5);
     assert_string_equal(b1.atts[1].digest, md5);
+    /* Rev ids: r1's was computed before queueing (new attachments only),
+     * r2's by the writer (a stub's digest comes from the parent): both are
+     * the documented function of deleted, parent, body and digests. */
+    char big_md5[64], rid[33];
+    md5_b64(data, n, big_md5);
+    const char *d1[2] = {big_md5, md5};
+    revtree_compute_rev_id(0, NULL, (const uint8_t *)"{}", 2, d1, 2, rid);
+    assert_int_equal(r1.pos, 1);
+    assert_memory_equal(r1.id, rid, 32);
+    revtree_compute_rev_id(0, &r1, (const uint8_t *)"{\"v\":2}", 7, d1, 1, rid);
+    assert_int_equal(r2.pos, 2);
+    assert_memory_equal(r2.id, rid, 32);
     /* whole and ranged reads, across chunk boundaries, clamped at the end */
     buf_t out = BUF_INIT;
     assert_int_equal(store_snap_read_att(s, &b2.atts[0], 0, n, &out), DV_OK);
@@ -570,6 +582,20 @@ static void test_compression_modes(void **state)
         assert_int_equal(dt_winner(db2, "doc19", NULL, &got, NULL), DV_OK);
         assert_int_equal(got.len, len);
         buf_free(&got);
+        /* compaction under the new option rewrites the bodies with it (a
+         * body stored with the current option is copied as stored) */
+        assert_int_equal(store_dbfile_compact(db2, NULL, NULL), DV_OK);
+        uint64_t compacted = dt_info(db2).file_size;
+        assert_int_equal(store_dbfile_compact(db2, NULL, NULL), DV_OK);
+        assert_int_equal(dt_info(db2).file_size, compacted); /* copied as stored: same bytes */
+        assert_int_equal(dt_winner(db2, "doc3", NULL, &got, NULL), DV_OK);
+        assert_int_equal(got.len, len);
+        assert_memory_equal(got.data, body, len);
+        buf_free(&got);
+        if (mode == 0) /* none -> lz4 */
+            assert_true(compacted < sizes[0] / 2);
+        if (mode == 2) /* zstd -> none */
+            assert_true(compacted > 20 * len);
         assert_int_equal(store_dbfile_close(db2), DV_OK);
         free(p);
     }
@@ -789,6 +815,61 @@ static void on_done(void *arg, int status)
     __atomic_add_fetch(&async_calls, 1, __ATOMIC_SEQ_CST);
 }
 
+/* One write of thousands of docs: the caller and the writer share its
+ * per-doc work (compression, rev ids) from both ends.  Every rev must be
+ * the documented function of the edit and every body read back, for new
+ * docs and for updates naming their parent, with lz4 bodies. */
+static void test_big_batch_shared_work(void **state)
+{
+    fx *f = *state;
+    enum { N = 3000 };
+    char *p = tu_path(f->dir, "big.couch");
+    store_dbfile *db = open_db(p, STORE_COMPRESS_LZ4);
+    store_doc_update *u = calloc(N, sizeof *u);
+    char (*ids)[16] = calloc(N, sizeof *ids);
+    char (*bodies)[96] = calloc(N, sizeof *bodies);
+    store_rev *revs = calloc(N, sizeof *revs);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int k = 0; k < N; k++) {
+            snprintf(ids[k], sizeof ids[k], "doc%05d", k);
+            snprintf(bodies[k], sizeof bodies[k], "{\"k\":%d,\"pass\":%d,\"pad\":\"abcabcabcabcabcabcabcabc\"}", k, pass);
+            memset(&u[k], 0, sizeof u[k]);
+            u[k].id = (const uint8_t *)ids[k];
+            u[k].idlen = strlen(ids[k]);
+            u[k].body = (const uint8_t *)bodies[k];
+            u[k].body_len = strlen(bodies[k]);
+            u[k].has_parent = pass > 0;
+            u[k].parent = revs[k];
+        }
+        store_write w = {.docs = u, .ndocs = N};
+        assert_int_equal(store_dbfile_write(db, &w), DV_OK);
+        for (int k = 0; k < N; k++) {
+            char rid[33];
+            assert_int_equal(u[k].status, DV_OK);
+            revtree_compute_rev_id(0, pass ? &revs[k] : NULL, u[k].body, u[k].body_len, NULL, 0, rid);
+            assert_int_equal(u[k].rev.pos, (uint64_t)pass + 1);
+            assert_memory_equal(u[k].rev.id, rid, 32);
+            revs[k] = u[k].rev;
+        }
+    }
+    for (int k = 0; k < N; k += 7) {
+        char rev[96], want[96];
+        buf_t got = BUF_INIT;
+        assert_int_equal(dt_winner(db, ids[k], rev, &got, NULL), DV_OK);
+        assert_string_equal(rev, dt_rev_str(&revs[k], want));
+        assert_int_equal(got.len, strlen(bodies[k]));
+        assert_memory_equal(got.data, bodies[k], got.len);
+        buf_free(&got);
+    }
+    assert_int_equal(dt_info(db).doc_count, N);
+    assert_int_equal(store_dbfile_close(db), DV_OK);
+    free(u);
+    free(ids);
+    free(bodies);
+    free(revs);
+    free(p);
+}
+
 static void test_async_and_durability_modes(void **state)
 {
     fx *f = *state;
@@ -849,6 +930,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cursors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count_docs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_and_durability_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_batch_shared_work, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
