@@ -108,6 +108,13 @@
 #define SEED_GAP 0x3c6ef372fe94f82bULL
 
 uint64_t store_file_map_min = 64u << 20; /* first mapping: 64 MiB of address space */
+/* Resident budget of a file's mappings: after this many bytes were read
+ * through them, their pages are dropped from the process (trim), so that
+ * mapped reads cost page-cache, not resident memory, beyond the budget. */
+uint64_t store_file_map_trim = 32u << 20;
+/* Records this large or larger (attachment chunks) are read with pread:
+ * streaming a big attachment must not make its pages resident. */
+uint32_t store_file_map_max_record = 32u << 10;
 uint64_t store_file_sync_ahead_max = 4u << 20; /* a synced commit's bytes that open may have to verify */
 
 /* A read mapping of [0, len); older ones chain behind the newest. */
@@ -131,6 +138,7 @@ struct store_file {
     _Atomic uint64_t end;          /* end of appended data (incl. buffer) */
     _Atomic uint64_t committed;    /* end of the last header */
     _Atomic(file_map *) map;       /* newest read mapping, NULL: none yet */
+    _Atomic uint64_t map_read;     /* page bytes read through the mappings since the last trim */
     int map_failed;                /* mmap refused once: pread from then on (under mu) */
 
     /* Appender-only state, except that store_file_sync_to (another thread:
@@ -385,6 +393,17 @@ static const file_map *file_map_for(store_file *f, uint64_t need)
     return m && m->len >= need ? m : NULL;
 }
 
+/* Drops the resident pages of every mapping of f (one reader does it; the
+ * others go on reading, faulting pages back as they need them). */
+static void file_map_trim(store_file *f)
+{
+    atomic_store_explicit(&f->map_read, 0, memory_order_relaxed);
+    if (!f->vfs->trim)
+        return;
+    for (const file_map *m = atomic_load_explicit(&f->map, memory_order_acquire); m; m = m->older)
+        f->vfs->trim(f->fh, m->base, m->len);
+}
+
 int store_file_read_ref(store_file *f, store_ptr ptr, buf_t *scratch, const uint8_t **out)
 {
     uint64_t end = atomic_load_explicit(&f->end, memory_order_acquire);
@@ -396,10 +415,16 @@ int store_file_read_ref(store_file *f, store_ptr ptr, buf_t *scratch, const uint
         return file_corrupt(f, ptr.off, "record pointer outside the file");
     uint64_t rec_end = ptr.off + REC_FRAME + ptr.size;
     const file_map *m = NULL;
-    if (rec_end <= atomic_load_explicit(&f->flushed_end, memory_order_acquire))
+    if (ptr.size < store_file_map_max_record &&
+        rec_end <= atomic_load_explicit(&f->flushed_end, memory_order_acquire))
         m = file_map_for(f, rec_end);
     if (m) {
         rec = m->base + ptr.off;
+        /* count the pages the read made resident, not its bytes */
+        uint64_t pages = (rec_end + 4095) / 4096 - ptr.off / 4096;
+        if (atomic_fetch_add_explicit(&f->map_read, pages * 4096, memory_order_relaxed) + pages * 4096 >=
+            store_file_map_trim)
+            file_map_trim(f);
     } else {
         /* Frame and payload in one read: a pread each cost two system calls. */
         buf_reset(scratch);

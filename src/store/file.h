@@ -95,6 +95,13 @@ int store_file_read_ref(store_file *f, store_ptr ptr, buf_t *scratch, const uint
 /* Length of a file's first read mapping (then doubled as it grows); tests
  * lower it to make mappings grow under concurrent readers. */
 extern uint64_t store_file_map_min;
+/* Bytes read through a file's mappings after which their resident pages
+ * are dropped (default 32 MiB): mapped reads stay cheap without the file
+ * becoming resident memory of the process. */
+extern uint64_t store_file_map_trim;
+/* Records of this size or more are read with pread, never mapped
+ * (default 32 KiB: attachment chunks). */
+extern uint32_t store_file_map_max_record;
 /* A synced commit with more unsynced bytes than this syncs its data before
  * writing its header (two syncs instead of one), which bounds what open
  * verifies behind the newest commit; 4 MiB.  Tests vary it. */

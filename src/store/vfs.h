@@ -49,6 +49,9 @@ struct store_vfs {
     int (*exists)(store_vfs *vfs, const char *path); /* 1, 0, or <0 error */
     int (*map)(store_vfs_file *f, uint64_t len, const void **out); /* optional */
     int (*unmap)(store_vfs_file *f, const void *p, uint64_t len);
+    /* optional: drops the process's resident pages of a mapping (the page
+     * cache keeps them; the next touch maps them again). */
+    int (*trim)(store_vfs_file *f, const void *p, uint64_t len);
 };
 
 /* The process-wide POSIX implementation (open/pread/pwrite/fdatasync). */

@@ -262,6 +262,15 @@ static int posix_unmap(store_vfs_file *vf, const void *p, uint64_t len)
     return DV_OK;
 }
 
+static int posix_trim(store_vfs_file *vf, const void *p, uint64_t len)
+{
+    (void)vf;
+    /* On a shared read-only file mapping this only drops page-table entries:
+     * the pages stay in the page cache, a later read faults them back (a
+     * minor fault).  Readers touching the range meanwhile are safe. */
+    return madvise((void *)p, (size_t)len, MADV_DONTNEED) == 0 ? DV_OK : DV_ERR_IO;
+}
+
 static store_vfs posix_vfs = {
     .open = posix_open,
     .close = posix_close,
@@ -276,6 +285,7 @@ static store_vfs posix_vfs = {
     .exists = posix_exists,
     .map = posix_map,
     .unmap = posix_unmap,
+    .trim = posix_trim,
 };
 
 store_vfs *store_vfs_posix(void) { return &posix_vfs; }
