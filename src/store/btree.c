@@ -439,6 +439,21 @@ static int is_thin(const bt_mod *m, uint64_t off)
     return 0;
 }
 
+/* Rows of neighbouring nodes are joined (merges, rebuilt children's
+ * content, an inner node's new child list): each run is in order (a decoded
+ * node was checked, a rebuilt leaf merges two sorted lists), so a corrupt
+ * tree whose nodes overlap shows only where two runs meet.  Checking there,
+ * one compare per join, reports it instead of writing a node whose keys are
+ * out of order. */
+static int check_join(const bt_mod *m, const bt_vec *v, size_t at)
+{
+    if (at == 0 || at >= v->n || bt_cmp(m->t->ops, v->v[at - 1].key, v->v[at].key) < 0)
+        return DV_OK;
+    log_error("btree: neighbouring nodes overlap in key order (child at file offset %llu): file corrupt",
+              (unsigned long long)v->v[at].child.off);
+    return DV_ERR_CORRUPT;
+}
+
 /* A subtree that lost nearly everything comes back from its parent as one
  * thin node (an inner node with a single child, or a small leaf) when it had
  * no sibling left to merge with at its own level.  Once it sits beside a
@@ -465,8 +480,11 @@ static int absorb_thin(bt_mod *m, unsigned level, const bt_item *items, size_t n
             rc = mod_load(m, b.child, level - 1u, b.count, &nb);
         if (!rc)
             rc = node_items(na, 0, na->n, &tmp);
+        size_t join = tmp.n;
         if (!rc)
             rc = node_items(nb, 0, nb->n, &tmp);
+        if (!rc)
+            rc = check_join(m, &tmp, join);
         if (!rc)
             rc = flush(m, level - 1u, tmp.v, tmp.n, fixed);
     }
@@ -622,9 +640,12 @@ static int mod_inner(bt_mod *m, const bt_node *nd, const store_btree_action *act
             if (pend.n) {
                 if (items_bytes(cl, pend.v, pend.n) < min_fill) {
                     bt_node *sib;
+                    size_t join = pend.n;
                     rc = mod_load(m, bt_child_ptr(nd, i), cl, nd->child[i].count, &sib);
                     if (!rc)
                         rc = node_items(sib, 0, sib->n, &pend);
+                    if (!rc)
+                        rc = check_join(m, &pend, join);
                     if (!rc)
                         rc = flush(m, cl, pend.v, pend.n, out);
                     pend.n = 0;
@@ -659,8 +680,11 @@ static int mod_inner(bt_mod *m, const bt_node *nd, const store_btree_action *act
             rc = mod_load(m, prev.child, cl, prev.count, &sib);
             if (!rc)
                 rc = node_items(sib, 0, sib->n, &merged);
+            size_t join = merged.n;
             for (size_t k = 0; k < pend.n && !rc; k++)
                 rc = vec_push(&merged, &pend.v[k]);
+            if (!rc)
+                rc = check_join(m, &merged, join);
             if (!rc)
                 rc = flush(m, cl, merged.v, merged.n, out);
             vec_free(&merged);
@@ -668,6 +692,9 @@ static int mod_inner(bt_mod *m, const bt_node *nd, const store_btree_action *act
             rc = flush(m, cl, pend.v, pend.n, out);
         }
     }
+    /* The new child list joins kept and rebuilt children: O(children). */
+    for (size_t k = out_start ? out_start : 1; k < out->n && !rc; k++)
+        rc = check_join(m, out, k);
     vec_free(&pend);
     return rc;
 }
@@ -676,10 +703,13 @@ static int mod_node(bt_mod *m, store_ptr p, unsigned level, uint64_t count, cons
                     size_t nacts, bt_vec *out)
 {
     bt_node *nd;
+    const size_t join = out->n;
     int rc = mod_load(m, p, level, count, &nd);
-    if (rc)
-        return rc;
-    return level == 0 ? mod_leaf(m, nd, acts, nacts, out) : mod_inner(m, nd, acts, nacts, out);
+    if (!rc)
+        rc = level == 0 ? mod_leaf(m, nd, acts, nacts, out) : mod_inner(m, nd, acts, nacts, out);
+    if (!rc)
+        rc = check_join(m, out, join);
+    return rc;
 }
 
 static int check_actions(const store_btree *t, const store_btree_action *acts, size_t n)
