@@ -280,8 +280,13 @@ static void check_shape(prop *p, unsigned *max_height)
     if (r.height > *max_height)
         *max_height = r.height;
     /* Merging keeps leaves from thinning out under deletes: on average at
-     * least a quarter full once there is more than one. */
-    if (s.leaves > 1 && s.leaf_bytes / s.leaves < p->t.node_bytes / 4)
+     * least a quarter full once there are more than three.  A modification
+     * merges the nodes it writes, not untouched neighbours, so a thin leaf
+     * can survive beside an oversized single-row leaf until written to; in
+     * a tree of two or three leaves that one remnant drags the average under
+     * (seen with 512- and 1024-byte nodes) at the cost of one node read,
+     * while in a larger tree the average is what tells the merging works. */
+    if (s.leaves > 3 && s.leaf_bytes / s.leaves < p->t.node_bytes / 4)
         fail_msg("leaves %zu, average %zu bytes, node_bytes %zu", s.leaves, s.leaf_bytes / s.leaves,
                  p->t.node_bytes);
 }
