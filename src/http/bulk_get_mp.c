@@ -165,7 +165,7 @@ static int queue_rev(att_stream *st, bulk_mp *x, uint32_t idx)
         http_rev_str(&x->di->tree.nodes[idx].rev, rs, sizeof rs);
         rc = att_stream_printf(st, "\r\nX-Doc-Id: ");
         if (rc == DV_OK)
-            rc = http_mp_header_text(st, x->di->id.data, x->di->id.len);
+            rc = att_stream_header_text(st, x->di->id.data, x->di->id.len);
         if (rc == DV_OK)
             rc = att_stream_printf(st, "\r\nX-Rev-Id: %s\r\nContent-Type: multipart/related; boundary=%s\r\n\r\n",
                                    rs, x->inner);

@@ -120,9 +120,13 @@ static void send_att(http_req_t *r, att_stream *s, size_t k)
         snprintf(ct, sizeof ct, "multipart/byteranges; boundary=\"%s\"", b);
         rc = att_stream_printf(s, "--%s", b);
         for (size_t i = 0; rc == DV_OK && i < nr; i++) {
-            rc = att_stream_printf(s, "\r\nContent-Type: %s\r\nContent-Range: bytes %llu-%llu/%llu\r\n\r\n", a->type,
-                                   (unsigned long long)rg[i].from, (unsigned long long)rg[i].to,
-                                   (unsigned long long)a->length);
+            rc = att_stream_text(s, "\r\nContent-Type: ", 16);
+            if (rc == DV_OK)
+                rc = att_stream_header_text(s, a->type, strlen(a->type));
+            if (rc == DV_OK)
+                rc = att_stream_printf(s, "\r\nContent-Range: bytes %llu-%llu/%llu\r\n\r\n",
+                                       (unsigned long long)rg[i].from, (unsigned long long)rg[i].to,
+                                       (unsigned long long)a->length);
             if (rc == DV_OK)
                 rc = att_stream_att(s, k, rg[i].from, rg[i].to - rg[i].from + 1, 0);
             if (rc == DV_OK)

@@ -40,9 +40,5 @@ int http_mp_render(att_stream *st, const store_docinfo *di, uint32_t idx, const 
  * "--b" CRLF Content-Type: application/json CRLF CRLF json CRLF "--b", one
  * part per followed attachment (each closed by CRLF "--b"), then "--". */
 int http_mp_emit(att_stream *st, const http_mp_doc *m, const char *b);
-/* Queues n bytes of a header value with CR and LF replaced by spaces, so
- * that a value taken from a document (an id, a content type) cannot end
- * its header line and forge the parts after it. */
-int http_mp_header_text(att_stream *st, const void *p, size_t n);
 
 #endif

@@ -232,24 +232,6 @@ int http_mp_render(att_stream *st, const store_docinfo *di, uint32_t idx, const 
     return DV_OK;
 }
 
-int http_mp_header_text(att_stream *st, const void *p, size_t n)
-{
-    const char *s = p;
-    size_t i = 0;
-    int rc = DV_OK;
-    while (i < n && rc == DV_OK) {
-        size_t j = i;
-        while (j < n && s[j] != '\r' && s[j] != '\n')
-            j++;
-        if (j > i)
-            rc = att_stream_text(st, s + i, j - i);
-        if (rc == DV_OK && j < n)
-            rc = att_stream_text(st, " ", 1);
-        i = j + 1;
-    }
-    return rc;
-}
-
 /* A header value between double quotes: '"' and '\\' escaped, CR and LF
  * (which would end the header) replaced by spaces. */
 static int quoted(att_stream *st, const char *s)
@@ -287,7 +269,7 @@ int http_mp_emit(att_stream *st, const http_mp_doc *m, const char *b)
         if (rc == DV_OK)
             rc = att_stream_text(st, "\r\nContent-Type: ", 16);
         if (rc == DV_OK)
-            rc = http_mp_header_text(st, a->type, strlen(a->type));
+            rc = att_stream_header_text(st, a->type, strlen(a->type));
         if (rc == DV_OK)
             rc = att_stream_printf(st, "\r\nContent-Length: %llu", (unsigned long long)a->length);
         if (rc == DV_OK && a->encoding)

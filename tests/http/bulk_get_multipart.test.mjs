@@ -312,6 +312,43 @@ describe('_bulk_get multipart', () => {
     for (const p of parts.filter((x) => x.kind === 'related')) assert.ok(p.atts[0].body.equals(big));
   });
 
+  // Ids and attachment content types are any JSON string: written into a
+  // header they must not end its line (CouchDB writes them raw).  The
+  // standalone GET, a multi-range answer, GET ?attachments=true and the
+  // multipart _bulk_get all flatten CR and LF to spaces.
+  test('CR and LF in ids and content types cannot forge headers', async () => {
+    const id = 'evil\r\nX-Evil: 1';
+    const type = 'application/x\r\nX-Injected: yes';
+    await put(`/mp/${encodeURIComponent(id)}`, { _attachments: { 'a.bin': { content_type: type, data: b64('0123456789') } } });
+    const flat = 'application/x  X-Injected: yes';
+    const get = (p, headers = {}) => new Promise((resolve, reject) => {
+      const u = new URL(srv.url);
+      http.get({ host: u.hostname, port: u.port, path: p, headers }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      }).on('error', reject);
+    });
+    const path = `/mp/${encodeURIComponent(id)}`;
+    let r = await get(`${path}/a.bin`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-type'], flat);
+    assert.equal(r.headers['x-injected'], undefined);
+    r = await get(`${path}/a.bin`, { Range: 'bytes=0-1,4-5' });
+    assert.equal(r.status, 206);
+    const ranges = splitMultipart(r.body, boundary(r.headers['content-type']));
+    assert.deepEqual(ranges.parts.map((p) => [p.headers['content-type'], p.headers['x-injected'], p.body.toString()]),
+      [[flat, undefined, '01'], [flat, undefined, '45']]);
+    r = await get(`${path}?attachments=true`, { Accept: 'multipart/related' });
+    const inner = splitMultipart(r.body, boundary(r.headers['content-type']));
+    assert.deepEqual([inner.parts[1].headers['content-type'], inner.parts[1].headers['x-injected']], [flat, undefined]);
+    const [part] = await bulkGet(srv, '', { docs: [{ id }] }, 'multipart/mixed');
+    assert.equal(part.headers['x-doc-id'], 'evil  X-Evil: 1');
+    assert.equal(part.headers['x-evil'], undefined);
+    assert.equal(part.doc._id, id, 'the JSON keeps the id exact');
+    assert.deepEqual([part.atts[0].type, part.atts[0].body.toString()], [flat, '0123456789']);
+  });
+
   // CouchDB's replicator (3.3, couch_replicator_api_wrap:bulk_get, PR #4144)
   // reads only the JSON answer: Content-Type and Accept application/json,
   // ?latest=true&revs=true, items {id, rev, atts_since}; it fetches
