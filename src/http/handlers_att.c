@@ -289,6 +289,12 @@ static int add_body_att(http_req_t *r, http_doc_ctx *c, const char *name)
     size_t n;
     const uint8_t *p = http_req_body(r, &n);
     int gzip = 0;
+    /* The type is stored and written into every JSON rendering of the
+     * document: bytes that are not UTF-8 would make each of those fail. */
+    if (ct && !json_utf8_valid(ct, strlen(ct))) {
+        http_send_error(r, 400, "bad_request", "Attachment content type is not UTF-8 encoded");
+        return DV_ERR_INVALID;
+    }
     if (ce) {
         while (*ce == ' ')
             ce++;
