@@ -13,8 +13,11 @@
  * and deleted branches (new_edits=false), a design document and a local
  * document.  The seed is written again every RESEED_EVERY inputs, with
  * fixed revisions so that writing it again changes nothing that is still
- * there and restores what inputs deleted or purged.  Nothing is written
- * outside the temporary directory, which is removed at exit.
+ * there and restores what inputs deleted or purged; every RESET_EVERY
+ * inputs every database is deleted first, so that what inputs pile up
+ * (and the time each request takes over it) stays bounded in a long run.
+ * Nothing is written outside the temporary directory, which is removed at
+ * exit.
  *
  * Input format.  First byte >= 0xF0: raw mode, the rest is sent as it is,
  * then the write side is shut down.  Otherwise a structured request:
@@ -106,6 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define ANSWER_MS 10000   /* any answer but _changes; far above a loaded ASan run */
 #define CHANGES_MS 40     /* a waiting _changes feed (or raw request) is cut after this */
 #define RESEED_EVERY 512
+#define RESET_EVERY 8192  /* a multiple of RESEED_EVERY: the reset is seeded at once */
 #define RESP_MAX (8u << 20)
 
 /* ---- tables ---------------------------------------------------------------- */
@@ -699,9 +703,19 @@ static void check_raw(const buf_t *resp)
 
 /* One request from text, for the seed data and GET /_up: its status, or
  * -1 when none came. */
+static int simple_answer(const char *method, const char *target, const char *body, buf_t *resp);
 static int simple(const char *method, const char *target, const char *body)
 {
-    buf_t req = BUF_INIT, resp = BUF_INIT;
+    buf_t resp = BUF_INIT;
+    int status = simple_answer(method, target, body, &resp);
+    buf_free(&resp);
+    return status;
+}
+
+/* The same, the whole answer (status line on) left in resp. */
+static int simple_answer(const char *method, const char *target, const char *body, buf_t *resp)
+{
+    buf_t req = BUF_INIT;
     char head[512];
     size_t n = body ? strlen(body) : 0;
     snprintf(head, sizeof head,
@@ -710,12 +724,40 @@ static int simple(const char *method, const char *target, const char *body)
              method, target, n);
     if (buf_append_str(&req, head) != DV_OK || buf_append(&req, body ? body : "", n) != DV_OK)
         abort();
-    int result = exchange(&req, 0, ANSWER_MS, &resp);
+    int result = exchange(&req, 0, ANSWER_MS, resp);
     answer a;
-    int status = result == X_EOF && parse_answer(&resp, &a) == 0 ? a.status : -1;
+    int status = result == X_EOF && parse_answer(resp, &a) == 0 ? a.status : -1;
     buf_free(&req);
-    buf_free(&resp);
     return status;
+}
+
+/* Deletes every database (inputs create them under any name), so that a
+ * long run keeps a bounded state and the seed starts afresh. */
+static void delete_all(void)
+{
+    buf_t resp = BUF_INIT, target = BUF_INIT;
+    json_doc jd = JSON_DOC_INIT;
+    answer a;
+    if (simple_answer("GET", "/_all_dbs", NULL, &resp) != 200 || parse_answer(&resp, &a) != 0 ||
+        json_doc_parse(&jd, a.body, a.body_n, 0, NULL) != DV_OK || !json_is_array(json_doc_root(&jd)))
+        die("GET /_all_dbs does not list the databases");
+    json_iter it = json_iter_begin(json_doc_root(&jd));
+    const json_val *v;
+    while (json_iter_elem(&it, &v)) {
+        size_t n;
+        const char *name = json_str(v, &n);
+        pick k = {PICK_ENCODED, (const uint8_t *)name, n};
+        buf_reset(&target);
+        if (buf_append_byte(&target, '/') != DV_OK || put_target_text(&target, &k, 0) != DV_OK ||
+            buf_append_byte(&target, 0) != DV_OK)
+            abort();
+        int st = simple("DELETE", (const char *)target.data, NULL);
+        if (st != 200 && st != 404)
+            die("DELETE of a database failed");
+    }
+    json_doc_free(&jd);
+    buf_free(&target);
+    buf_free(&resp);
 }
 
 /* The seed data, every write with fixed revisions (new_edits=false), so
@@ -1062,7 +1104,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (++g_runs % RESEED_EVERY == 0)
+    if (++g_runs % RESET_EVERY == 0)
+        delete_all();
+    if (g_runs % RESEED_EVERY == 0)
         reseed();
     fuzz_req q;
     decode(data, size, &q);
