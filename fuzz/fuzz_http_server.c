@@ -7,11 +7,12 @@
  * Set-up (LLVMFuzzerInitialize): a data directory made with mkdtemp, a
  * db_server over it (durability never: no fsync per input; a small cache
  * and max_dbs_open so that fuzzed database names cannot pile up writer
- * threads), http_server_start on 127.0.0.1 port 0 with two loop threads,
- * then seed data written through HTTP: databases "a" and "b" holding plain
- * documents, a document with attachments (one stored gzip), conflicting
- * and deleted branches (new_edits=false), a design document and a local
- * document.  The seed is written again every RESEED_EVERY inputs, with
+ * threads), the view engine over the JavaScript query server (see
+ * open_views), http_server_start on 127.0.0.1 port 0 with two loop
+ * threads, then seed data written through HTTP: databases "a" and "b"
+ * holding plain documents, a document with attachments (one stored gzip),
+ * conflicting and deleted branches (new_edits=false), a design document
+ * (map/reduce views, a filter) and a local document.  The seed is written again every RESEED_EVERY inputs, with
  * fixed revisions so that writing it again changes nothing that is still
  * there and restores what inputs deleted or purged; every RESET_EVERY
  * inputs every database is deleted first, so that what inputs pile up
@@ -42,16 +43,20 @@
  *   - structured requests: a status line "HTTP/1.1 NNN " and a complete
  *     header block; the body complete by its framing (Content-Length, or
  *     chunks up to the last one: a streamed answer must not be cut short);
- *     no 500 and no 5xx but 501 (divan's documented not_implemented) —
- *     bad input must get a 4xx, and the only internal errors possible here
- *     (out of memory, I/O on a healthy temporary directory) would be bugs
- *     too; Content-Type, Content-Length, Transfer-Encoding, ETag and
+ *     no 5xx but 501 (divan's documented not_implemented) and a 500 that
+ *     names the error of failing user JavaScript (CouchDB's answer to a
+ *     reduce or filter that throws, os_process_error) — bad input must get
+ *     a 4xx, and divan's own internal errors (unknown_error: out of
+ *     memory, I/O on a healthy temporary directory) would be bugs too;
+ *     Content-Type, Content-Length, Transfer-Encoding, ETag and
  *     Location at most once each, never a length with chunks; a JSON body
  *     (Content-Type application/json, where divan writes the body: not an
  *     attachment, not _changes, as the server's own router decides) must
  *     be valid JSON; the answer must come within ANSWER_MS.  _changes may
  *     legitimately wait (longpoll, continuous): it gets CHANGES_MS, then
- *     whatever arrived is checked as far as it goes.
+ *     whatever arrived is checked as far as it goes; a view query may take
+ *     longer than ANSWER_MS (fuzzed map functions that loop), then it is
+ *     checked likewise.
  *   - raw mode: either no byte at all (the server closed on garbage) or a
  *     status line, with the same 5xx rule; nothing about completeness.
  *   - after every input, GET /_up on a new connection answers 200 within
