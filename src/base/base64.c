@@ -10,6 +10,8 @@ static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 int base64_encode(const void *p, size_t n, buf_t *out)
 {
     const uint8_t *s = p;
+    if (n == 0)
+        return DV_OK; /* out->data may still be NULL: no pointer arithmetic on it */
     int rc = buf_reserve(out, (n + 2) / 3 * 4);
     if (rc)
         return rc;

@@ -47,7 +47,7 @@ typedef struct buf_reader {
 static inline void buf_reader_init(buf_reader *r, const void *p, size_t n)
 {
     r->p = (const uint8_t *)p;
-    r->end = (const uint8_t *)p + n;
+    r->end = n ? r->p + n : r->p; /* p may be NULL when n is 0: no arithmetic on it */
 }
 static inline size_t buf_reader_left(const buf_reader *r) { return (size_t)(r->end - r->p); }
 int buf_get_u8(buf_reader *r, uint8_t *v);

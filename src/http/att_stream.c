@@ -129,6 +129,24 @@ int att_stream_printf(att_stream *s, const char *fmt, ...)
     return rc;
 }
 
+int att_stream_header_text(att_stream *s, const void *p, size_t n)
+{
+    const char *c = p;
+    size_t i = 0;
+    int rc = DV_OK;
+    while (i < n && rc == DV_OK) {
+        size_t j = i;
+        while (j < n && c[j] != '\r' && c[j] != '\n')
+            j++;
+        if (j > i)
+            rc = att_stream_text(s, c + i, j - i);
+        if (rc == DV_OK && j < n)
+            rc = att_stream_text(s, " ", 1);
+        i = j + 1;
+    }
+    return rc;
+}
+
 int att_stream_att(att_stream *s, size_t att, uint64_t from, uint64_t len, int decode)
 {
     if (att >= s->body.natts)

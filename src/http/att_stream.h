@@ -47,6 +47,10 @@ store_docbody *att_stream_body(att_stream *s);
 
 int att_stream_text(att_stream *s, const void *p, size_t n);
 int att_stream_printf(att_stream *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Queues n bytes of a header value with CR and LF replaced by spaces, so
+ * that a value taken from stored data (an attachment's content type, a
+ * document id) cannot end its header line and forge the lines after it. */
+int att_stream_header_text(att_stream *s, const void *p, size_t n);
 /* Bytes [from, from + len) of attachment att of the body; decode: the
  * gzip-encoded attachment inflated (from must be 0, len its identity
  * length). */

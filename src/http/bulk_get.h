@@ -19,6 +19,10 @@
  * Memory: a copy of the request body and its parse (O(request)); each
  * call holds one document's revision tree.  Calls run on the request's
  * loop thread (reads are inline, as every snapshot read).
+ *
+ * Answers: JSON (handlers_bulk_get.c) unless the request's Accept calls for
+ * multipart (http_bulk_get_multipart_type), then multipart/mixed or
+ * multipart/related (bulk_get_mp.c).
  */
 #ifndef DV_HTTP_BULK_GET_H
 #define DV_HTTP_BULK_GET_H
@@ -36,6 +40,8 @@ typedef struct http_bulk_get_error {
     const char *rev_text; /* used when rev is NULL: "N-x", "undefined"; NULL: null */
     const char *error;
     const char *reason;
+    int missing_rev;      /* a revision that is not there (not a bad item): CouchDB's
+                           * multipart error part for it has no "id" */
 } http_bulk_get_error;
 
 typedef struct http_bulk_get_cb {
@@ -56,6 +62,23 @@ http_bulk_get *http_bulk_get_open(http_req_t *r, db_t *db);
  * left, <0 = a read failed or a callback's error. */
 int http_bulk_get_next(http_bulk_get *g, const http_bulk_get_cb *cb, void *ctx);
 void http_bulk_get_free(http_bulk_get *g);
+
+/* The database reference and snapshot the iterator reads.  After
+ * http_bulk_get_disown(g) g still reads them but no longer releases them:
+ * the caller (an att_stream reading attachments in that same snapshot)
+ * has taken them over and must release them after http_bulk_get_free(g). */
+db_t *http_bulk_get_db(http_bulk_get *g);
+store_snap *http_bulk_get_snap(http_bulk_get *g);
+void http_bulk_get_disown(http_bulk_get *g);
+
+/* CouchDB's bulk_get_is_multipart: when Accept does not accept
+ * application/json but accepts multipart/mixed or multipart/related, the
+ * media type of the answer ("multipart/mixed" when accepted, else
+ * "multipart/related"); NULL: answer JSON. */
+const char *http_bulk_get_multipart_type(http_req_t *r);
+/* Streams the multipart answer over g (taking it over; answers 500 itself
+ * when it cannot start). */
+void http_send_bulk_get_multipart(http_req_t *r, http_bulk_get *g, const char *type);
 
 /* Writes e as CouchDB's error object (the value of "error" in the JSON
  * answer, the body of an error part in the multipart ones). */

@@ -120,9 +120,13 @@ static void send_att(http_req_t *r, att_stream *s, size_t k)
         snprintf(ct, sizeof ct, "multipart/byteranges; boundary=\"%s\"", b);
         rc = att_stream_printf(s, "--%s", b);
         for (size_t i = 0; rc == DV_OK && i < nr; i++) {
-            rc = att_stream_printf(s, "\r\nContent-Type: %s\r\nContent-Range: bytes %llu-%llu/%llu\r\n\r\n", a->type,
-                                   (unsigned long long)rg[i].from, (unsigned long long)rg[i].to,
-                                   (unsigned long long)a->length);
+            rc = att_stream_text(s, "\r\nContent-Type: ", 16);
+            if (rc == DV_OK)
+                rc = att_stream_header_text(s, a->type, strlen(a->type));
+            if (rc == DV_OK)
+                rc = att_stream_printf(s, "\r\nContent-Range: bytes %llu-%llu/%llu\r\n\r\n",
+                                       (unsigned long long)rg[i].from, (unsigned long long)rg[i].to,
+                                       (unsigned long long)a->length);
             if (rc == DV_OK)
                 rc = att_stream_att(s, k, rg[i].from, rg[i].to - rg[i].from + 1, 0);
             if (rc == DV_OK)
@@ -285,6 +289,12 @@ static int add_body_att(http_req_t *r, http_doc_ctx *c, const char *name)
     size_t n;
     const uint8_t *p = http_req_body(r, &n);
     int gzip = 0;
+    /* The type is stored and written into every JSON rendering of the
+     * document: bytes that are not UTF-8 would make each of those fail. */
+    if (ct && !json_utf8_valid(ct, strlen(ct))) {
+        http_send_error(r, 400, "bad_request", "Attachment content type is not UTF-8 encoded");
+        return DV_ERR_INVALID;
+    }
     if (ce) {
         while (*ce == ' ')
             ce++;

@@ -1,7 +1,8 @@
 /*
  * handlers_bulk_get.c — POST /{db}/_bulk_get (CouchDB 3's chttpd_db
  * bulk_get_*): the request iterator of bulk_get.h and the JSON answer
- * {"results":[{"id":…,"docs":[{"ok":doc}|{"error":{…}}, …]}, …]}.
+ * {"results":[{"id":…,"docs":[{"ok":doc}|{"error":{…}}, …]}, …]}; the
+ * multipart answers over the same iterator are in bulk_get_mp.c.
  *
  * The JSON answer streams: each fill reports requested items until ~32 KiB
  * are written, so an answer with many (or big) documents never sits whole
@@ -40,6 +41,7 @@ struct http_bulk_get {
     store_docinfo di;
     uint32_t *idx;          /* scratch: leaf indices */
     store_rev *since;       /* scratch: an item's atts_since */
+    int disowned;           /* db and snap belong to someone else now */
 };
 
 void http_bulk_get_free(http_bulk_get *g)
@@ -51,12 +53,16 @@ void http_bulk_get_free(http_bulk_get *g)
     store_docinfo_free(&g->di);
     free(g->idx);
     free(g->since);
-    if (g->snap)
+    if (g->snap && !g->disowned)
         store_snap_release(g->snap);
-    if (g->db)
+    if (g->db && !g->disowned)
         db_release(g->db);
     free(g);
 }
+
+db_t *http_bulk_get_db(http_bulk_get *g) { return g->db; }
+store_snap *http_bulk_get_snap(http_bulk_get *g) { return g->snap; }
+void http_bulk_get_disown(http_bulk_get *g) { g->disowned = 1; }
 
 /* ---- request ------------------------------------------------------------ */
 
@@ -125,7 +131,15 @@ fail:
 static int item_error(const http_bulk_get_cb *cb, void *ctx, const json_val *id, const json_val *rev,
                       const char *rev_text, const char *error, const char *reason)
 {
-    http_bulk_get_error e = {id, rev, rev_text, error, reason};
+    http_bulk_get_error e = {id, rev, rev_text, error, reason, 0};
+    return cb->rev_error(ctx, &e);
+}
+
+/* Revision `rs` of document id is not there (CouchDB's {{not_found,
+ * missing}, Rev} from open_revs). */
+static int missing_rev(const http_bulk_get_cb *cb, void *ctx, const json_val *id, const char *rs)
+{
+    http_bulk_get_error e = {id, NULL, rs, "not_found", "missing", 1};
     return cb->rev_error(ctx, &e);
 }
 
@@ -169,7 +183,7 @@ static int report_rev(http_bulk_get *g, const http_bulk_get_cb *cb, void *ctx, c
     }
     char rs[STORE_REV_ID_MAX + 24];
     http_rev_str(k != REVTREE_NONE ? &g->di.tree.nodes[k].rev : asked, rs, sizeof rs);
-    return item_error(cb, ctx, id, NULL, rs, "not_found", "missing");
+    return missing_rev(cb, ctx, id, rs);
 }
 
 /* One item whose id and revs parsed: its revisions or not_found. */
@@ -180,10 +194,13 @@ static int report_doc(http_bulk_get *g, const http_bulk_get_cb *cb, void *ctx, c
     const char *s = json_str(id, &n);
     int rc = store_snap_get_doc(g->snap, (const uint8_t *)s, n, &g->di);
     if (rc == DV_ERR_NOTFOUND || (rc == DV_OK && g->di.tree.n == 0)) {
+        /* CouchDB: no document and no rev is the item's error (open_revs
+         * found nothing); with a rev, that revision is missing. */
         char rs[STORE_REV_ID_MAX + 24];
-        if (rev)
-            http_rev_str(rev, rs, sizeof rs);
-        return item_error(cb, ctx, id, NULL, rev ? rs : "undefined", "not_found", "missing");
+        if (!rev)
+            return item_error(cb, ctx, id, NULL, "undefined", "not_found", "missing");
+        http_rev_str(rev, rs, sizeof rs);
+        return missing_rev(cb, ctx, id, rs);
     }
     if (rc != DV_OK)
         return rc;
@@ -380,10 +397,11 @@ void http_handle_bulk_get(http_req_t *r)
     http_bulk_get *g = http_bulk_get_open(r, db);
     if (!g)
         return;
-    /* The multipart answers (CouchDB sends them when Accept names
-     * multipart/mixed or multipart/related and not application/json)
-     * belong to multipart.c, over the same iterator; until it serves them
-     * every client gets JSON. */
+    const char *mp = http_bulk_get_multipart_type(r);
+    if (mp) {
+        http_send_bulk_get_multipart(r, g, mp);
+        return;
+    }
     json_answer *a = calloc(1, sizeof *a);
     if (!a) {
         http_bulk_get_free(g);

@@ -38,6 +38,7 @@
 #include "http/att_stream.h"
 #include "http/hutil.h"
 #include "http/mime.h"
+#include "http/mp_doc.h"
 #include "http/stats.h"
 
 #include <stdarg.h>
@@ -205,25 +206,14 @@ int http_doc_from_multipart(http_req_t *r, http_doc_ctx *c, const char *content_
 
 /* ---- GET ------------------------------------------------------------------ */
 
-/* One revision rendered for a multipart answer: its JSON and the indices
- * (into the stream's body) of the attachments sent with data. */
-typedef struct mp_doc {
-    buf_t json;
-    size_t *follow;
-    size_t nfollow;
-} mp_doc;
-
-static void mp_doc_free(mp_doc *m)
+void http_mp_doc_free(http_mp_doc *m)
 {
     buf_free(&m->json);
     free(m->follow);
     memset(m, 0, sizeof *m);
 }
 
-/* Renders revision idx of di with CouchDB's multipart options
- * (attachments, follows, att_encoding_info; parts carry the stored
- * bytes) into m, its body into the stream's. */
-static int mp_render(att_stream *st, const store_docinfo *di, uint32_t idx, const db_render_opts *o, mp_doc *m)
+int http_mp_render(att_stream *st, const store_docinfo *di, uint32_t idx, const db_render_opts *o, http_mp_doc *m)
 {
     db_render_opts ro = *o;
     ro.attachments = ro.follows = ro.follows_encoded = ro.att_encoding_info = 1;
@@ -263,8 +253,7 @@ static int quoted(att_stream *st, const char *s)
     return rc;
 }
 
-/* Queues the multipart/related form of m with boundary b. */
-static int mp_emit(att_stream *st, const mp_doc *m, const char *b)
+int http_mp_emit(att_stream *st, const http_mp_doc *m, const char *b)
 {
     const store_docbody *body = att_stream_body(st);
     int rc = att_stream_printf(st, "--%s\r\nContent-Type: application/json\r\n\r\n", b);
@@ -278,8 +267,11 @@ static int mp_emit(att_stream *st, const mp_doc *m, const char *b)
         if (rc == DV_OK)
             rc = quoted(st, a->name);
         if (rc == DV_OK)
-            rc = att_stream_printf(st, "\r\nContent-Type: %s\r\nContent-Length: %llu", a->type,
-                                   (unsigned long long)a->length);
+            rc = att_stream_text(st, "\r\nContent-Type: ", 16);
+        if (rc == DV_OK)
+            rc = att_stream_header_text(st, a->type, strlen(a->type));
+        if (rc == DV_OK)
+            rc = att_stream_printf(st, "\r\nContent-Length: %llu", (unsigned long long)a->length);
         if (rc == DV_OK && a->encoding)
             rc = att_stream_printf(st, "\r\nContent-Encoding: %s", a->encoding);
         if (rc == DV_OK)
@@ -328,7 +320,7 @@ void http_send_doc_multipart(http_req_t *r, const store_snap *snap, const store_
 {
     store_docinfo mine;
     store_docinfo_init(&mine);
-    mp_doc m = {BUF_INIT, NULL, 0};
+    http_mp_doc m = HTTP_MP_DOC_INIT;
     int found = 0, rc = DV_OK;
     (void)snap; /* the caller's snapshot ends with its handler; ours lasts the answer */
     att_stream *st = own_stream(r, di->id.data, di->id.len, &mine, &found);
@@ -339,7 +331,7 @@ void http_send_doc_multipart(http_req_t *r, const store_snap *snap, const store_
         http_send_error(r, 404, "not_found", "missing"); /* purged or compacted away meanwhile */
         goto done;
     }
-    if ((rc = mp_render(st, &mine, k, o, &m)) != DV_OK)
+    if ((rc = http_mp_render(st, &mine, k, o, &m)) != DV_OK)
         goto done;
     http_stat_inc(STAT_DB_READS);
     if (m.nfollow == 0) {
@@ -348,7 +340,7 @@ void http_send_doc_multipart(http_req_t *r, const store_snap *snap, const store_
     }
     char b[33], ct[80];
     att_stream_boundary(b);
-    if ((rc = mp_emit(st, &m, b)) != DV_OK)
+    if ((rc = http_mp_emit(st, &m, b)) != DV_OK)
         goto done;
     snprintf(ct, sizeof ct, "multipart/related; boundary=\"%s\"", b);
     http_add_header(r, "Content-Type", ct);
@@ -357,7 +349,7 @@ void http_send_doc_multipart(http_req_t *r, const store_snap *snap, const store_
 done:
     if (rc != DV_OK)
         http_send_internal(r, rc);
-    mp_doc_free(&m);
+    http_mp_doc_free(&m);
     store_docinfo_free(&mine);
     att_stream_free(st);
 }
@@ -392,7 +384,7 @@ static void open_revs_free(void *arg)
 static int open_revs_more(att_stream *st, void *arg)
 {
     open_revs_ctx *x = arg;
-    mp_doc m = {BUF_INIT, NULL, 0};
+    http_mp_doc m = HTTP_MP_DOC_INIT;
     int rc = DV_OK;
     if (x->cur == x->n) {
         if (x->ended)
@@ -407,7 +399,7 @@ static int open_revs_more(att_stream *st, void *arg)
         char rs[STORE_REV_ID_MAX + 24];
         http_rev_str(e->idx == REVTREE_NONE ? &e->rev : &x->di.tree.nodes[e->idx].rev, rs, sizeof rs);
         rc = att_stream_printf(st, "\r\nContent-Type: application/json; error=\"true\"\r\n\r\n{\"missing\":\"%s\"}", rs);
-    } else if ((rc = mp_render(st, &x->di, e->idx, &x->o, &m)) == DV_OK) {
+    } else if ((rc = http_mp_render(st, &x->di, e->idx, &x->o, &m)) == DV_OK) {
         if (m.nfollow == 0) {
             rc = att_stream_printf(st, "\r\nContent-Type: application/json\r\n\r\n");
             if (rc == DV_OK)
@@ -415,12 +407,12 @@ static int open_revs_more(att_stream *st, void *arg)
         } else {
             rc = att_stream_printf(st, "\r\nContent-Type: multipart/related; boundary=\"%s\"\r\n\r\n", x->inner);
             if (rc == DV_OK)
-                rc = mp_emit(st, &m, x->inner);
+                rc = http_mp_emit(st, &m, x->inner);
         }
     }
     if (rc == DV_OK)
         rc = att_stream_printf(st, "\r\n--%s", x->outer);
-    mp_doc_free(&m);
+    http_mp_doc_free(&m);
     return rc == DV_OK ? 1 : rc;
 }
 

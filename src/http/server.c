@@ -187,6 +187,13 @@ void http_add_header(http_req_t *r, const char *name, const char *value)
     h2o_iovec_t orig = h2o_strdup(&req->pool, name, nl);
     h2o_iovec_t lower = h2o_strdup(&req->pool, name, nl);
     h2o_iovec_t v = h2o_strdup(&req->pool, value, vl);
+    /* Values can come from stored data (an attachment's content_type is
+     * any JSON string): a CR or LF would end the header and let a document
+     * write headers, or a whole response, of its own.  h2o copies values
+     * as they are, so they are flattened here. */
+    for (size_t i = 0; i < v.len; i++)
+        if (v.base[i] == '\r' || v.base[i] == '\n')
+            v.base[i] = ' ';
     h2o_strtolower(lower.base, lower.len); /* h2o finds tokens by their lower-case name */
     h2o_add_header_by_str(&req->pool, &req->res.headers, lower.base, lower.len, 1, orig.base, v.base, v.len);
 }

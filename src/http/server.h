@@ -104,7 +104,8 @@ void http_send_method_not_allowed(http_req_t *r, const char *allow);
 void http_send_not_modified(http_req_t *r);
 /* 500 for an internal status code (logged). */
 void http_send_internal(http_req_t *r, int status);
-/* Adds a response header (copied into the request's pool) before sending. */
+/* Adds a response header (copied into the request's pool) before sending;
+ * CR and LF in the value become spaces, so no value can end its line. */
 void http_add_header(http_req_t *r, const char *name, const char *value);
 /* Value of a request header (NUL-terminated copy in the request pool), or
  * NULL. */

@@ -363,7 +363,9 @@ static void proc_log(qserver_proc *p, const qframe *f)
 static int proc_frame(qserver_proc *p, const buf_t *w, size_t *woff, int64_t *deadline, qframe *f)
 {
     for (;;) {
-        int rc = qframe_decode(p->rbuf + p->rpos, p->rlen - p->rpos, QP_MAX_PAYLOAD, f);
+        /* Before the first read rbuf is NULL: no arithmetic on it. */
+        const uint8_t *at = p->rbuf ? p->rbuf + p->rpos : (const uint8_t *)"";
+        int rc = qframe_decode(at, p->rlen - p->rpos, QP_MAX_PAYLOAD, f);
         if (rc == QFRAME_OK) {
             p->rpos += f->consumed;
             return DV_OK;

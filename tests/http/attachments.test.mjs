@@ -16,7 +16,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { request, startServer, tempDir } from './helpers.mjs';
+import { request, smallQuarantineEnv, startServer, tempDir } from './helpers.mjs';
 
 const J = { 'Content-Type': 'application/json' };
 const AJ = { Accept: 'application/json' };
@@ -566,8 +566,8 @@ describe('attachments', () => {
 // with a copy for the socket); streaming 64 KiB per step adds only a few
 // chunks and h2o's buffers.  The bound, 10 MiB (half the attachment),
 // leaves room for allocator noise and still fails any whole read.  Under
-// ASan freed chunks sit in a quarantine: it is kept small for this server
-// so the measure is of live memory.
+// ASan the quarantine is kept small (smallQuarantineEnv) so the measure is
+// of live memory.
 test('a 20 MiB attachment streams back byte-exact in bounded memory', async () => {
   const dir = tempDir();
   const size = 20 * 1024 * 1024;
@@ -578,13 +578,7 @@ test('a 20 MiB attachment streams back byte-exact in bounded memory', async () =
   let r = await raw(srv.url, '/big/doc/blob.bin', { method: 'PUT', headers: { 'Content-Type': 'application/octet-stream' }, body: data });
   assert.equal(r.status, 201, r.body.toString());
   await srv.stop();
-  const saved = process.env.ASAN_OPTIONS;
-  process.env.ASAN_OPTIONS = `${saved ? `${saved}:` : ''}quarantine_size_mb=1:thread_local_quarantine_size_kb=64`;
-  try {
-    srv = await startServer({ dataDir: dir });
-  } finally {
-    if (saved === undefined) delete process.env.ASAN_OPTIONS; else process.env.ASAN_OPTIONS = saved;
-  }
+  srv = await startServer({ dataDir: dir, env: smallQuarantineEnv() });
   try {
     const status = () => readFileSync(`/proc/${srv.child.pid}/status`, 'utf8');
     const kb = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status())[1]);
