@@ -29,6 +29,7 @@
 #include "base/buf.h"
 #include "db/db.h"
 #include "http/router.h"
+#include "http/user_ctx.h"
 
 #include <stddef.h>
 
@@ -87,6 +88,7 @@ struct http_req {
     http_target_t target;   /* decoded path segments and query parameters */
     http_match_t match;     /* captures of the route ({db}, {docid}, {rest}) */
     const http_route_t *route;
+    const http_user_ctx_t *user; /* who the request acts as; NULL: anonymous (user_ctx.h) */
     struct http_loop *loop;     /* private to server.c */
     struct http_async *async;   /* private: the outstanding async, if any */
     struct http_chan *chan;     /* private: the open channel, if any */
