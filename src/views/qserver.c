@@ -52,6 +52,11 @@
 extern char **environ;
 
 #define QS_DEFAULT_TIMEOUT_MS 5000u
+/* A child's first answer also waits for its start (exec, Duktape, its
+ * helpers): under load, and slower under sanitizers, that alone can pass a
+ * short per-call timeout, which would fail a definition no code of the
+ * user's had run for.  Its first round trip gets at least this long. */
+#define QS_SPAWN_GRACE_MS 5000u
 #define QS_MAX_DEFS 64u               /* definitions remembered per process */
 #define QS_BATCH_BYTES (4u << 20)     /* documents per MAP frame, in bytes */
 #define QS_MAX_HANDLE 200u
@@ -455,10 +460,10 @@ static int wbuf_end(qserver_proc *p)
  * or QP_ERROR (DV_ERR_INVALID, err filled).  Log frames are delivered on
  * the way.  On a process failure the child is killed: DV_ERR_TIMEOUT or
  * DV_ERR_IO. */
-static int proc_roundtrip(qserver_proc *p, qframe *f, qserver_error *err)
+static int proc_roundtrip(qserver_proc *p, unsigned timeout_ms, qframe *f, qserver_error *err)
 {
     size_t woff = 0;
-    int64_t deadline = now_ms() + p->qs->timeout_ms;
+    int64_t deadline = now_ms() + timeout_ms;
     for (;;) {
         int rc = proc_frame(p, &p->wbuf, &woff, &deadline, f);
         if (rc != DV_OK) {
@@ -499,8 +504,13 @@ static int proc_ready(qserver_proc *p, qs_def *d, qserver_error *err)
             proc_kill(p);
         }
     }
-    if (p->pid == 0 && (rc = proc_spawn(p, err)) != DV_OK)
-        return rc;
+    unsigned timeout_ms = p->qs->timeout_ms;
+    if (p->pid == 0) {
+        if ((rc = proc_spawn(p, err)) != DV_OK)
+            return rc;
+        if (timeout_ms < QS_SPAWN_GRACE_MS)
+            timeout_ms = QS_SPAWN_GRACE_MS;
+    }
     d->used = ++p->tick;
     if (d->compiled)
         return DV_OK;
@@ -509,7 +519,7 @@ static int proc_ready(qserver_proc *p, qs_def *d, qserver_error *err)
         (rc = wbuf_end(p)) != DV_OK)
         return rc;
     qframe f;
-    if ((rc = proc_roundtrip(p, &f, err)) != DV_OK)
+    if ((rc = proc_roundtrip(p, timeout_ms, &f, err)) != DV_OK)
         return rc;
     /* {"errors":[...]}: keep the array of the first compilation. */
     if (!d->errors) {
@@ -922,7 +932,7 @@ static int call_end(qserver_proc *p, json_writer *w, char first, qframe *f, qser
     int rc;
     if (json_write_end_object(w) != DV_OK)
         return w->err;
-    if ((rc = wbuf_end(p)) != DV_OK || (rc = proc_roundtrip(p, f, err)) != DV_OK)
+    if ((rc = wbuf_end(p)) != DV_OK || (rc = proc_roundtrip(p, p->qs->timeout_ms, f, err)) != DV_OK)
         return rc;
     if ((first && (f->len == 0 || f->payload[0] != (uint8_t)first)) ||
         json_validate(f->payload, f->len, 0, NULL) != DV_OK) {

@@ -420,16 +420,18 @@ static void test_process_exits(void **state)
     assert_true(qserver_proc_pid(p) != pid0);
 
     /* Killed while working on a document: that document fails, the next
-     * is mapped by a new process (which got the definition again). */
+     * is mapped by a new process (which got the definition again).  The
+     * batch starts with the endless document, so whenever the kill lands
+     * (a loaded machine may still be sending the batch at 200 ms) it is the
+     * one in progress; rows kept before a failure are test_endless_loop's. */
     killer k = {p, 0};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, kill_later, &k), 0);
-    map_docs(p, "ex", docs, 3, &r);
+    map_docs(p, "ex", docs + 1, 2, &r);
     pthread_join(th, NULL);
     assert_true(k.killed > 0);
-    assert_str(r.text[0], "[[[\"a\",1]]]");
-    assert_str(r.text[1], "FAILED:process exited");
-    assert_str(r.text[2], "[[[\"c\",1]]]");
+    assert_str(r.text[0], "FAILED:process exited");
+    assert_str(r.text[1], "[[[\"c\",1]]]");
     assert_true(qserver_proc_pid(p) != k.killed);
     rows_free(&r);
     qserver_release(qs, p);
