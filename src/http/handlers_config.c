@@ -316,6 +316,14 @@ static void put_key(http_req_t *r, const http_str_t *section, const http_str_t *
         http_send_error(r, 400, "bad_request", "A config value cannot span lines.");
         return;
     }
+    /* " ;" (or a leading ';') would start a comment when the file is read
+     * again: the value would come back cut.  Passwords are hashed first. */
+    if (strcmp(section->p, "admins") != 0 && e > s &&
+        (*s == ';' || memmem(s, (size_t)(e - s), " ;", 2) || memmem(s, (size_t)(e - s), "\t;", 2))) {
+        json_doc_free(&doc);
+        http_send_error(r, 400, "bad_request", "A config value cannot contain \" ;\": it starts a comment in ini files.");
+        return;
+    }
     cfg_op *op = calloc(1, sizeof *op);
     if (op) {
         op->kind = OP_SET;

@@ -205,6 +205,8 @@ test('bad PUT bodies and blacklisted sections change nothing', async () => {
   assert.equal(r.status, 400);
   r = await admin('/_node/_local/_config/divan_test/a%3Db', { method: 'PUT', body: '"x"' });
   assert.equal(r.status, 400);
+  r = await admin('/_node/_local/_config/divan_test/n', { method: 'PUT', body: '"a ; b"' });
+  assert.equal(r.status, 400, 'would be cut at the comment when read back');
   r = await admin('/_node/_local/_config/query_servers/javascript', { method: 'PUT', body: '"/bin/sh"' });
   assert.equal(r.status, 403);
   assert.deepEqual(r.json, { error: 'forbidden', reason: 'Config section blacklisted for modification over HTTP API.' });
@@ -212,6 +214,24 @@ test('bad PUT bodies and blacklisted sections change nothing', async () => {
   assert.equal(r.status, 403);
   assert.equal((await admin('/_node/_local/_config/divan_test/n')).status, 404);
   assert.equal((await admin('/_node/_local/_config/divan/query_server_path')).status, 404);
+});
+
+test('concurrent changes and reads: every answer is whole, the last write wins', async () => {
+  const token = ADMIN();
+  const puts = Array.from({ length: 16 }, (_, i) => request(srv.url, '/_node/_local/_config/divan_test/race', {
+    method: 'PUT', body: JSON.stringify(`v${i}`), headers: { ...bearer(token), 'x-couch-persist': i % 2 ? 'false' : 'true' },
+  }));
+  const gets = Array.from({ length: 32 }, () => request(srv.url, '/_node/_local/_config', { headers: bearer(token) }));
+  const res = await Promise.all([...puts, ...gets]);
+  for (const r of res) assert.equal(r.status, 200, r.text);
+  const olds = res.slice(0, 16).map((r) => r.json);
+  const final = (await admin('/_node/_local/_config/divan_test/race')).json;
+  // The writes were serialised: the old values are '' once and every other value once, except the last one written.
+  const seen = new Set(olds);
+  assert.equal(olds.length, seen.size);
+  assert.ok(seen.has(''));
+  assert.ok(!seen.has(final));
+  await admin('/_node/_local/_config/divan_test/race', { method: 'DELETE' });
 });
 
 test('[log] level applies without a restart', async () => {
