@@ -281,6 +281,12 @@ test('JWT: expired, not yet valid, bad signature, wrong alg, malformed, no sub',
     assert.equal(r.status, status, `${reason}: ${r.text}`);
     assert.deepEqual(r.json, { error, reason });
   }
+  // Authentication comes before routing, as in CouchDB: any path refuses a bad token.
+  const expired = jwt({ sub: 'a', exp: now() - 10 });
+  const welcome = await request(srv.url, '/', { headers: bearer(expired) });
+  assert.equal(welcome.status, 401);
+  assert.deepEqual(welcome.json, { error: 'unauthorized', reason: 'exp not in future' });
+  assert.equal((await request(srv.url, '/', { headers: bearer(ADMIN()) })).status, 200);
   // The server is still there for everyone else.
   assert.equal((await admin('/_node/_local/_config/couchdb/uuid')).status, 200);
 });
