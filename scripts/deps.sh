@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config clang
   libssl-dev libxxhash-dev liblz4-dev libzstd-dev zlib1g-dev libcmocka-dev
-  libh2o-evloop-dev libicu-dev duktape-dev libcurl4-openssl-dev libinih-dev
+  libh2o-evloop-dev libicu-dev duktape-dev libcurl4-openssl-dev
   liblmdb-dev libsqlite3-dev wrk nodejs npm
   nginx
 )

@@ -1,5 +1,5 @@
 /*
- * config.c — ini files (libinih), command-line flags, persisted state.
+ * config.c — ini files, command-line flags, persisted state.
  *
  * The store is a flat array of entries searched linearly: a server has a few
  * dozen keys, read at start-up, so a hash table would buy nothing.  Every
@@ -7,10 +7,19 @@
  * (explicit_bzero) as soon as they are replaced by their hash.
  *
  * Writing back is line-based so that a user's comments and layout survive:
- * config_file_update changes or appends exactly one `key = value` line and
- * replaces the file atomically (temporary file + fsync + rename + fsync of
- * the directory), so a crash leaves either the old or the new file, never a
- * torn one.
+ * config_file_update changes or appends exactly one `key = value` line (and
+ * config_file_remove drops one key's lines) and replaces the file atomically
+ * (temporary file + fsync + rename + fsync of the directory), so a crash
+ * leaves either the old or the new file, never a torn one.
+ *
+ * Locking (see config.h): `lock` is a reader/writer lock over the entry
+ * array; readers after start-up hold it shared while they use returned
+ * pointers.  `api_mu` serialises the changes made at run time (config_api_*,
+ * config_reload) so that a file write and the memory change it goes with
+ * are never interleaved with another change; the slow parts (PBKDF2, fsync)
+ * run under api_mu only, and `lock` is held exclusively just for the
+ * in-memory swap, so request threads reading the config wait microseconds,
+ * never for a disk.
  */
 #include "config.h"
 #include "base/buf.h"
@@ -20,9 +29,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ini.h>
 #include <libgen.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,13 +49,34 @@ struct config {
     config_entry_t *e;
     size_t n;
     size_t cap;
+    pthread_rwlock_t lock;  /* over e/n/cap once threads run */
+    pthread_mutex_t api_mu; /* one run-time change at a time */
+    char **files;           /* every file loaded, in order (for reload and delete) */
+    size_t nfiles;
+    char *local;            /* DATA/.divan.ini once config_setup ran */
+    struct config *flags;   /* values given as flags: re-applied by reload */
 };
 
 int config_new(config_t **out)
 {
-    *out = calloc(1, sizeof **out);
-    return *out ? DV_OK : DV_ERR_NOMEM;
+    config_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return DV_ERR_NOMEM;
+    if (pthread_rwlock_init(&c->lock, NULL) != 0) {
+        free(c);
+        return DV_ERR_NOMEM;
+    }
+    if (pthread_mutex_init(&c->api_mu, NULL) != 0) {
+        pthread_rwlock_destroy(&c->lock);
+        free(c);
+        return DV_ERR_NOMEM;
+    }
+    *out = c;
+    return DV_OK;
 }
+
+void config_rdlock(const config_t *c) { pthread_rwlock_rdlock(&((config_t *)c)->lock); }
+void config_unlock(const config_t *c) { pthread_rwlock_unlock(&((config_t *)c)->lock); }
 
 static void wipe_free(char *s)
 {
@@ -64,13 +94,25 @@ static void entry_free(config_entry_t *e)
     free(e->origin);
 }
 
+static void entries_free(config_entry_t *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        entry_free(&e[i]);
+    free(e);
+}
+
 void config_free(config_t *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->n; i++)
-        entry_free(&c->e[i]);
-    free(c->e);
+    entries_free(c->e, c->n);
+    for (size_t i = 0; i < c->nfiles; i++)
+        free(c->files[i]);
+    free(c->files);
+    free(c->local);
+    config_free(c->flags);
+    pthread_rwlock_destroy(&c->lock);
+    pthread_mutex_destroy(&c->api_mu);
     free(c);
 }
 
@@ -193,6 +235,12 @@ void config_foreach(const config_t *c, const char *section, config_iter_fn fn, v
             fn(ctx, c->e[i].key, c->e[i].value);
 }
 
+void config_foreach_all(const config_t *c, config_iter_all_fn fn, void *ctx)
+{
+    for (size_t i = 0; i < c->n; i++)
+        fn(ctx, c->e[i].section, c->e[i].key, c->e[i].value);
+}
+
 size_t config_count(const config_t *c, const char *section)
 {
     size_t n = 0;
@@ -203,40 +251,145 @@ size_t config_count(const config_t *c, const char *section)
 
 /* ---- reading files -------------------------------------------------- */
 
+/* Remembers path (once) as one of the files the configuration is made of. */
+static int note_file(config_t *c, const char *path)
+{
+    for (size_t i = 0; i < c->nfiles; i++)
+        if (strcmp(c->files[i], path) == 0)
+            return DV_OK;
+    char **nf = realloc(c->files, (c->nfiles + 1) * sizeof *nf);
+    if (!nf)
+        return DV_ERR_NOMEM;
+    c->files = nf;
+    if (!(c->files[c->nfiles] = strdup(path)))
+        return DV_ERR_NOMEM;
+    c->nfiles++;
+    return DV_OK;
+}
+
+static const char *trim(const char *p, const char **end);
+static int read_file(const char *path, buf_t *b, mode_t *mode);
+
+/* One line of an ini file, CouchDB's rules (config.erl): `[section]`;
+ * `;` or `#` starts a comment line; `key = value` splits at the FIRST '='
+ * (so keys such as `rsa:kid` in [jwt_keys] keep their colon), the value
+ * loses an inline comment starting with " ;" or "\t;" and surrounding
+ * blanks; an empty value deletes the key (how a later file removes an
+ * earlier file's setting); a line starting with a blank continues the
+ * previous value (joined with one space).  Lines have no length limit:
+ * PEM keys in [jwt_keys] are long. */
 struct load_ctx {
     config_t *c;
     const char *path;
-    int rc;
+    char *section;
+    char *key; /* last key set in this file, for continuation lines */
 };
 
-static int on_ini_value(void *user, const char *section, const char *name, const char *value)
+static int set_current(struct load_ctx *lc, const char *k, size_t kn)
 {
-    struct load_ctx *lc = user;
-    if (lc->rc != DV_OK)
-        return 0;
-    lc->rc = config_set(lc->c, section, name, value, lc->path);
-    return lc->rc == DV_OK;
+    free(lc->key);
+    lc->key = strndup(k, kn);
+    return lc->key ? DV_OK : DV_ERR_NOMEM;
+}
+
+static int load_line(struct load_ctx *lc, const char *p, const char *le)
+{
+    const char *te = le, *t = trim(p, &te);
+    if (t == te || *t == ';' || *t == '#')
+        return DV_OK;
+    if (*t == '[') {
+        const char *close = memchr(t, ']', (size_t)(te - t));
+        if (!close)
+            return DV_ERR_INVALID;
+        const char *ne = close, *ns = trim(t + 1, &ne);
+        free(lc->section);
+        free(lc->key);
+        lc->key = NULL;
+        lc->section = strndup(ns, (size_t)(ne - ns));
+        return lc->section ? DV_OK : DV_ERR_NOMEM;
+    }
+    if (!lc->section)
+        return DV_ERR_INVALID;
+    const char *eq = memchr(t, '=', (size_t)(te - t));
+    if (!eq) {
+        /* A continuation line: starts with a blank, follows a value. */
+        if (!(*p == ' ' || *p == '\t') || !lc->key)
+            return DV_ERR_INVALID;
+        const char *prev = config_get(lc->c, lc->section, lc->key);
+        buf_t b = BUF_INIT;
+        int rc = buf_printf(&b, "%s %.*s", prev ? prev : "", (int)(te - t), t);
+        if (rc == DV_OK)
+            rc = buf_append_byte(&b, '\0');
+        if (rc == DV_OK)
+            rc = config_set(lc->c, lc->section, lc->key, (const char *)b.data, lc->path);
+        if (b.data)
+            explicit_bzero(b.data, b.len);
+        buf_free(&b);
+        return rc;
+    }
+    const char *ke = eq, *ks = trim(t, &ke);
+    if (ks == ke)
+        return DV_ERR_INVALID;
+    const char *vs = eq + 1, *ve = te;
+    for (const char *q = vs; q + 1 < ve; q++)
+        if ((q[0] == ' ' || q[0] == '\t') && q[1] == ';') {
+            ve = q;
+            break;
+        }
+    vs = trim(vs, &ve);
+    int rc = set_current(lc, ks, (size_t)(ke - ks));
+    if (rc != DV_OK)
+        return rc;
+    if (vs == ve) {
+        config_unset(lc->c, lc->section, lc->key);
+        return DV_OK;
+    }
+    char *v = strndup(vs, (size_t)(ve - vs));
+    if (!v)
+        return DV_ERR_NOMEM;
+    rc = config_set(lc->c, lc->section, lc->key, v, lc->path);
+    explicit_bzero(v, strlen(v));
+    free(v);
+    return rc;
 }
 
 int config_load_file(config_t *c, const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT)
-            return DV_ERR_NOTFOUND;
-        log_error("config: cannot open %s: %s", path, strerror(errno));
-        return DV_ERR_IO;
+    int rc = note_file(c, path);
+    if (rc != DV_OK)
+        return rc;
+    buf_t in = BUF_INIT;
+    mode_t mode;
+    rc = read_file(path, &in, &mode);
+    if (rc == DV_ERR_NOTFOUND)
+        return rc;
+    if (rc != DV_OK) {
+        log_error("config: cannot read %s: %s", path, strerror(errno));
+        buf_free(&in);
+        return rc;
     }
-    struct load_ctx lc = {c, path, DV_OK};
-    int r = ini_parse_file(f, on_ini_value, &lc);
-    fclose(f);
-    if (lc.rc != DV_OK)
-        return lc.rc;
-    if (r != 0) {
-        log_error("config: %s:%d: syntax error", path, r);
-        return DV_ERR_INVALID;
+    struct load_ctx lc = {c, path, NULL, NULL};
+    const char *p = (const char *)in.data, *end = p + in.len;
+    for (int line = 1; p && p < end; line++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        if (memchr(p, '\0', (size_t)(le - p)))
+            rc = DV_ERR_INVALID;
+        else
+            rc = load_line(&lc, p, le);
+        if (rc != DV_OK) {
+            if (rc == DV_ERR_INVALID)
+                log_error("config: %s:%d: syntax error", path, line);
+            break;
+        }
+        p = nl ? nl + 1 : end;
     }
-    return DV_OK;
+    free(lc.section);
+    free(lc.key);
+    if (in.data)
+        explicit_bzero(in.data, in.len); /* may hold a clear-text password */
+    buf_free(&in);
+    return rc;
 }
 
 /* ---- writing one value back ----------------------------------------- */
@@ -339,18 +492,26 @@ fail:
     return rc;
 }
 
-int config_file_update(const char *path, const char *section, const char *key, const char *value)
+/* Rewrites the file with `key = value` set in section, or (value NULL)
+ * with every `key` line of section dropped; *changed says whether the
+ * file was rewritten (a removal that finds nothing writes nothing). */
+static int file_edit(const char *path, const char *section, const char *key, const char *value, int *changed)
 {
     buf_t in = BUF_INIT, out = BUF_INIT;
     mode_t mode = 0600;
+    *changed = 0;
     int rc = read_file(path, &in, &mode);
-    if (rc == DV_ERR_NOTFOUND)
+    if (rc == DV_ERR_NOTFOUND) {
         rc = DV_OK;
+        if (!value)
+            goto done;
+    }
     if (rc != DV_OK) {
         log_error("config: cannot read %s: %s", path, strerror(errno));
         goto done;
     }
-    if (strchr(value, '\n') || strchr(key, '\n') || strchr(section, '\n') || strchr(section, ']')) {
+    if ((value && (strchr(value, '\n') || strchr(value, '\r'))) || strchr(key, '\n') || strchr(section, '\n') ||
+        strchr(section, ']')) {
         rc = DV_ERR_INVALID;
         goto done;
     }
@@ -358,7 +519,7 @@ int config_file_update(const char *path, const char *section, const char *key, c
      * of the section, remember where the section's last entry ends so a new
      * key goes there. */
     const char *p = (const char *)in.data, *end = p + in.len;
-    int in_section = 0, done_write = 0;
+    int in_section = 0, done_write = 0, removed = 0;
     size_t section_end = SIZE_MAX; /* offset in `out` after the section's last line */
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -373,13 +534,17 @@ int config_file_update(const char *path, const char *section, const char *key, c
             }
         } else if (in_section && t < te && *t != ';' && *t != '#') {
             const char *sep = t;
-            while (sep < te && *sep != '=' && *sep != ':')
+            while (sep < te && *sep != '=') /* the first '=', as load_line */
                 sep++;
             const char *ke = sep, *ks = trim(t, &ke);
-            if (!done_write && sep < te && (size_t)(ke - ks) == strlen(key) && memcmp(ks, key, (size_t)(ke - ks)) == 0) {
-                if ((rc = buf_printf(&out, "%s = %s\n", key, value)) != DV_OK)
-                    goto done;
-                replaced = done_write = 1;
+            if (sep < te && (size_t)(ke - ks) == strlen(key) && memcmp(ks, key, (size_t)(ke - ks)) == 0) {
+                if (!value) {
+                    replaced = removed = 1; /* the line is dropped */
+                } else if (!done_write) {
+                    if ((rc = buf_printf(&out, "%s = %s\n", key, value)) != DV_OK)
+                        goto done;
+                    replaced = done_write = 1;
+                }
             }
         }
         if (!replaced) {
@@ -390,7 +555,9 @@ int config_file_update(const char *path, const char *section, const char *key, c
             section_end = out.len;
         p = next;
     }
-    if (!done_write) {
+    if (!value && !removed)
+        goto done;
+    if (value && !done_write) {
         buf_t line = BUF_INIT;
         if (section_end == SIZE_MAX)
             rc = buf_printf(&line, "%s[%s]\n%s = %s\n", out.len ? "\n" : "", section, key, value);
@@ -410,6 +577,7 @@ int config_file_update(const char *path, const char *section, const char *key, c
             goto done;
     }
     rc = replace_file(path, &out, mode);
+    *changed = rc == DV_OK;
 done:
     if (in.data)
         explicit_bzero(in.data, in.len); /* may hold a clear-text password */
@@ -418,6 +586,17 @@ done:
     buf_free(&in);
     buf_free(&out);
     return rc;
+}
+
+int config_file_update(const char *path, const char *section, const char *key, const char *value)
+{
+    int changed;
+    return file_edit(path, section, key, value, &changed);
+}
+
+int config_file_remove(const char *path, const char *section, const char *key, int *removed)
+{
+    return file_edit(path, section, key, NULL, removed);
 }
 
 /* ---- command line ---------------------------------------------------- */
@@ -642,6 +821,18 @@ static int ensure_uuid(config_t *c, const char *local)
     return rc;
 }
 
+/* Sets every flag value (kept in c->flags) over what the files said. */
+static int apply_flags(config_t *c)
+{
+    for (size_t i = 0; c->flags && i < c->flags->n; i++) {
+        const config_entry_t *f = &c->flags->e[i];
+        int rc = config_set(c, f->section, f->key, f->value, NULL);
+        if (rc != DV_OK)
+            return rc;
+    }
+    return DV_OK;
+}
+
 int config_setup(const config_args_t *a, config_t **out)
 {
     config_t *pre = NULL, *c = NULL;
@@ -672,11 +863,17 @@ int config_setup(const config_args_t *a, config_t **out)
     rc = config_load_file(c, local);
     if (rc != DV_OK && rc != DV_ERR_NOTFOUND)
         goto fail;
-    if ((rc = load_files(c, a)) != DV_OK || (rc = config_set(c, "couchdb", "database_dir", data, NULL)) != DV_OK)
+    if ((rc = config_new(&c->flags)) != DV_OK || !(c->local = strdup(local))) {
+        rc = rc != DV_OK ? rc : DV_ERR_NOMEM;
         goto fail;
-    if (a->bind && (rc = config_set(c, "chttpd", "bind_address", a->bind, NULL)) != DV_OK)
+    }
+    if ((rc = load_files(c, a)) != DV_OK || (rc = config_set(c->flags, "couchdb", "database_dir", data, NULL)) != DV_OK)
         goto fail;
-    if (a->port && (rc = config_set(c, "chttpd", "port", a->port, NULL)) != DV_OK)
+    if (a->bind && (rc = config_set(c->flags, "chttpd", "bind_address", a->bind, NULL)) != DV_OK)
+        goto fail;
+    if (a->port && (rc = config_set(c->flags, "chttpd", "port", a->port, NULL)) != DV_OK)
+        goto fail;
+    if ((rc = apply_flags(c)) != DV_OK)
         goto fail;
     const char *level = config_get(c, "log", "level");
     if (level && log_level_parse(level) < 0) {
@@ -698,5 +895,133 @@ fail:
     config_free(pre);
     config_free(c);
     free(local);
+    return rc;
+}
+
+/* ---- changes at run time (the config API) ------------------------------
+ * Only these functions change entries once threads run, and each holds
+ * api_mu throughout, so they read entries without the rwlock and take it
+ * exclusively only around the in-memory change. */
+
+const char *config_local_file(const config_t *c) { return c->local; }
+
+int config_api_set(config_t *c, const char *section, const char *key, const char *value, int persist, char **old)
+{
+    char *hash = NULL, *target = NULL;
+    int rc = DV_OK;
+    *old = NULL;
+    pthread_mutex_lock(&c->api_mu);
+    const char *cur = config_get(c, section, key);
+    if (cur && !(*old = strdup(cur))) {
+        rc = DV_ERR_NOMEM;
+        goto done;
+    }
+    if (strcmp(section, "admins") == 0 && !passwd_is_hashed(value)) {
+        const char *prf;
+        long iterations;
+        if ((rc = hash_settings(c, &prf, &iterations)) != DV_OK ||
+            (rc = passwd_hash(value, prf, iterations, &hash)) != DV_OK)
+            goto done;
+        value = hash;
+    }
+    if (persist) {
+        /* The file the value came from, so that it still wins after a
+         * restart; a value from a flag or set in code goes to the local
+         * file (the flag wins again at the next start). */
+        const char *origin = config_origin(c, section, key);
+        const char *file = origin ? origin : c->local;
+        if (!file) {
+            rc = DV_ERR_IO;
+            goto done;
+        }
+        if (!(target = strdup(file))) {
+            rc = DV_ERR_NOMEM;
+            goto done;
+        }
+        if ((rc = config_file_update(target, section, key, value)) != DV_OK)
+            goto done;
+    }
+    pthread_rwlock_wrlock(&c->lock);
+    rc = config_set(c, section, key, value, target);
+    pthread_rwlock_unlock(&c->lock);
+done:
+    pthread_mutex_unlock(&c->api_mu);
+    if (rc != DV_OK) {
+        wipe_free(*old);
+        *old = NULL;
+    }
+    wipe_free(hash);
+    free(target);
+    return rc;
+}
+
+int config_api_delete(config_t *c, const char *section, const char *key, int persist, char **old)
+{
+    int rc = DV_OK;
+    *old = NULL;
+    pthread_mutex_lock(&c->api_mu);
+    const char *cur = config_get(c, section, key);
+    if (!cur) {
+        rc = DV_ERR_NOTFOUND;
+        goto done;
+    }
+    if (!(*old = strdup(cur))) {
+        rc = DV_ERR_NOMEM;
+        goto done;
+    }
+    /* Every file that sets the key loses it: removing it only from the
+     * file the value came from would let an earlier file's value come
+     * back at the next start. */
+    for (size_t i = 0; persist && i < c->nfiles; i++) {
+        int removed;
+        if ((rc = config_file_remove(c->files[i], section, key, &removed)) != DV_OK)
+            goto done;
+    }
+    pthread_rwlock_wrlock(&c->lock);
+    config_unset(c, section, key);
+    pthread_rwlock_unlock(&c->lock);
+done:
+    pthread_mutex_unlock(&c->api_mu);
+    if (rc != DV_OK) {
+        wipe_free(*old);
+        *old = NULL;
+    }
+    return rc;
+}
+
+int config_reload(config_t *c)
+{
+    config_t *t = NULL;
+    pthread_mutex_lock(&c->api_mu);
+    int rc = config_new(&t);
+    for (size_t i = 0; rc == DV_OK && i < c->nfiles; i++) {
+        rc = config_load_file(t, c->files[i]);
+        if (rc == DV_ERR_NOTFOUND)
+            rc = DV_OK;
+    }
+    if (rc != DV_OK)
+        goto done;
+    t->flags = c->flags; /* borrowed for apply_flags */
+    rc = apply_flags(t);
+    t->flags = NULL;
+    const char *prf;
+    long iterations;
+    if (rc != DV_OK || (rc = hash_settings(t, &prf, &iterations)) != DV_OK ||
+        (c->local && (rc = hash_plain_admins(t, c->local, prf, iterations)) != DV_OK))
+        goto done;
+    /* Swap the entry arrays: t leaves with the old ones and frees them. */
+    pthread_rwlock_wrlock(&c->lock);
+    config_entry_t *e = c->e;
+    size_t n = c->n, cap = c->cap;
+    c->e = t->e;
+    c->n = t->n;
+    c->cap = t->cap;
+    t->e = e;
+    t->n = n;
+    t->cap = cap;
+    pthread_rwlock_unlock(&c->lock);
+done:
+    pthread_mutex_unlock(&c->api_mu);
+    config_free(t);
     return rc;
 }

@@ -211,11 +211,14 @@ int main(int argc, char **argv)
     if (open_views(cfg, &qs, &vws) != DV_OK)
         goto done;
     opts.views = vws;
+    /* From here on the config API may change cfg from server threads:
+     * this thread reads it no more (the server keeps its own copies). */
+    opts.config = cfg;
+    log_notice("data directory %s", config_data_dir(cfg));
     if (http_server_start(&opts, &srv) != DV_OK)
         goto done;
-    const char *bind = opts.bind_address;
+    const char *bind = http_server_opts(srv)->bind_address;
     int v6 = strchr(bind, ':') != NULL;
-    log_notice("data directory %s", config_data_dir(cfg));
     log_notice("divan listening on http://%s%s%s:%d/", v6 ? "[" : "", bind, v6 ? "]" : "",
                http_server_port(srv));
 

@@ -23,6 +23,8 @@ void http_handle_all_dbs(http_req_t *r);
 void http_handle_dbs_info(http_req_t *r);
 void http_handle_active_tasks(http_req_t *r);
 void http_handle_stats(http_req_t *r);
+/* handlers_config.c: /_node/{node}/_config[/section[/key]], _reload */
+void http_handle_config(http_req_t *r);
 
 /* handlers_db.c */
 void http_handle_db(http_req_t *r);

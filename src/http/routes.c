@@ -14,6 +14,7 @@ const http_route_t http_routes[] = {
     {HTTP_GET | HTTP_POST, "/_dbs_info/{any}", "GET,HEAD,POST", (void *)http_handle_dbs_info},
     {HTTP_GET, "/_active_tasks/{any}", "GET,HEAD", (void *)http_handle_active_tasks},
     {HTTP_GET, "/_node/{db}/_stats/{any}", "GET,HEAD", (void *)http_handle_stats},
+    {HTTP_ANY, "/_node/{db}/_config/{any}", "GET,HEAD,PUT,DELETE,POST", (void *)http_handle_config},
     {HTTP_ANY, "/{db}", "DELETE,GET,HEAD,POST,PUT", (void *)http_handle_db},
     {HTTP_POST, "/{db}/_compact", "POST", (void *)http_handle_compact},
     {HTTP_POST, "/{db}/_compact/{rest}", "POST", (void *)http_handle_compact_views},

@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "base/workers.h"
+#include "http/auth_jwt.h"
 #include "http/handlers.h"
 #include "http/json_out.h"
 #include "http/stats.h"
@@ -679,6 +680,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         http_send_internal(r, rc);
         return 0;
     }
+    /* Authentication by JWT (http/auth_jwt.h): a Bearer token sets r->user;
+     * an invalid one has been answered. */
+    if (!http_auth_jwt(r, http_req_header(r, "authorization")))
+        return 0;
     size_t scratch_len = http_route_scratch_size(&r->target);
     char *scratch = h2o_mem_alloc_pool(&req->pool, scratch_len);
     const http_route_t *route;

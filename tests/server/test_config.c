@@ -140,6 +140,148 @@ static void test_file_update(void **state)
     free(p);
 }
 
+/* CouchDB's ini rules: the first '=' splits (keys keep ':'), no line length
+ * limit, " ;" starts an inline comment, an empty value deletes what an
+ * earlier file set, a line starting with a blank continues a value. */
+static void test_couchdb_ini_rules(void **state)
+{
+    (void)state;
+    char longval[3001];
+    memset(longval, 'k', 3000);
+    longval[3000] = '\0';
+    size_t n = 4096;
+    char *text = malloc(n);
+    assert_non_null(text);
+    snprintf(text, n,
+             "[jwt_keys]\nhmac:_default = c2VjcmV0\nrsa:k1 = %s\n[chttpd]\nbind_address = ::1\n"
+             "[vendor]\nname = divan;not a comment\nurl = x ; a comment\ncont = first\n  second line\n"
+             "[gone]\nk = v\n", longval);
+    char *a = write_file("rules.ini", text);
+    char *b = write_file("rules2.ini", "[gone]\nk =\n");
+    config_t *c;
+    assert_int_equal(config_new(&c), DV_OK);
+    assert_int_equal(config_load_file(c, a), DV_OK);
+    assert_string_equal(config_get(c, "jwt_keys", "hmac:_default"), "c2VjcmV0");
+    assert_string_equal(config_get(c, "jwt_keys", "rsa:k1"), longval);
+    assert_string_equal(config_get(c, "chttpd", "bind_address"), "::1");
+    assert_string_equal(config_get(c, "vendor", "name"), "divan;not a comment");
+    assert_string_equal(config_get(c, "vendor", "url"), "x");
+    assert_string_equal(config_get(c, "vendor", "cont"), "first second line");
+    assert_string_equal(config_get(c, "gone", "k"), "v");
+    assert_int_equal(config_load_file(c, b), DV_OK);
+    assert_null(config_get(c, "gone", "k"));
+    /* A colon key is found again when written back. */
+    assert_int_equal(config_file_update(a, "jwt_keys", "hmac:_default", "bmV3"), DV_OK);
+    char *after = slurp(a);
+    assert_non_null(strstr(after, "hmac:_default = bmV3\n"));
+    assert_null(strstr(after, "c2VjcmV0"));
+    int removed = 0;
+    assert_int_equal(config_file_remove(a, "jwt_keys", "hmac:_default", &removed), DV_OK);
+    assert_true(removed);
+    free(after);
+    after = slurp(a);
+    assert_null(strstr(after, "hmac:_default"));
+    assert_non_null(strstr(after, "rsa:k1 = kkk"));
+    assert_int_equal(config_file_remove(a, "jwt_keys", "hmac:_default", &removed), DV_OK);
+    assert_false(removed);
+    char *nokey = write_file("nokey.ini", "[s]\n= v\n");
+    assert_int_equal(config_load_file(c, nokey), DV_ERR_INVALID);
+    char *nosec = write_file("nosec.ini", "k = v\n");
+    assert_int_equal(config_load_file(c, nosec), DV_ERR_INVALID);
+    config_free(c);
+    free(after);
+    free(text);
+    free(a);
+    free(b);
+    free(nokey);
+    free(nosec);
+}
+
+/* The config API's changes: file first, then memory; the old value back;
+ * [admins] hashed; delete from every file; reload drops what was not
+ * persisted and brings back what the files say. */
+static void test_api_changes(void **state)
+{
+    (void)state;
+    char *data = tu_path(g_dir, "apidata");
+    char *cfg = write_file("api.ini", "[vendor]\nfrom_file = yes\n[chttpd_auth]\niterations = 3\n");
+    char *argv[] = {"divan", "--config", cfg, "--data", data, "--port", "7777", NULL};
+    config_args_t a;
+    assert_int_equal(config_parse_args(7, argv, &a), DV_OK);
+    config_t *c;
+    assert_int_equal(config_setup(&a, &c), DV_OK);
+    char *local = strdup(config_local_file(c));
+    assert_non_null(strstr(local, ".divan.ini"));
+
+    char *old = NULL;
+    assert_int_equal(config_api_set(c, "sec", "k", "v1", 1, &old), DV_OK);
+    assert_null(old);
+    assert_int_equal(config_api_set(c, "sec", "k", "v2", 1, &old), DV_OK);
+    assert_string_equal(old, "v1");
+    free(old);
+    char *text = slurp(local);
+    assert_non_null(strstr(text, "[sec]\nk = v2\n"));
+    free(text);
+    /* A value from the --config file is written back there. */
+    assert_int_equal(config_api_set(c, "vendor", "from_file", "changed", 1, &old), DV_OK);
+    assert_string_equal(old, "yes");
+    free(old);
+    text = slurp(cfg);
+    assert_non_null(strstr(text, "from_file = changed"));
+    free(text);
+    /* Admin passwords are hashed. */
+    assert_int_equal(config_api_set(c, "admins", "eve", "pw-eve", 1, &old), DV_OK);
+    const char *h = config_get(c, "admins", "eve");
+    assert_true(passwd_is_hashed(h));
+    assert_int_equal(passwd_verify(h, "pw-eve"), DV_OK);
+    text = slurp(local);
+    assert_null(strstr(text, "pw-eve"));
+    free(text);
+    /* Not persisted: memory only, and reload drops it. */
+    assert_int_equal(config_api_set(c, "sec", "volatile", "x", 0, &old), DV_OK);
+    text = slurp(local);
+    assert_null(strstr(text, "volatile"));
+    free(text);
+    assert_string_equal(config_get(c, "sec", "volatile"), "x");
+    /* Port from the flag: a change is visible now, the flag wins on reload. */
+    assert_int_equal(config_api_set(c, "chttpd", "port", "1", 0, &old), DV_OK);
+    assert_string_equal(old, "7777");
+    free(old);
+    assert_int_equal(config_reload(c), DV_OK);
+    assert_null(config_get(c, "sec", "volatile"));
+    assert_string_equal(config_get(c, "sec", "k"), "v2");
+    assert_string_equal(config_get(c, "chttpd", "port"), "7777");
+    assert_string_equal(config_get(c, "vendor", "from_file"), "changed");
+    assert_true(passwd_is_hashed(config_get(c, "admins", "eve")));
+    /* Delete: the old value back, gone from every file, NOTFOUND after. */
+    assert_int_equal(config_api_delete(c, "vendor", "from_file", 1, &old), DV_OK);
+    assert_string_equal(old, "changed");
+    free(old);
+    assert_int_equal(config_api_delete(c, "vendor", "from_file", 1, &old), DV_ERR_NOTFOUND);
+    assert_null(old);
+    assert_int_equal(config_reload(c), DV_OK);
+    assert_null(config_get(c, "vendor", "from_file"));
+    /* A plain password put into a file by hand is hashed by reload. */
+    assert_int_equal(config_file_update(cfg, "admins", "mallory", "plain-pw"), DV_OK);
+    assert_int_equal(config_reload(c), DV_OK);
+    assert_true(passwd_is_hashed(config_get(c, "admins", "mallory")));
+    text = slurp(cfg);
+    assert_null(strstr(text, "plain-pw"));
+    free(text);
+    /* A broken file: reload fails and keeps the config as it was. */
+    FILE *f = fopen(cfg, "a");
+    assert_non_null(f);
+    fputs("[broken\n", f);
+    fclose(f);
+    assert_int_equal(config_reload(c), DV_ERR_INVALID);
+    assert_string_equal(config_get(c, "sec", "k"), "v2");
+    config_free(c);
+    config_args_free(&a);
+    free(local);
+    free(cfg);
+    free(data);
+}
+
 static void test_parse_args(void **state)
 {
     (void)state;
@@ -259,6 +401,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_and_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_update, setup, teardown),
         cmocka_unit_test(test_parse_args),
+        cmocka_unit_test_setup_teardown(test_couchdb_ini_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_setup, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,440 @@
+/*
+ * handlers_config.c — /_node/{node}/_config, CouchDB 3's configuration API
+ * (chttpd_node.erl): GET the whole config, a section or a key, PUT and
+ * DELETE a key (both answer the previous value as a JSON string), and
+ * POST .../_config/_reload.  Server admins only; {node} is "_local" or this
+ * node's name ("nonode@nohost").
+ *
+ * Reads run on the event loop under the config's read lock (microseconds).
+ * Changes run on a worker thread (config_api_* may hash a password with
+ * PBKDF2, ~50 ms, and write an ini file with two fsyncs) and answer from
+ * the loop through an http_async.  `X-Couch-Persist: false` changes memory
+ * only; otherwise the file is written first and memory changes only when
+ * the write succeeded.
+ *
+ * Applied at once: everything read per request from the live config
+ * ([chttpd] authentication_handlers, [jwt_keys], [jwt_auth]) and [log]
+ * level, re-applied after every change.  Every other setting is read at
+ * start-up and takes effect at the next start (README lists them).
+ */
+#include "base/log.h"
+#include "base/status.h"
+#include "base/workers.h"
+#include "config.h"
+#include "http/authz.h"
+#include "http/handlers.h"
+#include "http/hutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Sections CouchDB refuses to change over HTTP (couch_util's blacklist),
+ * plus divan's setting that names a program to run. */
+static const char *const BLACKLIST[] = {
+    "daemons",          "external", "httpd_design_handlers", "httpd_db_handlers", "httpd_global_handlers",
+    "native_query_servers", "os_daemons", "query_servers",   "feature_flags",
+};
+
+static int blacklisted(const char *section, const char *key)
+{
+    for (size_t i = 0; i < sizeof BLACKLIST / sizeof BLACKLIST[0]; i++)
+        if (strcmp(section, BLACKLIST[i]) == 0)
+            return 1;
+    return key && strcmp(section, "divan") == 0 && strcmp(key, "query_server_path") == 0;
+}
+
+/* JSON strings must be UTF-8: a value that is not (a hand-edited file)
+ * goes out with its non-ASCII bytes as '?', rather than not at all. */
+static void write_lossy(json_writer *w, const char *s, int is_key)
+{
+    size_t n = strlen(s);
+    if (json_utf8_valid(s, n)) {
+        if (is_key)
+            json_write_key(w, s, n);
+        else
+            json_write_string(w, s, n);
+        return;
+    }
+    char *copy = strdup(s);
+    if (!copy) {
+        w->err = DV_ERR_NOMEM;
+        return;
+    }
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    if (is_key)
+        json_write_key(w, copy, n);
+    else
+        json_write_string(w, copy, n);
+    free(copy);
+}
+
+/* Re-applies the settings that take effect without a restart and are not
+ * read per request. */
+static void apply_live(config_t *c)
+{
+    config_rdlock(c);
+    const char *level = config_get_str(c, "log", "level", "info");
+    int l = log_level_parse(level);
+    config_unlock(c);
+    if (l >= 0)
+        log_set_level((enum log_level)l);
+}
+
+/* ---- reads ---------------------------------------------------------------- */
+
+struct sections {
+    const char **names;
+    size_t n, cap;
+    int rc;
+};
+
+static void collect_section(void *ctx, const char *section, const char *key, const char *value)
+{
+    (void)key;
+    (void)value;
+    struct sections *s = ctx;
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->names[i], section) == 0)
+            return;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 16;
+        const char **nn = realloc(s->names, cap * sizeof *nn);
+        if (!nn) {
+            s->rc = DV_ERR_NOMEM;
+            return;
+        }
+        s->names = nn;
+        s->cap = cap;
+    }
+    s->names[s->n++] = section;
+}
+
+static void write_member(void *ctx, const char *key, const char *value)
+{
+    json_writer *w = ctx;
+    write_lossy(w, key, 1);
+    write_lossy(w, value, 0);
+}
+
+static void send_all(http_req_t *r, config_t *c)
+{
+    buf_t b = BUF_INIT;
+    json_writer w;
+    json_writer_init(&w, &b);
+    struct sections s = {0};
+    config_rdlock(c);
+    config_foreach_all(c, collect_section, &s);
+    json_write_begin_object(&w);
+    for (size_t i = 0; s.rc == DV_OK && i < s.n; i++) {
+        write_lossy(&w, s.names[i], 1);
+        json_write_begin_object(&w);
+        config_foreach(c, s.names[i], write_member, &w);
+        json_write_end_object(&w);
+    }
+    json_write_end_object(&w);
+    config_unlock(c);
+    int rc = s.rc != DV_OK ? s.rc : w.err;
+    if (rc == DV_OK)
+        http_send_json(r, 200, &b);
+    else
+        http_send_internal(r, rc);
+    free(s.names);
+    buf_free(&b);
+}
+
+static void send_section(http_req_t *r, config_t *c, const char *section)
+{
+    buf_t b = BUF_INIT;
+    json_writer w;
+    json_writer_init(&w, &b);
+    json_write_begin_object(&w);
+    config_rdlock(c);
+    config_foreach(c, section, write_member, &w);
+    config_unlock(c);
+    json_write_end_object(&w);
+    if (w.err == DV_OK)
+        http_send_json(r, 200, &b);
+    else
+        http_send_internal(r, w.err);
+    buf_free(&b);
+}
+
+static void send_string(http_req_t *r, const char *s)
+{
+    buf_t b = BUF_INIT;
+    json_writer w;
+    json_writer_init(&w, &b);
+    write_lossy(&w, s, 0);
+    if (w.err == DV_OK)
+        http_send_json(r, 200, &b);
+    else
+        http_send_internal(r, w.err);
+    buf_free(&b);
+}
+
+static void send_key(http_req_t *r, config_t *c, const char *section, const char *key)
+{
+    char *v = NULL;
+    int found = 0;
+    config_rdlock(c);
+    const char *cur = config_get(c, section, key);
+    if (cur) {
+        found = 1;
+        v = strdup(cur);
+    }
+    config_unlock(c);
+    if (!found)
+        http_send_error(r, 404, "not_found", "unknown_config_value");
+    else if (!v)
+        http_send_internal(r, DV_ERR_NOMEM);
+    else
+        send_string(r, v);
+    free(v);
+}
+
+/* ---- changes (on a worker) ------------------------------------------------ */
+
+enum { OP_SET, OP_DELETE, OP_RELOAD };
+
+typedef struct cfg_op {
+    config_t *c;
+    http_async_t *async;
+    int kind;
+    int persist;
+    char *section, *key, *value;
+    int rc;
+    char *old;
+} cfg_op;
+
+static void op_free(cfg_op *op)
+{
+    free(op->section);
+    free(op->key);
+    if (op->value)
+        explicit_bzero(op->value, strlen(op->value)); /* may be a password */
+    free(op->value);
+    if (op->old)
+        explicit_bzero(op->old, strlen(op->old));
+    free(op->old);
+    free(op);
+}
+
+static void op_job(void *arg)
+{
+    cfg_op *op = arg;
+    if (op->kind == OP_SET)
+        op->rc = config_api_set(op->c, op->section, op->key, op->value, op->persist, &op->old);
+    else if (op->kind == OP_DELETE)
+        op->rc = config_api_delete(op->c, op->section, op->key, op->persist, &op->old);
+    else
+        op->rc = config_reload(op->c);
+    if (op->rc == DV_OK)
+        apply_live(op->c);
+    http_async_post(op->async);
+}
+
+static void op_done(http_req_t *r, void *arg)
+{
+    cfg_op *op = arg;
+    if (!r) {
+        op_free(op);
+        return;
+    }
+    if (op->kind == OP_RELOAD) {
+        if (op->rc == DV_OK)
+            http_send_ok(r, 200);
+        else if (op->rc == DV_ERR_NOMEM)
+            http_send_internal(r, op->rc);
+        else
+            http_send_error(r, 400, "bad_request", "The configuration files could not be read again (see the log).");
+    } else if (op->rc == DV_ERR_NOTFOUND) {
+        http_send_error(r, 404, "not_found", "unknown_config_value");
+    } else if (op->rc != DV_OK) {
+        http_send_internal(r, op->rc);
+    } else {
+        send_string(r, op->old ? op->old : "");
+    }
+    op_free(op);
+}
+
+static void start_op(http_req_t *r, cfg_op *op)
+{
+    op->c = http_server_opts(r->server)->config;
+    if (!(op->async = http_async_new(r, op_done, op))) {
+        op_free(op);
+        http_send_internal(r, DV_ERR_NOMEM);
+        return;
+    }
+    if (workers_submit(http_server_workers(r->server), op_job, op) != DV_OK) {
+        op->rc = DV_ERR_CLOSED;
+        http_async_post(op->async); /* answers 500 from the loop, frees op */
+    }
+}
+
+/* A section or key name that can round-trip through an ini file. */
+static int name_ok(const http_str_t *s, int is_key)
+{
+    if (s->n == 0 || strlen(s->p) != s->n || strpbrk(s->p, "\r\n"))
+        return 0;
+    if (!is_key)
+        return !strchr(s->p, ']');
+    return !strchr(s->p, '=') && s->p[0] != ';' && s->p[0] != '#' && s->p[0] != '[' && s->p[0] != ' ' &&
+           s->p[0] != '\t';
+}
+
+static void put_key(http_req_t *r, const http_str_t *section, const http_str_t *key)
+{
+    if (!name_ok(section, 0) || !name_ok(key, 1)) {
+        http_send_error(r, 400, "bad_request", "Invalid section or key name.");
+        return;
+    }
+    if (blacklisted(section->p, key->p)) {
+        http_send_error(r, 403, "forbidden", "Config section blacklisted for modification over HTTP API.");
+        return;
+    }
+    json_doc doc = JSON_DOC_INIT;
+    const json_val *root;
+    if (http_json_body(r, &doc, &root) != DV_OK)
+        return;
+    if (!json_is_string(root)) {
+        json_doc_free(&doc);
+        http_send_error(r, 400, "bad_request", "The value must be a JSON string.");
+        return;
+    }
+    size_t n;
+    const char *s = json_str(root, &n), *e = s + n;
+    /* couch_util:trim: blanks and line breaks at both ends go. */
+    while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n'))
+        s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+        e--;
+    if (memchr(s, '\0', (size_t)(e - s)) || memchr(s, '\n', (size_t)(e - s)) || memchr(s, '\r', (size_t)(e - s))) {
+        json_doc_free(&doc);
+        http_send_error(r, 400, "bad_request", "A config value cannot span lines.");
+        return;
+    }
+    /* " ;" (or a leading ';') would start a comment when the file is read
+     * again: the value would come back cut.  Passwords are hashed first. */
+    if (strcmp(section->p, "admins") != 0 && e > s &&
+        (*s == ';' || memmem(s, (size_t)(e - s), " ;", 2) || memmem(s, (size_t)(e - s), "\t;", 2))) {
+        json_doc_free(&doc);
+        http_send_error(r, 400, "bad_request", "A config value cannot contain \" ;\": it starts a comment in ini files.");
+        return;
+    }
+    cfg_op *op = calloc(1, sizeof *op);
+    if (op) {
+        op->kind = OP_SET;
+        op->section = strdup(section->p);
+        op->key = strdup(key->p);
+        op->value = strndup(s, (size_t)(e - s));
+    }
+    json_doc_free(&doc);
+    if (!op || !op->section || !op->key || !op->value) {
+        if (op)
+            op_free(op);
+        http_send_internal(r, DV_ERR_NOMEM);
+        return;
+    }
+    const char *p = http_req_header(r, "x-couch-persist");
+    op->persist = !(p && strcmp(p, "false") == 0);
+    start_op(r, op);
+}
+
+static void delete_key(http_req_t *r, const http_str_t *section, const http_str_t *key)
+{
+    if (blacklisted(section->p, key->p)) {
+        http_send_error(r, 403, "forbidden", "Config section blacklisted for modification over HTTP API.");
+        return;
+    }
+    if (!name_ok(section, 0) || !name_ok(key, 1)) {
+        http_send_error(r, 404, "not_found", "unknown_config_value");
+        return;
+    }
+    cfg_op *op = calloc(1, sizeof *op);
+    if (op) {
+        op->kind = OP_DELETE;
+        op->section = strdup(section->p);
+        op->key = strdup(key->p);
+    }
+    if (!op || !op->section || !op->key) {
+        if (op)
+            op_free(op);
+        http_send_internal(r, DV_ERR_NOMEM);
+        return;
+    }
+    const char *p = http_req_header(r, "x-couch-persist");
+    op->persist = !(p && strcmp(p, "false") == 0);
+    start_op(r, op);
+}
+
+static void reload(http_req_t *r)
+{
+    cfg_op *op = calloc(1, sizeof *op);
+    if (!op) {
+        http_send_internal(r, DV_ERR_NOMEM);
+        return;
+    }
+    op->kind = OP_RELOAD;
+    start_op(r, op);
+}
+
+/* ---- dispatch --------------------------------------------------------------- */
+
+void http_handle_config(http_req_t *r)
+{
+    if (!http_authz_server_admin(r))
+        return;
+    const http_str_t *node = &r->match.db;
+    if (!((node->n == 6 && !memcmp(node->p, "_local", 6)) || (node->n == 13 && !memcmp(node->p, "nonode@nohost", 13)))) {
+        char reason[160];
+        snprintf(reason, sizeof reason, "no such node: %.*s", (int)(node->n > 100 ? 100 : node->n), node->p);
+        for (char *p = reason; *p; p++) /* the reason goes out as JSON text */
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x80)
+                *p = '?';
+        http_send_error(r, 404, "not_found", reason);
+        return;
+    }
+    config_t *c = http_server_opts(r->server)->config;
+    if (!c) {
+        http_send_internal(r, DV_ERR_CLOSED);
+        return;
+    }
+    const http_str_t *seg = r->target.seg;
+    int get = r->method == HTTP_GET || r->method == HTTP_HEAD;
+    switch (r->target.nseg) {
+    case 3:
+        if (get)
+            send_all(r, c);
+        else
+            http_send_method_not_allowed(r, "GET");
+        return;
+    case 4:
+        if (seg[3].n == 7 && memcmp(seg[3].p, "_reload", 7) == 0) {
+            if (r->method == HTTP_POST)
+                reload(r);
+            else
+                http_send_method_not_allowed(r, "POST");
+        } else if (get) {
+            send_section(r, c, seg[3].p);
+        } else {
+            http_send_method_not_allowed(r, "GET");
+        }
+        return;
+    case 5:
+        if (get)
+            send_key(r, c, seg[3].p, seg[4].p);
+        else if (r->method == HTTP_PUT)
+            put_key(r, &seg[3], &seg[4]);
+        else if (r->method == HTTP_DELETE)
+            delete_key(r, &seg[3], &seg[4]);
+        else
+            http_send_method_not_allowed(r, "GET,PUT,DELETE");
+        return;
+    default:
+        http_send_error(r, 404, "not_found", "missing");
+        return;
+    }
+}
