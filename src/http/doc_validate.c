@@ -191,26 +191,27 @@ static void old_rev(const store_docinfo *di, int found, const db_doc *d, int new
     }
 }
 
-int http_vdu_check(http_vdu *v, const db_doc *d, int new_edits, vdu_result *res)
+/* The arguments [newDoc, oldDoc, userCtx, secObj] for d into args, or
+ * *skip when d is not validated. */
+static int vdu_args(http_vdu *v, const db_doc *d, int new_edits, buf_t *args, int *skip)
 {
+    *skip = 1;
     if (!v->set || is_prefix(d, "_local/", 7) || is_prefix(d, "_design/", 8))
         return DV_OK;
     store_docinfo di;
     store_docinfo_init(&di);
-    buf_t args = BUF_INIT;
     int rc = store_snap_get_doc(v->snap, d->id.data, d->id.len, &di);
     int found = rc == DV_OK;
     if (rc == DV_ERR_NOTFOUND)
         rc = DV_OK;
     uint32_t idx = REVTREE_NONE;
-    int skip = 0;
     if (rc != DV_OK)
         goto done;
-    old_rev(&di, found, d, new_edits, &idx, &skip);
-    if (skip)
+    old_rev(&di, found, d, new_edits, &idx, skip);
+    if (*skip)
         goto done;
     json_writer w;
-    json_writer_init(&w, &args);
+    json_writer_init(&w, args);
     json_write_begin_array(&w);
     if ((rc = new_doc_json(d, &w)) != DV_OK)
         goto done;
@@ -226,20 +227,74 @@ int http_vdu_check(http_vdu *v, const db_doc *d, int new_edits, vdu_result *res)
     json_write_raw(&w, (const char *)v->user_ctx.data, v->user_ctx.len);
     json_write_raw(&w, (const char *)v->sec_obj.data, v->sec_obj.len);
     json_write_end_array(&w);
-    if ((rc = w.err) != DV_OK)
-        goto done;
-    rc = vdu_run(v->views, v->set, (const char *)args.data, args.len, res);
+    rc = w.err;
 done:
-    if (rc != DV_OK && rc != DV_ERR_INVALID) {
-        res->status = 500;
-        snprintf(res->error, sizeof res->error, "%s", "unknown_error");
-        buf_reset(&res->reason);
-        if (buf_append_str(&res->reason, "\"") != DV_OK || buf_append_str(&res->reason, dv_strerror(rc)) != DV_OK ||
-            buf_append_str(&res->reason, "\"") != DV_OK)
-            res->reason.len = 0;
-    }
-    buf_free(&args);
     store_docinfo_free(&di);
+    return rc;
+}
+
+/* A 500 for a failure of divan's own (store, memory) while validating. */
+static void internal_refusal(vdu_result *res, int rc)
+{
+    res->status = 500;
+    snprintf(res->error, sizeof res->error, "%s", "unknown_error");
+    buf_reset(&res->reason);
+    json_writer w;
+    json_writer_init(&w, &res->reason);
+    if (json_write_cstr(&w, dv_strerror(rc)) != DV_OK)
+        res->reason.len = 0;
+}
+
+int http_vdu_check(http_vdu *v, const db_doc *d, int new_edits, vdu_result *res)
+{
+    buf_t args = BUF_INIT;
+    int skip;
+    int rc = vdu_args(v, d, new_edits, &args, &skip);
+    if (rc == DV_OK && !skip)
+        rc = vdu_run(v->views, v->set, (const char *)args.data, args.len, res);
+    if (rc != DV_OK && rc != DV_ERR_INVALID)
+        internal_refusal(res, rc);
+    buf_free(&args);
+    return rc;
+}
+
+int http_vdu_check_all(http_vdu *v, const db_doc *docs, size_t n, int new_edits, const int *exempt, vdu_result *res,
+                       int *refused)
+{
+    buf_t *args = calloc(n ? n : 1, sizeof *args);
+    const char **ap = calloc(n ? n : 1, sizeof *ap);
+    size_t *lens = calloc(n ? n : 1, sizeof *lens);
+    int *done = calloc(n ? n : 1, sizeof *done);
+    int rc = DV_ERR_NOMEM;
+    if (!args || !ap || !lens || !done)
+        goto out;
+    rc = DV_OK;
+    for (size_t i = 0; i < n; i++) {
+        int skip = 1;
+        buf_init(&args[i]);
+        if (!exempt[i]) {
+            int r = vdu_args(v, &docs[i], new_edits, &args[i], &skip);
+            if (r != DV_OK) {
+                internal_refusal(&res[i], r);
+                refused[i] = 1;
+                skip = 1;
+            }
+        }
+        done[i] = skip; /* vdu_run_batch passes over these */
+        ap[i] = (const char *)args[i].data;
+        lens[i] = args[i].len;
+    }
+    rc = vdu_run_batch(v->views, v->set, ap, lens, n, res, done);
+    for (size_t i = 0; rc == DV_OK && i < n; i++)
+        if (done[i] && args[i].len && !refused[i])
+            refused[i] = 1; /* skipped documents have no args: only refusals are set here */
+out:
+    for (size_t i = 0; args && i < n; i++)
+        buf_free(&args[i]);
+    free(args);
+    free(ap);
+    free(lens);
+    free(done);
     return rc;
 }
 

@@ -65,6 +65,12 @@ void http_vdu_end(http_vdu *v);
  * DV_ERR_INVALID: refused, res says how.  Other errors: the store's (res
  * then holds a 500 too). */
 int http_vdu_check(http_vdu *v, const db_doc *d, int new_edits, vdu_result *res);
+/* The same for docs[0..n) but exempt[i] (local, design, already failed),
+ * batched (vdu_run_batch: one query-server round trip per function and up
+ * to VDU_BATCH_DOCS documents): refused[i] = 1 and res[i] for each refused
+ * document.  DV_OK, or DV_ERR_NOMEM (nothing may be written then). */
+int http_vdu_check_all(http_vdu *v, const db_doc *docs, size_t n, int new_edits, const int *exempt, vdu_result *res,
+                       int *refused);
 
 /* {"error":res->error,"reason":res->reason} with res->status. */
 void http_send_vdu_error(http_req_t *r, const vdu_result *res);

@@ -228,22 +228,33 @@ static void bulk_write(http_req_t *r, bulk_ctx *c)
 }
 
 /* Worker: design documents are compiled, the others go through the
- * database's validation functions (doc_validate.h); a failing document
- * gets its error row and is not written. */
+ * database's validation functions (doc_validate.h, in batches); a failing
+ * document gets its error row and is not written. */
 static void bulk_check_job(void *arg)
 {
     bulk_ctx *c = arg;
     for (size_t i = 0; i < c->n; i++) {
         db_doc *d = &c->docs[i];
-        if (c->local[i])
-            continue;
-        if (!http_doc_is_design(d)) {
-            if (c->vdu.set && http_vdu_check(&c->vdu, d, c->new_edits, &c->vres[i]) != DV_OK)
-                c->prefailed[i] = 2;
-            continue;
-        }
-        if (!d->deleted && views_check_ddoc(c->views, d->body.data, d->body.len, &c->pre[i]) != DV_OK)
+        if (!c->local[i] && http_doc_is_design(d) && !d->deleted &&
+            views_check_ddoc(c->views, d->body.data, d->body.len, &c->pre[i]) != DV_OK)
             c->prefailed[i] = 1;
+    }
+    if (c->vdu.set) {
+        int *exempt = calloc(c->n + 1, sizeof *exempt), *refused = calloc(c->n + 1, sizeof *refused);
+        int rc = exempt && refused ? DV_OK : DV_ERR_NOMEM;
+        for (size_t i = 0; rc == DV_OK && i < c->n; i++)
+            exempt[i] = c->local[i] || http_doc_is_design(&c->docs[i]) || c->prefailed[i];
+        if (rc == DV_OK)
+            rc = http_vdu_check_all(&c->vdu, c->docs, c->n, c->new_edits, exempt, c->vres, refused);
+        for (size_t i = 0; i < c->n; i++) {
+            if (rc == DV_OK ? refused[i] : !(exempt && exempt[i])) {
+                if (rc != DV_OK)
+                    db_err_set(&c->pre[i], 500, "unknown_error", "%s", dv_strerror(rc));
+                c->prefailed[i] = rc == DV_OK ? 2 : 1;
+            }
+        }
+        free(exempt);
+        free(refused);
     }
     http_async_post(c->async);
 }

@@ -433,6 +433,42 @@ static int refuse_str(vdu_result *res, int status, const char *error, const char
     return rc;
 }
 
+/* The refusal for one answer of a function (not QSERVER_VALID). */
+static int refusal(enum qserver_verdict verdict, const buf_t *msg, vdu_result *res)
+{
+    const char *m = (const char *)msg->data;
+    switch (verdict) {
+    case QSERVER_FORBIDDEN:
+        return refuse(res, 403, "forbidden", m, msg->len);
+    case QSERVER_UNAUTHORIZED:
+        return refuse(res, 401, "unauthorized", m, msg->len);
+    case QSERVER_ERROR: {
+        /* a JavaScript error of this document: {"error","reason"} */
+        json_doc jd = JSON_DOC_INIT;
+        int rc = json_doc_parse(&jd, msg->data, msg->len, 0, NULL);
+        const json_val *root = rc == DV_OK ? json_doc_root(&jd) : NULL;
+        const json_val *e = root ? json_object_get_cstr(root, "error") : NULL;
+        const json_val *r = root ? json_object_get_cstr(root, "reason") : NULL;
+        char name[64] = "unknown_error";
+        size_t en = 0;
+        const char *es = e && json_is_string(e) ? json_str(e, &en) : NULL;
+        if (es && en && en < sizeof name) {
+            memcpy(name, es, en);
+            name[en] = 0;
+        }
+        buf_t rj = BUF_INIT;
+        rc = r ? json_serialize(r, &rj) : buf_append_str(&rj, "null");
+        if (rc == DV_OK)
+            rc = refuse(res, 500, name, (const char *)rj.data, rj.len);
+        buf_free(&rj);
+        json_doc_free(&jd);
+        return rc;
+    }
+    default:
+        return refuse(res, 500, "unknown_error", m, msg->len);
+    }
+}
+
 static int run_one(qserver *qs, const vdu_fn *f, const char *args, size_t args_len, vdu_result *res)
 {
     qserver_proc *p;
@@ -464,12 +500,8 @@ static int run_one(qserver *qs, const vdu_fn *f, const char *args, size_t args_l
         goto done;
     } else if (rc != DV_OK) {
         rc = refuse_str(res, 500, "os_process_error", err.reason[0] ? err.reason : "query server failed");
-    } else if (verdict == QSERVER_FORBIDDEN) {
-        rc = refuse(res, 403, "forbidden", (const char *)msg.data, msg.len);
-    } else if (verdict == QSERVER_UNAUTHORIZED) {
-        rc = refuse(res, 401, "unauthorized", (const char *)msg.data, msg.len);
-    } else if (verdict == QSERVER_OTHER) {
-        rc = refuse(res, 500, "unknown_error", (const char *)msg.data, msg.len);
+    } else if (verdict != QSERVER_VALID) {
+        rc = refusal(verdict, &msg, res);
     }
 done:
     buf_free(&errors);
@@ -488,4 +520,99 @@ int vdu_run(views *v, vdu_set *s, const char *args, size_t args_len, vdu_result 
             return rc;
     }
     return DV_OK;
+}
+
+/* One batch of documents idx[0..k) through f; DV_OK when the call went
+ * through (refusals recorded), else the call's status (nothing recorded). */
+static int run_chunk(qserver *qs, const vdu_fn *f, const char *const *args, const size_t *lens, const size_t *idx,
+                     size_t k, vdu_result *res, int *refused)
+{
+    qserver_proc *p = NULL;
+    qserver_error err;
+    buf_t batch = BUF_INIT, errors = BUF_INIT;
+    enum qserver_verdict *verdicts = calloc(k, sizeof *verdicts);
+    buf_t *msgs = calloc(k, sizeof *msgs);
+    int rc = DV_ERR_NOMEM;
+    memset(&err, 0, sizeof err);
+    if (!verdicts || !msgs)
+        goto done;
+    for (size_t i = 0; i < k; i++)
+        buf_init(&msgs[i]);
+    rc = buf_append_byte(&batch, '[');
+    for (size_t i = 0; rc == DV_OK && i < k; i++) {
+        if (i)
+            rc = buf_append_byte(&batch, ',');
+        if (rc == DV_OK)
+            rc = buf_append(&batch, args[idx[i]], lens[idx[i]]);
+    }
+    if (rc == DV_OK)
+        rc = buf_append_byte(&batch, ']');
+    if (rc != DV_OK || (rc = qserver_acquire(qs, f->handle, &p)) != DV_OK)
+        goto done;
+    rc = qserver_define(p, f->handle, f->def, f->def_len, &errors, &err);
+    if (rc == DV_OK && errors.len > 2)
+        rc = DV_ERR_INVALID; /* run one by one: each gets the compilation error */
+    if (rc == DV_OK)
+        rc = qserver_validate_batch(p, f->handle, (const char *)batch.data, batch.len, k, verdicts, msgs, &err);
+    qserver_release(qs, p);
+    for (size_t i = 0; rc == DV_OK && i < k; i++) {
+        if (verdicts[i] == QSERVER_VALID)
+            continue;
+        refused[idx[i]] = 1;
+        int r = refusal(verdicts[i], &msgs[i], &res[idx[i]]);
+        if (r == DV_ERR_NOMEM)
+            rc = r;
+    }
+done:
+    for (size_t i = 0; msgs && i < k; i++)
+        buf_free(&msgs[i]);
+    free(msgs);
+    free(verdicts);
+    buf_free(&batch);
+    buf_free(&errors);
+    return rc;
+}
+
+int vdu_run_batch(views *v, vdu_set *s, const char *const *args, const size_t *lens, size_t n, vdu_result *res,
+                  int *refused)
+{
+    qserver *qs = views_qserver(v);
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    if (!idx)
+        return DV_ERR_NOMEM;
+    int rc = DV_OK;
+    for (size_t fi = 0; s && fi < s->n && rc == DV_OK; fi++) {
+        const vdu_fn *f = &s->fns[fi];
+        if (!f->def)
+            continue;
+        size_t i = 0;
+        while (i < n && rc == DV_OK) {
+            /* the next batch: documents not refused yet, bounded in count and bytes */
+            size_t k = 0, bytes = 0;
+            for (; i < n && k < VDU_BATCH_DOCS && (k == 0 || bytes + lens[i] <= VDU_BATCH_BYTES); i++) {
+                if (refused[i])
+                    continue;
+                idx[k++] = i;
+                bytes += lens[i];
+            }
+            if (!k)
+                continue;
+            int r = k > 1 ? run_chunk(qs, f, args, lens, idx, k, res, refused) : DV_ERR_INVALID;
+            if (r == DV_ERR_NOMEM) {
+                rc = r;
+            } else if (r != DV_OK) {
+                /* the batch failed as a whole (or is one document): each on
+                 * its own, with its own deadline */
+                for (size_t j = 0; j < k && rc == DV_OK; j++) {
+                    r = run_one(qs, f, args[idx[j]], lens[idx[j]], &res[idx[j]]);
+                    if (r == DV_ERR_INVALID)
+                        refused[idx[j]] = 1;
+                    else if (r != DV_OK)
+                        rc = r;
+                }
+            }
+        }
+    }
+    free(idx);
+    return rc;
 }

@@ -66,4 +66,16 @@ void vdu_result_free(vdu_result *r);
  * otherwise.  Blocking: worker threads only. */
 int vdu_run(views *v, vdu_set *s, const char *args, size_t args_len, vdu_result *res);
 
+/* vdu_run for n documents (args[i] of length lens[i] each): res[i] and
+ * refused[i] (set to 1 on a refusal; elements already 1 are skipped).
+ * Documents go to the query server VDU_BATCH_DOCS at a time (one round
+ * trip per function and batch instead of per document); a batch whose
+ * call fails as a whole (the deadline, a process that died) is run again
+ * one document at a time, so that each document gets its own deadline and
+ * only the guilty one is refused.  DV_OK, or DV_ERR_NOMEM. */
+#define VDU_BATCH_DOCS 64
+#define VDU_BATCH_BYTES (1u << 20)
+int vdu_run_batch(views *v, vdu_set *s, const char *const *args, const size_t *lens, size_t n, vdu_result *res,
+                  int *refused);
+
 #endif

@@ -258,6 +258,41 @@ describe('validate_doc_update', () => {
     assert.equal(c.json[0].error, 'conflict');
   });
 
+  test('_bulk_docs of hundreds of documents and two functions: each refusal on the right row', async () => {
+    const db = await freshDb({
+      a: 'function (n) { if (n.i % 7 === 0) throw({forbidden: "a: " + n.i}); }',
+      b: 'function (n) { if (n.i % 5 === 0) throw({unauthorized: "b: " + n.i}); if (n.i === 101) null.x; }',
+    });
+    const docs = Array.from({ length: 300 }, (_, i) => ({ _id: `k${String(i).padStart(3, '0')}`, i }));
+    const r = await post(`/${db}/_bulk_docs`, { docs });
+    assert.equal(r.status, 201);
+    assert.equal(r.json.length, 300);
+    const kept = [];
+    for (let i = 0; i < 300; i++) {
+      const row = r.json[i];
+      assert.equal(row.id, docs[i]._id);
+      if (i % 7 === 0) assert.deepEqual([row.error, row.reason], ['forbidden', `a: ${i}`]); // a runs first
+      else if (i % 5 === 0) assert.deepEqual([row.error, row.reason], ['unauthorized', `b: ${i}`]);
+      else if (i === 101) assert.equal(row.error, 'TypeError'); // a JavaScript error fails its document only
+      else { assert.equal(row.ok, true, JSON.stringify(row)); kept.push(docs[i]._id); }
+    }
+    const all = await get(`/${db}/_all_docs?startkey="k"&endkey="l"`);
+    assert.deepEqual(all.json.rows.map((x) => x.id), kept);
+  });
+
+  test('_bulk_docs with a function that never returns for one document: only that one is refused', async () => {
+    const db = await freshDb({ loop: 'function (n) { if (n.spin) while (true) {} }' });
+    const docs = [{ _id: 'a' }, { _id: 'b', spin: true }, { _id: 'c' }];
+    const r = await post(`/${db}/_bulk_docs`, { docs });
+    assert.equal(r.status, 201);
+    assert.equal(r.json[0].ok, true);
+    assert.equal(r.json[1].id, 'b');
+    assert.equal(r.json[1].error, 'os_process_error');
+    assert.equal(r.json[2].ok, true);
+    assert.equal((await get(`/${db}/b`)).status, 404);
+    assert.equal((await get(`/${db}/c`)).status, 200);
+  });
+
   test('new_edits=false: refused revisions listed with their rev; oldDoc is the nearest stored ancestor', async () => {
     const db = await freshDb();
     const c = await put(`/${db}/r`, { v: 1 });
