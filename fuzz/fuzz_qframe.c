@@ -6,7 +6,9 @@
  * does (qframe_decode with a small payload limit so long lengths are
  * exercised), each payload handed to the reader of its type: errors
  * (qserver_parse_error: texts always NUL-terminated valid UTF-8), validate
- * verdicts (qserver_parse_verdict: a message is valid JSON), map rows
+ * verdicts (qserver_parse_verdict, and qserver_parse_verdicts for the same
+ * payload read as a batch answer: a message is valid JSON, a refusal or
+ * error always has one), map rows
  * (json_validate).  Checked: a decoded frame lies inside the input and its
  * length is within the limit; decoding stops at an incomplete or corrupt
  * frame.  ASan catches any overrun.
@@ -55,6 +57,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (msg.len && json_validate(msg.data, msg.len, 0, NULL) != DV_OK)
                     abort();
             }
+            /* the same payload as a batch answer of 0..4 documents */
+            enum qserver_verdict vs[4];
+            buf_t msgs[4];
+            size_t n = f.len % 5;
+            for (size_t i = 0; i < 4; i++)
+                buf_init(&msgs[i]);
+            if (qserver_parse_verdicts(f.payload, f.len, n, vs, msgs) == DV_OK) {
+                for (size_t i = 0; i < n; i++) {
+                    if ((unsigned)vs[i] > QSERVER_ERROR || (vs[i] != QSERVER_VALID && msgs[i].len == 0))
+                        abort();
+                    if (msgs[i].len && json_validate(msgs[i].data, msgs[i].len, 0, NULL) != DV_OK)
+                        abort();
+                }
+            }
+            for (size_t i = 0; i < 4; i++)
+                buf_free(&msgs[i]);
             break;
         }
         case QP_MAP_ROW:

@@ -9,6 +9,7 @@
 #   BENCH_DOCS, BENCH_SECONDS, BENCH_SEED, BENCH_ENGINES: see bench/bench_store.c
 #   BENCH_HTTP_DOCS, BENCH_SECONDS, BENCH_HTTP_SERVERS, ...: see bench/http/bench_http.mjs
 #   BENCH_VIEWS_DOCS, BENCH_VIEWS_POUCHDB_DOCS, ...: see bench/http/bench_views.mjs
+#   BENCH_VALIDATE_DOCS, BENCH_VALIDATE_BATCH: see bench/http/bench_validate.mjs
 #
 # Data lives in a temporary directory under BUILD_DIR (a real disk: sync
 # figures from tmpfs mean nothing), removed afterwards.
@@ -19,7 +20,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 # The list of benchmark steps, run in this order.  A step is a function
 # bench_<name> that writes its markdown to stdout.
-STEPS=(store http views)
+STEPS=(store http views validate)
 
 bench_store() {
   local bin="$build/bench_store"
@@ -63,6 +64,19 @@ bench_views() {
     echo "bench: warning: node_modules/pouchdb-server missing (npm ci); its column will be n/a" >&2
   fi
   node "$root/bench/http/bench_views.mjs" "$build"
+}
+
+# _bulk_docs with and without a validate_doc_update function, divan and
+# pouchdb-server; bench/http/bench_validate.mjs writes the whole table.
+bench_validate() {
+  if ! command -v node >/dev/null 2>&1; then
+    echo "bench: the validate step needs node (run scripts/deps.sh)" >&2
+    return 1
+  fi
+  if [ ! -d "$root/node_modules/pouchdb-server" ]; then
+    echo "bench: warning: node_modules/pouchdb-server missing (npm ci); its column will be n/a" >&2
+  fi
+  node "$root/bench/http/bench_validate.mjs" "$build"
 }
 
 fstype=$(stat -f -c %T "$build")

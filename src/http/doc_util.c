@@ -2,6 +2,7 @@
  * doc_util.c — shared pieces of the document handlers (see doc_util.h).
  */
 #include "http/doc_util.h"
+#include "http/doc_validate.h"
 
 #include "base/log.h"
 #include "base/status.h"
@@ -105,7 +106,9 @@ int http_doc_finish_atts(http_req_t *r, db_doc *d)
     return rc;
 }
 
-/* ---- design documents: checked on a worker before they are written ---- */
+/* ---- checked on a worker before they are written: design documents
+ * (their functions compile) and ordinary documents of a database with
+ * validate_doc_update functions (doc_validate.h) ---- */
 
 typedef struct ddoc_check {
     http_async_t *async;
@@ -114,6 +117,9 @@ typedef struct ddoc_check {
     int new_edits;
     int rc;
     db_err e;
+    http_vdu vdu;       /* an ordinary document: its validation functions */
+    int vdu_refused;    /* rc is a refusal described by res */
+    vdu_result res;
 } ddoc_check;
 
 static void submit_checked(http_req_t *r, http_doc_ctx *c, int new_edits);
@@ -125,10 +131,14 @@ static void ddoc_checked(http_req_t *r, void *arg)
     if (r && k->rc == DV_OK) {
         submit_checked(r, c, k->new_edits);
     } else {
-        if (r)
+        if (r && k->vdu_refused)
+            http_send_vdu_error(r, &k->res);
+        else if (r)
             http_send_db_err(r, &k->e);
         http_doc_ctx_free(c);
     }
+    http_vdu_end(&k->vdu);
+    vdu_result_free(&k->res);
     free(k);
 }
 
@@ -140,6 +150,14 @@ static void ddoc_check_job(void *arg)
     http_async_post(k->async);
 }
 
+static void vdu_check_job(void *arg)
+{
+    ddoc_check *k = arg;
+    k->rc = http_vdu_check(&k->vdu, &k->c->doc, k->new_edits, &k->res);
+    k->vdu_refused = k->rc != DV_OK;
+    http_async_post(k->async);
+}
+
 int http_doc_is_design(const db_doc *d)
 {
     return d->id.len > 8 && !memcmp(d->id.data, "_design/", 8);
@@ -148,13 +166,36 @@ int http_doc_is_design(const db_doc *d)
 void http_doc_submit(http_req_t *r, http_doc_ctx *c, int new_edits)
 {
     views *v = http_server_opts(r->server)->views;
-    if (!http_doc_is_design(&c->doc) || c->doc.deleted || !v) {
+    int design = http_doc_is_design(&c->doc);
+    if (c->local || db_docid_is_local(c->doc.id.data, c->doc.id.len) || !v || (design && c->doc.deleted)) {
         submit_checked(r, c, new_edits);
         return;
     }
-    /* Its functions must compile (a query-server call): off the loop. */
+    /* A design document's functions must compile; an ordinary document
+     * goes through the database's validation functions, if any.  Both are
+     * query-server calls: off the loop. */
     ddoc_check *k = calloc(1, sizeof *k);
-    if (!k || !(k->async = http_async_new(r, ddoc_checked, k))) {
+    if (!k) {
+        http_send_internal(r, DV_ERR_NOMEM);
+        http_doc_ctx_free(c);
+        return;
+    }
+    vdu_result_init(&k->res);
+    if (!design) {
+        if (http_vdu_begin(r, c->db, &k->vdu) != DV_OK) {
+            free(k);
+            http_doc_ctx_free(c);
+            return;
+        }
+        if (!k->vdu.set) { /* no validation function: the common case */
+            http_vdu_end(&k->vdu);
+            free(k);
+            submit_checked(r, c, new_edits);
+            return;
+        }
+    }
+    if (!(k->async = http_async_new(r, ddoc_checked, k))) {
+        http_vdu_end(&k->vdu);
         free(k);
         http_send_internal(r, DV_ERR_NOMEM);
         http_doc_ctx_free(c);
@@ -163,7 +204,7 @@ void http_doc_submit(http_req_t *r, http_doc_ctx *c, int new_edits)
     k->views = v;
     k->c = c;
     k->new_edits = new_edits;
-    if (workers_submit(http_server_workers(r->server), ddoc_check_job, k) != DV_OK) {
+    if (workers_submit(http_server_workers(r->server), design ? ddoc_check_job : vdu_check_job, k) != DV_OK) {
         k->rc = DV_ERR_CLOSED;
         db_err_set(&k->e, 503, "service_unavailable", "The server is stopping.");
         http_async_post(k->async);

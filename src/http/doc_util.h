@@ -32,7 +32,9 @@ void http_doc_ctx_free(http_doc_ctx *c);
 /* 1 for "_design/…" ids. */
 int http_doc_is_design(const db_doc *d);
 /* Queues c's edit (a design document is first checked on a worker: its
- * views' shape and that its functions compile) and answers {"ok":true,"id","rev"} (ETag, Location)
+ * views' shape and that its functions compile; an ordinary document of a
+ * database with validate_doc_update functions is first validated on a
+ * worker, doc_validate.h) and answers {"ok":true,"id","rev"} (ETag, Location)
  * when it commits, or 202 at once for batch=ok.  Takes ownership of c.
  * Finishes the attachments first (http_doc_finish_atts). */
 void http_doc_submit(http_req_t *r, http_doc_ctx *c, int new_edits);

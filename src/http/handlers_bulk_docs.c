@@ -13,11 +13,18 @@
  * new_edits=false only failures are listed (CouchDB answers [] when all
  * went in).
  *
+ * Validation functions (doc_validate.h) run on a worker before the write
+ * is queued, one document after the other; a refused document gets its
+ * {"id","error","reason"} row (with "rev" under new_edits=false, as
+ * CouchDB's replicated_changes errors) and is left out of the write, the
+ * others go in.
+ *
  * Memory: the parsed request plus one copy of each body (O(request size)).
  */
 #include "base/log.h"
 #include "base/status.h"
 #include "http/doc_util.h"
+#include "http/doc_validate.h"
 #include "http/handlers.h"
 #include "http/hutil.h"
 #include "http/stats.h"
@@ -39,7 +46,9 @@ typedef struct bulk_ctx {
     store_write w;
     int new_edits;
     db_err *pre;             /* per doc: a design document that failed its check */
-    int *prefailed;
+    int *prefailed;          /* 1: pre[i] says why; 2: vres[i] (a validation function) */
+    vdu_result *vres;
+    http_vdu vdu;            /* validation functions of the database (set NULL: none) */
     views *views;
     http_async_t *async;
 } bulk_ctx;
@@ -55,6 +64,10 @@ static void bulk_free(bulk_ctx *c)
     free(c->lus);
     free(c->pre);
     free(c->prefailed);
+    for (size_t i = 0; c->vres && i < c->n; i++)
+        vdu_result_free(&c->vres[i]);
+    free(c->vres);
+    http_vdu_end(&c->vdu);
     db_release(c->db);
     free(c);
 }
@@ -66,10 +79,27 @@ static void write_result(json_writer *w, bulk_ctx *c, size_t i)
         json_write_begin_object(w);
         json_write_key_cstr(w, "id");
         json_write_string(w, (const char *)d->id.data, d->id.len);
+        const store_rev *rev = d->path_len ? d->path : d->has_rev ? &d->rev : NULL;
+        if (!c->new_edits && rev) {
+            char rs[STORE_REV_ID_MAX + 24];
+            http_rev_str(rev, rs, sizeof rs);
+            json_write_key_cstr(w, "rev");
+            json_write_cstr(w, rs);
+        }
         json_write_key_cstr(w, "error");
-        json_write_cstr(w, c->pre[i].error);
-        json_write_key_cstr(w, "reason");
-        json_write_cstr(w, c->pre[i].reason);
+        if (c->prefailed[i] == 2) {
+            const vdu_result *v = &c->vres[i];
+            json_write_cstr(w, v->error);
+            json_write_key_cstr(w, "reason");
+            if (v->reason.len)
+                json_write_raw(w, (const char *)v->reason.data, v->reason.len);
+            else
+                json_write_null(w);
+        } else {
+            json_write_cstr(w, c->pre[i].error);
+            json_write_key_cstr(w, "reason");
+            json_write_cstr(w, c->pre[i].reason);
+        }
         json_write_end_object(w);
         return;
     }
@@ -197,15 +227,34 @@ static void bulk_write(http_req_t *r, bulk_ctx *c)
     http_db_write(r, c->db, &c->w, bulk_done, c);
 }
 
+/* Worker: design documents are compiled, the others go through the
+ * database's validation functions (doc_validate.h, in batches); a failing
+ * document gets its error row and is not written. */
 static void bulk_check_job(void *arg)
 {
     bulk_ctx *c = arg;
     for (size_t i = 0; i < c->n; i++) {
         db_doc *d = &c->docs[i];
-        if (c->local[i] || d->deleted || !http_doc_is_design(d))
-            continue;
-        if (views_check_ddoc(c->views, d->body.data, d->body.len, &c->pre[i]) != DV_OK)
+        if (!c->local[i] && http_doc_is_design(d) && !d->deleted &&
+            views_check_ddoc(c->views, d->body.data, d->body.len, &c->pre[i]) != DV_OK)
             c->prefailed[i] = 1;
+    }
+    if (c->vdu.set) {
+        int *exempt = calloc(c->n + 1, sizeof *exempt), *refused = calloc(c->n + 1, sizeof *refused);
+        int rc = exempt && refused ? DV_OK : DV_ERR_NOMEM;
+        for (size_t i = 0; rc == DV_OK && i < c->n; i++)
+            exempt[i] = c->local[i] || http_doc_is_design(&c->docs[i]) || c->prefailed[i];
+        if (rc == DV_OK)
+            rc = http_vdu_check_all(&c->vdu, c->docs, c->n, c->new_edits, exempt, c->vres, refused);
+        for (size_t i = 0; i < c->n; i++) {
+            if (rc == DV_OK ? refused[i] : !(exempt && exempt[i])) {
+                if (rc != DV_OK)
+                    db_err_set(&c->pre[i], 500, "unknown_error", "%s", dv_strerror(rc));
+                c->prefailed[i] = rc == DV_OK ? 2 : 1;
+            }
+        }
+        free(exempt);
+        free(refused);
     }
     http_async_post(c->async);
 }
@@ -217,6 +266,7 @@ static void bulk_checked(http_req_t *r, void *arg)
         bulk_free(c);
         return;
     }
+    http_vdu_end(&c->vdu); /* the snapshot is not needed any more */
     bulk_write(r, c);
 }
 
@@ -278,17 +328,24 @@ void http_handle_bulk_docs(http_req_t *r)
     size_t ndesign = 0;
     for (size_t i = 0; i < n; i++)
         ndesign += !c->local[i] && !c->docs[i].deleted && http_doc_is_design(&c->docs[i]);
-    if (!ndesign || !c->views) {
+    if (c->views && http_vdu_begin(r, c->db, &c->vdu) != DV_OK) {
+        bulk_free(c);
+        return;
+    }
+    if ((!ndesign && !c->vdu.set) || !c->views) {
         bulk_write(r, c);
         return;
     }
-    /* design documents are checked (functions compiled) on a worker first */
-    if (!(c->pre = calloc(n, sizeof *c->pre)) || !(c->prefailed = calloc(n, sizeof *c->prefailed)) ||
-        !(c->async = http_async_new(r, bulk_checked, c))) {
+    /* design documents are checked (functions compiled) and the others
+     * validated on a worker first */
+    if (!(c->pre = calloc(n + 1, sizeof *c->pre)) || !(c->prefailed = calloc(n + 1, sizeof *c->prefailed)) ||
+        !(c->vres = calloc(n + 1, sizeof *c->vres)) || !(c->async = http_async_new(r, bulk_checked, c))) {
         http_send_internal(r, DV_ERR_NOMEM);
         bulk_free(c);
         return;
     }
+    for (size_t i = 0; i < n; i++)
+        vdu_result_init(&c->vres[i]);
     if (workers_submit(http_server_workers(r->server), bulk_check_job, c) != DV_OK) {
         for (size_t i = 0; i < n; i++) {
             c->prefailed[i] = 1;

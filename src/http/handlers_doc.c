@@ -5,7 +5,8 @@
  * Reads run inline on the loop thread against one snapshot (a by-id lookup
  * and one body read: O(log n) node reads, usually cached).  Writes parse
  * and validate on the loop thread, then wait for the commit through
- * http_db_write; nothing blocks the loop.
+ * http_db_write; nothing blocks the loop (validate_doc_update functions,
+ * when the database has any, run on a worker first: http_doc_submit).
  *
  * Revisions a write names come from the body's _rev, ?rev= and If-Match;
  * when more than one is given they must agree (400 otherwise), as CouchDB.

@@ -941,13 +941,16 @@ static duk_ret_t validate_safe(duk_context *ctx, void *ud)
     js_handle *h = cc->h;
     if (!h->validate)
         return duk_error(ctx, DUK_ERR_REFERENCE_ERROR, "no validate_doc_update function");
+    /* {"args":[...]}: one document; {"batch":[[...], ...]}: several, one
+     * answer each (validateAll) */
+    int batch = duk_has_prop_string(ctx, 0, "batch");
     duk_push_heapptr(ctx, h->helpers);
-    duk_get_prop_string(ctx, -1, "validate");
+    duk_get_prop_string(ctx, -1, batch ? "validateAll" : "validate");
     duk_push_heapptr(ctx, h->validate);
     duk_push_heapptr(ctx, h->ddoc);
-    duk_get_prop_string(ctx, 0, "args");
+    duk_get_prop_string(ctx, 0, batch ? "batch" : "args");
     if (!duk_is_array(ctx, -1))
-        return duk_error(ctx, DUK_ERR_TYPE_ERROR, "args must be an array");
+        return duk_error(ctx, DUK_ERR_TYPE_ERROR, batch ? "batch must be an array" : "args must be an array");
     duk_call(ctx, 3);
     size_t at = frame_begin(ctx, QP_OK);
     out_json(ctx, -1);

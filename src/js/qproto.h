@@ -32,7 +32,9 @@ enum qp_type {
     QP_REREDUCE = 'C', /* {"handle","views":[i...],"values":[...]} -> QP_OK [r...] */
     QP_FILTER = 'F',   /* {"handle","filter":name | "view":i,"docs":[...],"req":{}} -> QP_OK [bool...] */
     QP_VALIDATE = 'V', /* {"handle","args":[newDoc,oldDoc,userCtx,secObj]} ->
-                          QP_OK {"ok":true} | {"forbidden":msg} | {"unauthorized":msg} | {"other":msg} */
+                          QP_OK {"ok":true} | {"forbidden":msg} | {"unauthorized":msg} | {"other":msg};
+                          {"handle","batch":[args...]} -> QP_OK [one of those or
+                          {"error","reason"} (a JavaScript error) per element] */
     /* responses */
     QP_OK = 'k',
     QP_ERROR = 'e',    /* {"error","reason"} */

@@ -192,29 +192,58 @@ void qserver_parse_error(const uint8_t *payload, size_t len, qserver_error *err)
     json_doc_free(&doc);
 }
 
-int qserver_parse_verdict(const uint8_t *payload, size_t len, enum qserver_verdict *verdict, buf_t *message)
+/* One answer object; batch: {"error","reason"} is accepted too. */
+static int verdict_of(const json_val *root, int batch, enum qserver_verdict *verdict, buf_t *message)
 {
-    json_doc doc = JSON_DOC_INIT;
-    const json_val *root, *v;
-    int rc = DV_ERR_CORRUPT;
-    if (json_doc_parse(&doc, payload, len, 0, NULL) != DV_OK || !(root = json_doc_root(&doc)) ||
-        !json_is_object(root))
-        goto done;
+    const json_val *v;
+    if (!json_is_object(root))
+        return DV_ERR_CORRUPT;
     static const char *const names[] = {"ok", "forbidden", "unauthorized", "other"};
     for (int i = 0; i < 4; i++) {
         if (!(v = json_object_get_cstr(root, names[i])))
             continue;
         *verdict = (enum qserver_verdict)i;
-        rc = DV_OK;
-        if (i && message) {
-            buf_reset(message);
-            rc = json_serialize(v, message);
-        }
-        break;
+        if (!i || !message)
+            return DV_OK;
+        buf_reset(message);
+        return json_serialize(v, message);
     }
+    const json_val *e = json_object_get_cstr(root, "error"), *r = json_object_get_cstr(root, "reason");
+    if (!batch || !e || !r || !json_is_string(e) || !json_is_string(r))
+        return DV_ERR_CORRUPT;
+    *verdict = QSERVER_ERROR;
+    if (!message)
+        return DV_OK;
+    buf_reset(message);
+    return json_serialize(root, message);
+}
+
+int qserver_parse_verdict(const uint8_t *payload, size_t len, enum qserver_verdict *verdict, buf_t *message)
+{
+    json_doc doc = JSON_DOC_INIT;
+    int rc = DV_ERR_CORRUPT;
+    if (json_doc_parse(&doc, payload, len, 0, NULL) == DV_OK)
+        rc = verdict_of(json_doc_root(&doc), 0, verdict, message);
+    json_doc_free(&doc);
+    return rc == DV_ERR_NOMEM ? rc : rc != DV_OK ? DV_ERR_CORRUPT : DV_OK;
+}
+
+int qserver_parse_verdicts(const uint8_t *payload, size_t len, size_t n, enum qserver_verdict *verdicts,
+                           buf_t *messages)
+{
+    json_doc doc = JSON_DOC_INIT;
+    const json_val *root, *x;
+    int rc = DV_ERR_CORRUPT;
+    if (json_doc_parse(&doc, payload, len, 0, NULL) != DV_OK || !(root = json_doc_root(&doc)) ||
+        !json_is_array(root) || json_len(root) != n)
+        goto done;
+    json_iter it = json_iter_begin(root);
+    rc = DV_OK;
+    for (size_t i = 0; rc == DV_OK && json_iter_elem(&it, &x); i++)
+        rc = verdict_of(x, 1, &verdicts[i], messages ? &messages[i] : NULL);
 done:
     json_doc_free(&doc);
-    return rc;
+    return rc == DV_ERR_NOMEM ? rc : rc != DV_OK ? DV_ERR_CORRUPT : DV_OK;
 }
 
 /* ---- processes --------------------------------------------------------------- */
@@ -1009,6 +1038,28 @@ int qserver_validate(qserver_proc *p, const char *handle, const char *args, size
     if ((rc = call_end(p, &w, '{', &f, err)) != DV_OK)
         return rc;
     if (qserver_parse_verdict(f.payload, f.len, verdict, message) != DV_OK) {
+        set_err(err, "os_process_error", "bad reply");
+        proc_kill(p);
+        return DV_ERR_IO;
+    }
+    return DV_OK;
+}
+
+int qserver_validate_batch(qserver_proc *p, const char *handle, const char *batch, size_t batch_len, size_t n,
+                           enum qserver_verdict *verdicts, buf_t *messages, qserver_error *err)
+{
+    json_writer w;
+    qframe f;
+    int rc = call_begin(p, QP_VALIDATE, handle, &w, err);
+    if (rc != DV_OK)
+        return rc;
+    json_write_key_cstr(&w, "batch");
+    json_write_raw(&w, batch, batch_len);
+    if ((rc = call_end(p, &w, '[', &f, err)) != DV_OK)
+        return rc;
+    if ((rc = qserver_parse_verdicts(f.payload, f.len, n, verdicts, messages)) != DV_OK) {
+        if (rc == DV_ERR_NOMEM)
+            return rc;
         set_err(err, "os_process_error", "bad reply");
         proc_kill(p);
         return DV_ERR_IO;

@@ -129,9 +129,17 @@ int qserver_filter(qserver_proc *p, const char *handle, const char *name, const 
 /* validate_doc_update(newDoc, oldDoc, userCtx, secObj); args is the JSON
  * array text of those four.  Outcome in *verdict; for a refusal *message
  * gets the thrown message as JSON text (usually a string). */
-enum qserver_verdict { QSERVER_VALID = 0, QSERVER_FORBIDDEN, QSERVER_UNAUTHORIZED, QSERVER_OTHER };
+enum qserver_verdict { QSERVER_VALID = 0, QSERVER_FORBIDDEN, QSERVER_UNAUTHORIZED, QSERVER_OTHER, QSERVER_ERROR };
 int qserver_validate(qserver_proc *p, const char *handle, const char *args, size_t args_len,
                      enum qserver_verdict *verdict, buf_t *message, qserver_error *err);
+/* The same for n documents in one round trip: batch is the JSON array text
+ * of n argument arrays; verdicts[i] and messages[i] (n of each) get each
+ * one's answer.  A function that raised a JavaScript error for document
+ * i gives QSERVER_ERROR with messages[i] the {"error","reason"} object
+ * text (the other documents still ran).  The call has one deadline (keep
+ * batches small); DV_ERR_TIMEOUT / DV_ERR_IO as for every call. */
+int qserver_validate_batch(qserver_proc *p, const char *handle, const char *batch, size_t batch_len, size_t n,
+                           enum qserver_verdict *verdicts, buf_t *messages, qserver_error *err);
 
 /* ---- exposed for tests and the fuzz target ------------------------------- */
 
@@ -152,6 +160,11 @@ int qframe_decode(const uint8_t *buf, size_t len, size_t max_payload, qframe *f)
 void qserver_parse_error(const uint8_t *payload, size_t len, qserver_error *err);
 /* Reads a validate answer; DV_ERR_CORRUPT when it is none of the forms. */
 int qserver_parse_verdict(const uint8_t *payload, size_t len, enum qserver_verdict *verdict, buf_t *message);
+/* Reads a batch validate answer: an array of exactly n answers, each a
+ * validate answer or {"error","reason"} (QSERVER_ERROR, messages[i] the
+ * object's text); DV_ERR_CORRUPT otherwise. */
+int qserver_parse_verdicts(const uint8_t *payload, size_t len, size_t n, enum qserver_verdict *verdicts,
+                           buf_t *messages);
 
 /* The pid of p's current child (0 when none is running); for tests. */
 int qserver_proc_pid(const qserver_proc *p);

@@ -14,6 +14,7 @@
  * sorted store_btree_modify of the view tree and of the by-doc tree.
  */
 #include "views/views.h"
+#include "views/validate.h"
 
 #include "base/log.h"
 #include "base/status.h"
@@ -69,6 +70,7 @@ struct views {
     size_t batch;
     vshared *files;
     view_index *indexes;
+    vdu_cache *vdu;            /* validation functions per database (validate.c) */
 };
 
 int views_open(const views_opts *o, views **out)
@@ -80,11 +82,18 @@ int views_open(const views_opts *o, views **out)
     v->qs = o->qs;
     v->cache = o->cache;
     v->batch = o->batch_docs ? o->batch_docs : 2000;
+    if (vdu_cache_new(&v->vdu) != DV_OK) {
+        pthread_mutex_destroy(&v->mu);
+        free(v);
+        return DV_ERR_NOMEM;
+    }
     *out = v;
     return DV_OK;
 }
 
 qserver *views_qserver(views *v) { return v->qs; }
+
+vdu_cache *views_vdu_cache(views *v) { return v->vdu; }
 
 static void md5_hex(const void *p, size_t n, char out[33])
 {
@@ -308,6 +317,7 @@ void views_close(views *v)
             log_error("views: closing with %zu references on %s", ix->refs, ix->ddoc_id);
         index_free(ix);
     }
+    vdu_cache_free(v->vdu);
     pthread_mutex_destroy(&v->mu);
     free(v);
 }

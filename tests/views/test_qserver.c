@@ -558,6 +558,30 @@ static void test_filter_validate(void **state)
     assert_int_equal(qserver_validate(p, "dd", args, strlen(args), &v, &msg, &err), DV_ERR_INVALID);
     assert_string_equal(err.error, "TypeError");
     assert_string_equal(err.reason, "TypeError: oops");
+
+    /* a batch: one answer per document, a TypeError is that document's own */
+    const char *batch = "[[{\"ok\":1},null,{\"name\":\"bob\"},{}],[{\"err\":1},null,{},{}],"
+                        "[{\"forbid\":1},null,{\"name\":\"amy\"},{}],[{\"str\":1},null,{},{}]]";
+    enum qserver_verdict vs[4];
+    buf_t msgs[4];
+    for (int i = 0; i < 4; i++)
+        buf_init(&msgs[i]);
+    assert_int_equal(qserver_validate_batch(p, "dd", batch, strlen(batch), 4, vs, msgs, &err), DV_OK);
+    assert_int_equal(vs[0], QSERVER_VALID);
+    assert_int_equal(vs[1], QSERVER_ERROR);
+    assert_buf_str(&msgs[1], "{\"error\":\"TypeError\",\"reason\":\"TypeError: oops\"}");
+    assert_int_equal(vs[2], QSERVER_FORBIDDEN);
+    assert_buf_str(&msgs[2], "\"no amy\"");
+    assert_int_equal(vs[3], QSERVER_OTHER);
+    assert_buf_str(&msgs[3], "\"just a string\"");
+    /* a count that does not match the answer is a bad reply (the process is replaced) */
+    assert_int_equal(qserver_validate_batch(p, "dd", batch, strlen(batch), 3, vs, msgs, &err), DV_ERR_IO);
+    for (int i = 0; i < 4; i++)
+        buf_free(&msgs[i]);
+    static const char *const bad[] = {"[{\"ok\":true}]", "[{\"error\":1,\"reason\":\"x\"}]", "{}", "[1]", "[{}]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(qserver_parse_verdicts((const uint8_t *)bad[i], strlen(bad[i]), i ? 1 : 2, vs, NULL),
+                         DV_ERR_CORRUPT);
     buf_free(&msg);
     buf_free(&res);
     qserver_release(qs, p);
