@@ -13,6 +13,7 @@
 #include "config.h"
 #include "db/att_codec.h"
 #include "db/db.h"
+#include "http/cors.h"
 #include "http/server.h"
 #include "views/qserver.h"
 #include "views/views.h"
@@ -185,6 +186,7 @@ int main(int argc, char **argv)
     qserver *qs = NULL;
     views *vws = NULL;
     struct vendor_list vendor = {NULL, 0};
+    http_cors_t *cors = NULL;
     http_server_opts_t opts;
     int exit_code = 1;
 
@@ -205,6 +207,9 @@ int main(int argc, char **argv)
         log_set_level((enum log_level)log_level_parse(level));
     if (server_opts(cfg, &opts, &vendor) != DV_OK)
         goto done;
+    if (http_cors_new(cfg, &cors) != DV_OK)
+        goto done;
+    opts.cors = cors;
     if (open_dbs(cfg, &dbs) != DV_OK)
         goto done;
     opts.dbs = dbs;
@@ -232,6 +237,7 @@ done:
     if (exit_code == 0)
         log_notice("stopped");
     free(vendor.f);
+    http_cors_free(cors);
     config_free(cfg);
     config_args_free(&args);
     return exit_code;

@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "base/workers.h"
+#include "http/cors.h"
 #include "http/handlers.h"
 #include "http/json_out.h"
 #include "http/stats.h"
@@ -159,6 +160,7 @@ static const char *reason_phrase(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
+    case 204: return "No Content";
     case 206: return "Partial Content";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
@@ -213,12 +215,13 @@ static void add_token_header(h2o_req_t *req, const h2o_token_t *token, const cha
     h2o_add_header(&req->pool, &req->res.headers, token, orig, value, strlen(value));
 }
 
-/* Content-Type (JSON unless set), Cache-Control, request id, body time. */
-static void add_standard_headers(http_req_t *r)
+/* Content-Type (JSON unless set or no body), Cache-Control, request id,
+ * body time, and CORS headers for an accepted Origin (http/cors.h). */
+static void add_standard_headers(http_req_t *r, int body)
 {
     h2o_req_t *req = r->h2o;
     struct http_loop *l = r->loop;
-    if (h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1) < 0)
+    if (body && h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1) < 0)
         add_token_header(req, H2O_TOKEN_CONTENT_TYPE, "Content-Type", "application/json");
     if (h2o_find_header(&req->res.headers, H2O_TOKEN_CACHE_CONTROL, -1) < 0)
         add_token_header(req, H2O_TOKEN_CACHE_CONTROL, "Cache-Control", "must-revalidate");
@@ -231,6 +234,8 @@ static void add_standard_headers(http_req_t *r)
     snprintf(id, sizeof id, "%010llx", (unsigned long long)((z ^ (z >> 31)) & 0xffffffffffULL));
     http_add_header(r, "X-Couch-Request-ID", id);
     http_add_header(r, "X-CouchDB-Body-Time", "0");
+    if (body)
+        http_cors_add_response_headers(r);
 }
 
 void http_send_json(http_req_t *r, int status, const buf_t *body)
@@ -239,7 +244,7 @@ void http_send_json(http_req_t *r, int status, const buf_t *body)
     req->res.status = status;
     req->res.reason = reason_phrase(status);
     http_stat_status(status);
-    add_standard_headers(r);
+    add_standard_headers(r, 1);
     size_t n = body ? body->len : 0;
     char *p = h2o_mem_alloc_pool(&req->pool, n + 1);
     if (n)
@@ -256,13 +261,26 @@ void http_send_json(http_req_t *r, int status, const buf_t *body)
         h2o_send(req, &chunk, 1, H2O_SEND_STATE_FINAL);
 }
 
+void http_send_empty(http_req_t *r, int status)
+{
+    h2o_req_t *req = r->h2o;
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    http_stat_status(status);
+    add_standard_headers(r, 0);
+    static h2o_generator_t generator = {NULL, NULL};
+    req->res.content_length = 0;
+    h2o_start_response(req, &generator);
+    h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+}
+
 void http_send_not_modified(http_req_t *r)
 {
     h2o_req_t *req = r->h2o;
     req->res.status = 304;
     req->res.reason = reason_phrase(304);
     http_stat_status(304);
-    add_standard_headers(r);
+    add_standard_headers(r, 1);
     static h2o_generator_t generator = {NULL, NULL};
     h2o_start_response(req, &generator);
     h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
@@ -561,7 +579,7 @@ void http_stream_start(http_req_t *r, int status, http_stream_fill_fn fill, http
     req->res.status = status;
     req->res.reason = reason_phrase(status);
     http_stat_status(status);
-    add_standard_headers(r);
+    add_standard_headers(r, 1);
     h2o_start_response(req, &st->gen);
     if (r->method == HTTP_HEAD) {
         st->done = 1;
@@ -670,6 +688,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     l->inflight++;
     r->method = http_method_parse(req->input.method.base, req->input.method.len);
     http_stat_method(r->method);
+    /* A CORS preflight carries no credentials: answered before anything
+     * else looks at the request (CouchDB does the same). */
+    if (http_cors_answer_preflight(r))
+        return 0;
     int rc = http_target_parse(req->input.path.base, req->input.path.len, &r->target);
     if (rc == DV_ERR_INVALID) {
         http_send_error(r, 400, "bad_request", "Invalid request target");

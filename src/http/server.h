@@ -64,6 +64,7 @@ typedef struct http_server_opts {
     int att_compression_level;  /* [attachments] compression_level, 0 (off) .. 9 */
     long long purge_max_ids;    /* [purge] max_document_id_number: more ids per _purge get 400 */
     long long purge_max_revs;   /* [purge] max_revisions_number: more revs per _purge get 400 */
+    const struct http_cors *cors; /* CORS config (http/cors.h; NULL: disabled; not owned) */
 } http_server_opts_t;
 
 /* Binds, listens and starts the loop threads.  The strings in opts are
@@ -102,6 +103,10 @@ void http_send_json(http_req_t *r, int status, const buf_t *body);
 void http_send_error(http_req_t *r, int status, const char *error, const char *reason);
 /* 405 with Allow, as chttpd:send_method_not_allowed(Req, Allow). */
 void http_send_method_not_allowed(http_req_t *r, const char *allow);
+/* status (204, say) with the headers added so far, no Content-Type, no
+ * body and no CORS headers of the simple-request kind (a preflight
+ * answer carries its own). */
+void http_send_empty(http_req_t *r, int status);
 /* 304 Not Modified with the headers added so far (ETag) and no body. */
 void http_send_not_modified(http_req_t *r);
 /* 500 for an internal status code (logged). */
