@@ -14,6 +14,7 @@
 #include "db/att_codec.h"
 #include "db/db.h"
 #include "http/cors.h"
+#include "http/limits.h"
 #include "http/server.h"
 #include "views/qserver.h"
 #include "views/views.h"
@@ -61,6 +62,7 @@ static int default_threads(void)
 static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_list *v)
 {
     long long port, threads, max_count, max_size, drain, max_doc, depth, zlevel, purge_ids, purge_revs, workers;
+    long long max_conns, req_timeout;
     int rc;
     if ((rc = config_get_int(c, "chttpd", "port", 5984, 0, 65535, &port)) != DV_OK ||
         (rc = config_get_int(c, "divan", "http_threads", default_threads(), 1, 256, &threads)) != DV_OK ||
@@ -73,7 +75,9 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
                              &zlevel)) != DV_OK ||
         (rc = config_get_int(c, "purge", "max_document_id_number", 100, 1, 1000000, &purge_ids)) != DV_OK ||
         (rc = config_get_int(c, "purge", "max_revisions_number", 1000, 1, 100000000, &purge_revs)) != DV_OK ||
-        (rc = config_get_int(c, "divan", "worker_threads", 4, 1, 256, &workers)) != DV_OK)
+        (rc = config_get_int(c, "divan", "worker_threads", 4, 1, 256, &workers)) != DV_OK ||
+        (rc = config_get_int(c, "divan", "max_connections", 2048, 1, 10000000, &max_conns)) != DV_OK ||
+        (rc = config_get_int(c, "divan", "request_timeout_ms", 60000, 1, 86400000, &req_timeout)) != DV_OK)
         return rc;
     memset(o, 0, sizeof *o);
     o->bind_address = config_bind_address(c);
@@ -92,6 +96,17 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
     o->att_compression_level = (int)zlevel;
     o->purge_max_ids = purge_ids;
     o->purge_max_revs = purge_revs;
+    /* Each connection is a descriptor: raise the soft limit as far as the
+     * hard one allows, and keep max_connections within what fits. */
+    long long nofile = http_limits_raise_nofile(), fit = http_limits_connections_for(nofile);
+    if (nofile > 0 && max_conns > fit) {
+        log_warn("config: [divan] max_connections = %lld needs more descriptors than RLIMIT_NOFILE (%lld) allows; "
+                 "using %lld",
+                 max_conns, nofile, fit);
+        max_conns = fit;
+    }
+    o->max_connections = max_conns;
+    o->request_timeout_ms = req_timeout;
     v->n = 0;
     v->f = calloc(config_count(c, "vendor") + 1, sizeof *v->f);
     if (!v->f)
@@ -211,6 +226,10 @@ int main(int argc, char **argv)
         goto done;
     opts.cors = cors;
     if (open_dbs(cfg, &dbs) != DV_OK)
+        goto done;
+    /* Request bodies beyond 1 MiB wait for their handler in an unlinked
+     * file of the data directory, not in anonymous memory (http/limits.h). */
+    if (http_limits_body_spill(config_data_dir(cfg), (size_t)1 << 20) != DV_OK)
         goto done;
     opts.dbs = dbs;
     if (open_views(cfg, &qs, &vws) != DV_OK)

@@ -10,6 +10,14 @@
  * keep-alive, wait for inflight == 0, then expire idle connections (the
  * http1 request timeout is set to zero) and wait for nconns == 0.  Only then
  * is the h2o context disposed, so no connection outlives its context.
+ *
+ * Abuse bounds (docs/security.md): all loops share one count of open
+ * client connections; a connection accepted beyond max_connections is
+ * closed at once, before h2o reads a byte of it.  h2o's http1 request
+ * timeout (request_timeout_ms) is a deadline from the moment a connection
+ * starts waiting for a request (after accept, or after the previous
+ * response) until that request's headers and body have all arrived, so it
+ * drops slowloris senders and idle keep-alive connections alike.
  */
 #include "http/server.h"
 #include "base/log.h"
@@ -143,6 +151,8 @@ struct http_server {
     pthread_cond_t cv;
     int wakes_sent;      /* stop has woken every loop: receivers may go */
     workers_t *workers;  /* blocking work (wstream.h) */
+    atomic_llong nclients; /* client connections open, all loops */
+    atomic_int refusing;   /* at max_connections (logged once per episode) */
 };
 
 static long long monotonic_ms(void)
@@ -727,6 +737,7 @@ static void on_sock_close(void *data)
     struct http_loop *l = data;
     assert(l->nconns > 0);
     l->nconns--;
+    atomic_fetch_sub(&l->server->nclients, 1);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
@@ -737,6 +748,18 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
     if (sock == NULL)
         return; /* another loop took it, or EMFILE: h2o retries on the next event */
+    http_server_t *s = l->server;
+    if (s->opts.max_connections > 0 && atomic_fetch_add(&s->nclients, 1) >= s->opts.max_connections) {
+        atomic_fetch_sub(&s->nclients, 1);
+        if (!atomic_exchange(&s->refusing, 1))
+            log_warn("http: %lld connections open ([divan] max_connections): closing new ones", s->opts.max_connections);
+        h2o_socket_close(sock);
+        return;
+    }
+    if (s->opts.max_connections <= 0)
+        atomic_fetch_add(&s->nclients, 1);
+    else if (atomic_load(&s->nclients) < s->opts.max_connections * 9 / 10)
+        atomic_store(&s->refusing, 0);
     l->nconns++;
     sock->on_close.cb = on_sock_close;
     sock->on_close.data = l;
@@ -1020,6 +1043,8 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
     s->config.server_name = h2o_iovec_init(s->server_header, strlen(s->server_header));
     if (o->max_request_size > 0)
         s->config.max_request_entity_size = (size_t)o->max_request_size;
+    if (o->request_timeout_ms > 0)
+        s->config.http1.req_timeout = (uint64_t)o->request_timeout_ms;
     h2o_hostconf_t *host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     struct dispatch_handler *h = (struct dispatch_handler *)h2o_create_handler(path, sizeof *h);

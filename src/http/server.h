@@ -65,6 +65,8 @@ typedef struct http_server_opts {
     long long purge_max_ids;    /* [purge] max_document_id_number: more ids per _purge get 400 */
     long long purge_max_revs;   /* [purge] max_revisions_number: more revs per _purge get 400 */
     const struct http_cors *cors; /* CORS config (http/cors.h; NULL: disabled; not owned) */
+    long long max_connections;  /* [divan] max_connections: more are closed at once (0: no limit) */
+    long long request_timeout_ms; /* [divan] request_timeout_ms: a request must arrive whole within it (0: h2o's) */
 } http_server_opts_t;
 
 /* Binds, listens and starts the loop threads.  The strings in opts are
