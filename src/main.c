@@ -15,6 +15,7 @@
 #include "db/db.h"
 #include "http/cors.h"
 #include "http/limits.h"
+#include "http/tls.h"
 #include "http/server.h"
 #include "views/qserver.h"
 #include "views/views.h"
@@ -192,6 +193,22 @@ static int open_views(const config_t *c, qserver **qs, views **v)
     return views_open(&vo, v);
 }
 
+/* [ssl] enable, port (6984, 0 for any free one), cert_file, key_file, as
+ * CouchDB 3.  *out stays NULL when TLS is off. */
+static int open_tls(const config_t *c, SSL_CTX **out, int *port)
+{
+    int enabled = 0, rc;
+    long long p;
+    *out = NULL;
+    if ((rc = config_get_bool(c, "ssl", "enable", 0, &enabled)) != DV_OK ||
+        (rc = config_get_int(c, "ssl", "port", 6984, 0, 65535, &p)) != DV_OK)
+        return rc;
+    *port = (int)p;
+    if (!enabled)
+        return DV_OK;
+    return http_tls_ctx_new(config_get(c, "ssl", "cert_file"), config_get(c, "ssl", "key_file"), out);
+}
+
 int main(int argc, char **argv)
 {
     config_args_t args;
@@ -202,6 +219,7 @@ int main(int argc, char **argv)
     views *vws = NULL;
     struct vendor_list vendor = {NULL, 0};
     http_cors_t *cors = NULL;
+    SSL_CTX *tls = NULL;
     http_server_opts_t opts;
     int exit_code = 1;
 
@@ -225,6 +243,9 @@ int main(int argc, char **argv)
     if (http_cors_new(cfg, &cors) != DV_OK)
         goto done;
     opts.cors = cors;
+    if (open_tls(cfg, &tls, &opts.tls_port) != DV_OK)
+        goto done;
+    opts.tls_ctx = tls;
     if (open_dbs(cfg, &dbs) != DV_OK)
         goto done;
     /* Request bodies beyond 1 MiB wait for their handler in an unlinked
@@ -242,6 +263,9 @@ int main(int argc, char **argv)
     log_notice("data directory %s", config_data_dir(cfg));
     log_notice("divan listening on http://%s%s%s:%d/", v6 ? "[" : "", bind, v6 ? "]" : "",
                http_server_port(srv));
+    if (tls)
+        log_notice("divan listening on https://%s%s%s:%d/", v6 ? "[" : "", bind, v6 ? "]" : "",
+                   http_server_tls_port(srv));
 
     int sig = 0;
     while (sigwait(&stop, &sig) != 0)
@@ -257,6 +281,7 @@ done:
         log_notice("stopped");
     free(vendor.f);
     http_cors_free(cors);
+    http_tls_ctx_free(tls);
     config_free(cfg);
     config_args_free(&args);
     return exit_code;

@@ -63,6 +63,8 @@ struct http_loop {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
+    h2o_accept_ctx_t tls_accept_ctx; /* ssl_ctx set: h2o handshakes first */
+    h2o_socket_t *tls_listener;      /* NULL without TLS */
     h2o_multithread_receiver_t wake;
     size_t inflight;
     size_t nconns;
@@ -138,6 +140,8 @@ struct http_server {
     h2o_globalconf_t config;
     int listen_fd;
     int port;
+    int tls_fd; /* -1 without TLS */
+    int tls_port;
     struct http_loop *loops;
     size_t nloops;
     atomic_int stop_requested;
@@ -327,6 +331,7 @@ const http_server_opts_t *http_server_opts(const http_server_t *s) { return &s->
 struct workers *http_server_workers(http_server_t *s) { return s->workers; }
 struct http_uuids *http_server_uuids(http_server_t *s) { return &s->uuids; }
 int http_server_port(const http_server_t *s) { return s->port; }
+int http_server_tls_port(const http_server_t *s) { return s->tls_fd >= 0 ? s->tls_port : 0; }
 
 const uint8_t *http_req_body(http_req_t *r, size_t *len)
 {
@@ -763,7 +768,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     l->nconns++;
     sock->on_close.cb = on_sock_close;
     sock->on_close.data = l;
-    h2o_accept(&l->accept_ctx, sock);
+    h2o_accept(listener == l->tls_listener ? &l->tls_accept_ctx : &l->accept_ctx, sock);
 }
 
 static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
@@ -783,16 +788,24 @@ static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
     }
 }
 
+static void close_listeners(struct http_loop *l)
+{
+    h2o_socket_t **ls[] = {&l->listener, &l->tls_listener};
+    for (size_t i = 0; i < 2; i++) {
+        if (*ls[i]) {
+            h2o_socket_read_stop(*ls[i]);
+            h2o_socket_close(*ls[i]);
+            *ls[i] = NULL;
+        }
+    }
+}
+
 static void begin_stop(struct http_loop *l)
 {
     l->stopping = 1;
     l->deadline_ms = monotonic_ms() + l->server->opts.drain_ms;
     l->ctx.shutdown_requested = 1; /* h2o answers with Connection: close from now on */
-    if (l->listener) {
-        h2o_socket_read_stop(l->listener);
-        h2o_socket_close(l->listener);
-        l->listener = NULL;
-    }
+    close_listeners(l);
     /* Long feeds notice the stop when woken (http_server_stopping). */
     for (h2o_linklist_t *n = l->streams.next; n != &l->streams;) {
         struct http_stream *st = H2O_STRUCT_FROM_MEMBER(struct http_stream, link, n);
@@ -841,14 +854,16 @@ static void loop_main(struct http_loop *l)
 
 /* ---- start and stop ------------------------------------------------------ */
 
-static int open_listener(http_server_t *s)
+/* Binds and listens on the configured address and `port`; *fd_out and
+ * *port_out get the socket and the port actually bound. */
+static int open_listener(http_server_t *s, int port_num, int *fd_out, int *port_out)
 {
     struct addrinfo hints = {0}, *ai = NULL;
     char port[16];
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-    snprintf(port, sizeof port, "%d", s->opts.port);
+    snprintf(port, sizeof port, "%d", port_num);
     int e = getaddrinfo(s->opts.bind_address, port, &hints, &ai);
     if (e != 0) {
         log_error("http: bad bind address %s: %s", s->opts.bind_address, gai_strerror(e));
@@ -857,7 +872,7 @@ static int open_listener(http_server_t *s)
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), on = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        log_error("http: cannot listen on %s port %d: %s", s->opts.bind_address, s->opts.port, strerror(errno));
+        log_error("http: cannot listen on %s port %d: %s", s->opts.bind_address, port_num, strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(ai);
@@ -870,9 +885,9 @@ static int open_listener(http_server_t *s)
         close(fd);
         return DV_ERR_IO;
     }
-    s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                             : ((struct sockaddr_in *)&ss)->sin_port);
-    s->listen_fd = fd;
+    *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    *fd_out = fd;
     return DV_OK;
 }
 
@@ -914,6 +929,8 @@ static void free_server(http_server_t *s)
     workers_stop(s->workers); /* jobs still running finish first */
     if (s->listen_fd >= 0)
         close(s->listen_fd);
+    if (s->tls_fd >= 0)
+        close(s->tls_fd);
     free(s->loops);
     h2o_config_dispose(&s->config);
     http_uuids_destroy(&s->uuids);
@@ -943,14 +960,22 @@ static int init_loop(http_server_t *s, struct http_loop *l)
     h2o_multithread_register_receiver(l->ctx.queue, &l->wake, on_wake);
     h2o_linklist_init_anchor(&l->streams);
     h2o_linklist_init_anchor(&l->chans);
-    int fd = fcntl(s->listen_fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) {
-        log_error("http: dup of the listening socket failed: %s", strerror(errno));
-        return DV_ERR_IO;
+    l->tls_accept_ctx = l->accept_ctx;
+    l->tls_accept_ctx.ssl_ctx = s->opts.tls_ctx;
+    int fds[2] = {s->listen_fd, s->tls_fd};
+    h2o_socket_t **ls[2] = {&l->listener, &l->tls_listener};
+    for (size_t i = 0; i < 2; i++) {
+        if (fds[i] < 0)
+            continue;
+        int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) {
+            log_error("http: dup of the listening socket failed: %s", strerror(errno));
+            return DV_ERR_IO;
+        }
+        *ls[i] = h2o_evloop_socket_create(l->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+        (*ls[i])->data = l;
+        h2o_socket_read_start(*ls[i], on_accept);
     }
-    l->listener = h2o_evloop_socket_create(l->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-    l->listener->data = l;
-    h2o_socket_read_start(l->listener, on_accept);
     return DV_OK;
 }
 
@@ -959,10 +984,8 @@ static void dispose_loop(struct http_loop *l)
     if (!l->has_ctx)
         return;
     h2o_evloop_t *loop = l->ctx.loop;
-    if (l->listener) {
-        h2o_socket_read_stop(l->listener);
-        h2o_socket_close(l->listener);
-        l->listener = NULL;
+    if (l->listener || l->tls_listener) {
+        close_listeners(l);
         h2o_evloop_run(loop, 0); /* lets the close complete */
     }
     if (l->nconns != 0 || l->inflight != 0)
@@ -1027,6 +1050,7 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
     if (!s)
         return DV_ERR_NOMEM;
     s->listen_fd = -1;
+    s->tls_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     h2o_config_init(&s->config);
@@ -1054,7 +1078,9 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
     h2o_create_filter(path, sizeof(h2o_filter_t))->on_setup_ostream = couch_errors_filter;
     h->super.on_req = on_req;
     h->server = s;
-    if ((rc = open_listener(s)) != DV_OK)
+    if ((rc = open_listener(s, s->opts.port, &s->listen_fd, &s->port)) != DV_OK)
+        goto fail;
+    if (s->opts.tls_ctx && (rc = open_listener(s, s->opts.tls_port, &s->tls_fd, &s->tls_port)) != DV_OK)
         goto fail;
     if ((rc = workers_start(s->opts.worker_threads > 0 ? (size_t)s->opts.worker_threads : 4, "divan-work",
                             &s->workers)) != DV_OK)

@@ -67,6 +67,8 @@ typedef struct http_server_opts {
     const struct http_cors *cors; /* CORS config (http/cors.h; NULL: disabled; not owned) */
     long long max_connections;  /* [divan] max_connections: more are closed at once (0: no limit) */
     long long request_timeout_ms; /* [divan] request_timeout_ms: a request must arrive whole within it (0: h2o's) */
+    struct ssl_ctx_st *tls_ctx; /* an SSL_CTX (http/tls.h): also serve HTTPS on tls_port (NULL: no; not owned) */
+    int tls_port;               /* [ssl] port; 0: the kernel picks one (see http_server_tls_port) */
 } http_server_opts_t;
 
 /* Binds, listens and starts the loop threads.  The strings in opts are
@@ -74,6 +76,8 @@ typedef struct http_server_opts {
 int http_server_start(const http_server_opts_t *opts, http_server_t **out);
 /* The port actually bound (useful with port 0). */
 int http_server_port(const http_server_t *s);
+/* The HTTPS port actually bound, or 0 when there is no HTTPS listener. */
+int http_server_tls_port(const http_server_t *s);
 /* Graceful stop, then frees everything.  Call once, from any thread but a
  * loop thread. */
 void http_server_stop(http_server_t *s);
