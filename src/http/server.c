@@ -322,8 +322,11 @@ void http_send_method_not_allowed(http_req_t *r, const char *allow)
 
 void http_send_internal(http_req_t *r, int status)
 {
-    log_error("http: internal error %s on %.*s", dv_strerror(status), (int)((h2o_req_t *)r->h2o)->input.path.len,
-              ((h2o_req_t *)r->h2o)->input.path.base);
+    /* The path only: a query string is the client's to keep out of logs. */
+    h2o_iovec_t path = ((h2o_req_t *)r->h2o)->input.path;
+    const char *q = memchr(path.base, '?', path.len);
+    log_error("http: internal error %s on %.*s", dv_strerror(status), (int)(q ? (size_t)(q - path.base) : path.len),
+              path.base);
     http_send_error(r, 500, "unknown_error", dv_strerror(status));
 }
 
