@@ -33,10 +33,12 @@ async function httpsUrl(srv) {
 }
 
 // One HTTPS exchange; resolves {status, headers, text, json}.
+// Basic credentials of the admin the server is started with (ignored by a
+// server without authentication).
 function httpsRequest(base, pathname, { method = 'GET', body, ca, headers = {} } = {}) {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = https.request({ host: u.hostname, port: u.port, path: pathname, method, ca, agent: false,
+    const req = https.request({ host: u.hostname, port: u.port, path: pathname, method, ca, agent: false, auth: 'tlsadmin:tls-pw',
       headers: { ...headers, ...(body ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } : {}) } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
@@ -62,7 +64,7 @@ describe('HTTPS listener', () => {
     cert = makeCert(dir, 'server');
     const ini = path.join(dir, 'tls.ini');
     writeFileSync(ini, `[ssl]\nenable = true\nport = 0\ncert_file = ${cert.cert}\nkey_file = ${cert.key}\n`);
-    srv = await startServer({ args: ['--config', ini] });
+    srv = await startServer({ args: ['--admin', 'tlsadmin:tls-pw', '--config', ini] });
     surl = await httpsUrl(srv);
   });
   after(() => srv.stop());
