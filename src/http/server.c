@@ -1072,6 +1072,10 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
         s->config.max_request_entity_size = (size_t)o->max_request_size;
     if (o->request_timeout_ms > 0)
         s->config.http1.req_timeout = (uint64_t)o->request_timeout_ms;
+    /* HTTP/1.1 only, as CouchDB: no h2c upgrade or prior-knowledge HTTP/2
+     * (h2o 2.2 allows both by default), so the limits above are the only
+     * ones a client meets and h2o's HTTP/2 code is not exposed. */
+    s->config.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     struct dispatch_handler *h = (struct dispatch_handler *)h2o_create_handler(path, sizeof *h);

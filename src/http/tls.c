@@ -47,6 +47,10 @@ int http_tls_ctx_new(const char *cert_file, const char *key_file, SSL_CTX **out)
         return DV_ERR_NOMEM;
     }
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+    /* Sessions kept for resumption: OpenSSL's default cache holds 20480;
+     * each full handshake a client makes can add one.  A smaller bound
+     * keeps that memory small (resumed TLS 1.3 sessions use tickets). */
+    SSL_CTX_sess_set_cache_size(ctx, 1024);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
         log_ssl_error("cannot set the minimum TLS version for", cert_file);

@@ -169,6 +169,8 @@ describe('abusive clients', () => {
       { req: 'PUT /abuse/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n', status: 413, json: { error: 'too_large', reason: 'the request entity is too large' } },
       { req: 'POST /abuse/_bulk_docs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n' + `10000\r\n${'a'.repeat(65536)}\r\n`.repeat(20), status: 413, json: { error: 'too_large', reason: 'the request entity is too large' } },
       { req: `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'h'.repeat(500000)}\r\n\r\n`, status: 400 },
+      // HTTP/1.1 only, as CouchDB: no prior-knowledge HTTP/2
+      { req: 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', status: 400 },
       { req: `GET / HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 150 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`, status: 400 },
     ];
     let seq = 0;
@@ -180,6 +182,12 @@ describe('abusive clients', () => {
       if (json) assert.deepEqual(JSON.parse(c.data.slice(c.data.indexOf('\r\n\r\n') + 4)), json);
       await normalRound(srv.url, 'abuse', `x${seq++}`);
     }
+    // and no h2c upgrade: the request is answered over HTTP/1.1
+    const up = rawClient(port);
+    up.sock.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n');
+    await within(up.closed, 5000, 'h2c upgrade answered');
+    assert.match(up.data, /^HTTP\/1.1 200 /);
+    assert.match(up.data, /"couchdb":"Welcome"/);
     // Within the limit, a large body is fine (spilled to a file past 1 MiB).
     const big = await request(srv.url, '/abuse/large', { method: 'PUT', body: JSON.stringify({ s: 'z'.repeat(1000000) }) });
     assert.equal(big.status, 201);
