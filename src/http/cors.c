@@ -277,17 +277,24 @@ static const char *req_header(h2o_req_t *req, const char *name, size_t name_len,
     return req->headers.entries[i].value.base;
 }
 
-/* A header value from bytes the client sent (copied into the pool:
- * http_add_header wants a C string, and flattens CR/LF). */
-static void add_header_bytes(http_req_t *r, const char *name, const char *v, size_t len)
+/* Adds a response header whose value may come from the client's bytes:
+ * copied into the request's pool with CR and LF flattened to spaces (as
+ * http_add_header does), so no value can end its line. */
+static void add_hdr(h2o_req_t *req, const char *name, const char *v, size_t len)
 {
-    h2o_req_t *req = r->h2o;
-    char *s = h2o_mem_alloc_pool(&req->pool, len + 1);
-    memcpy(s, v, len);
-    s[len] = '\0';
-    /* a NUL inside the value would cut it short: harmless, never longer */
-    http_add_header(r, name, s);
+    size_t nl = strlen(name);
+    char *orig = h2o_mem_alloc_pool(&req->pool, nl + 1), *lower = h2o_mem_alloc_pool(&req->pool, nl + 1);
+    char *val = h2o_mem_alloc_pool(&req->pool, len + 1);
+    memcpy(orig, name, nl + 1);
+    for (size_t i = 0; i <= nl; i++)
+        lower[i] = (char)tolower((unsigned char)name[i]);
+    for (size_t i = 0; i < len; i++)
+        val[i] = v[i] == '\r' || v[i] == '\n' ? ' ' : v[i];
+    val[len] = '\0';
+    h2o_add_header_by_str(&req->pool, &req->res.headers, lower, nl, 1, orig, val, len);
 }
+
+static void add_hdr_str(h2o_req_t *req, const char *name, const char *v) { add_hdr(req, name, v, strlen(v)); }
 
 int http_cors_answer_preflight(http_req_t *r)
 {
@@ -302,12 +309,12 @@ int http_cors_answer_preflight(http_req_t *r)
     http_cors_preflight_t p;
     if (!http_cors_preflight(c, origin, olen, method, mlen, hdrs, hlen, &p))
         return 0;
-    add_header_bytes(r, "Access-Control-Allow-Origin", p.allow_origin, p.allow_origin_len);
-    http_add_header(r, "Access-Control-Max-Age", p.max_age);
-    http_add_header(r, "Access-Control-Allow-Methods", p.allow_methods);
+    add_hdr(req, "Access-Control-Allow-Origin", p.allow_origin, p.allow_origin_len);
+    add_hdr_str(req, "Access-Control-Max-Age", p.max_age);
+    add_hdr_str(req, "Access-Control-Allow-Methods", p.allow_methods);
     if (p.allow_credentials)
-        http_add_header(r, "Access-Control-Allow-Credentials", "true");
-    add_header_bytes(r, "Access-Control-Allow-Headers", p.allow_headers, p.allow_headers_len);
+        add_hdr_str(req, "Access-Control-Allow-Credentials", "true");
+    add_hdr(req, "Access-Control-Allow-Headers", p.allow_headers, p.allow_headers_len);
     http_send_empty(r, 204);
     return 1;
 }
@@ -325,8 +332,12 @@ static int simple_response_header(const h2o_iovec_t *name)
 
 void http_cors_add_response_headers(http_req_t *r)
 {
-    const http_cors_t *c = http_server_opts(r->server)->cors;
-    h2o_req_t *req = r->h2o;
+    http_cors_add_h2o_response_headers(http_server_opts(r->server)->cors, r->h2o);
+}
+
+void http_cors_add_h2o_response_headers(const http_cors_t *c, void *h2o_req)
+{
+    h2o_req_t *req = h2o_req;
     size_t olen = 0;
     const char *origin = c ? req_header(req, H2O_STRLIT("origin"), &olen) : NULL;
     int cred = 0;
@@ -352,8 +363,8 @@ void http_cors_add_response_headers(http_req_t *r)
     if (c->exposed_joined[0])
         p += sprintf(p, ", %s", c->exposed_joined);
     *p = '\0';
-    add_header_bytes(r, "Access-Control-Allow-Origin", origin, olen);
+    add_hdr(req, "Access-Control-Allow-Origin", origin, olen);
     if (cred)
-        http_add_header(r, "Access-Control-Allow-Credentials", "true");
-    http_add_header(r, "Access-Control-Expose-Headers", aceh);
+        add_hdr_str(req, "Access-Control-Allow-Credentials", "true");
+    add_hdr(req, "Access-Control-Expose-Headers", aceh, (size_t)(p - aceh));
 }

@@ -66,5 +66,8 @@ int http_cors_answer_preflight(struct http_req *r);
  * Access-Control-Expose-Headers) to the response being started, when the
  * request's Origin is accepted. */
 void http_cors_add_response_headers(struct http_req *r);
+/* The same for a response h2o makes itself (an h2o_req_t *), such as the
+ * 413 for a body over max_http_request_size; c may be NULL. */
+void http_cors_add_h2o_response_headers(const http_cors_t *c, void *h2o_req);
 
 #endif

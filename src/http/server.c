@@ -662,11 +662,16 @@ static void couch_error_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *b
     h2o_ostream_send_next(self, req, &os->body, 1, st);
 }
 
+typedef struct couch_errors_filter_t {
+    h2o_filter_t super;
+    const struct http_cors *cors; /* CORS headers for these answers too */
+} couch_errors_filter_t;
+
 static void couch_errors_filter(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
-    (void)self;
     ssize_t ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
     if (req->res.status >= 400 && ct >= 0 && !strncmp(req->res.headers.entries[ct].value.base, "text/plain", 10)) {
+        http_cors_add_h2o_response_headers(((couch_errors_filter_t *)self)->cors, req);
         const char *text = req->res.status == 413
                                ? "{\"error\":\"too_large\",\"reason\":\"the request entity is too large\"}\n"
                                : "{\"error\":\"bad_request\",\"reason\":\"Bad request\"}\n";
@@ -1081,8 +1086,12 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
     struct dispatch_handler *h = (struct dispatch_handler *)h2o_create_handler(path, sizeof *h);
     /* h2o's own errors (413 before the handler runs, 400 for a malformed
      * request) are bound to the host's fallback path. */
-    h2o_create_filter(&host->fallback_path, sizeof(h2o_filter_t))->on_setup_ostream = couch_errors_filter;
-    h2o_create_filter(path, sizeof(h2o_filter_t))->on_setup_ostream = couch_errors_filter;
+    h2o_pathconf_t *fpaths[] = {&host->fallback_path, path};
+    for (size_t i = 0; i < 2; i++) {
+        couch_errors_filter_t *f = (couch_errors_filter_t *)h2o_create_filter(fpaths[i], sizeof *f);
+        f->super.on_setup_ostream = couch_errors_filter;
+        f->cors = s->opts.cors;
+    }
     h->super.on_req = on_req;
     h->server = s;
     if ((rc = open_listener(s, s->opts.port, &s->listen_fd, &s->port)) != DV_OK)

@@ -21,7 +21,8 @@ describe('CORS with a list of origins', () => {
   let srv;
   before(async () => {
     srv = await startServer({
-      args: ['--config', configFile('[chttpd]\nenable_cors = true\n[cors]\norigins = http://a.example, https://b.example:8443\n' +
+      args: ['--config', configFile('[chttpd]\nenable_cors = true\nmax_http_request_size = 4096\n' +
+        '[cors]\norigins = http://a.example, https://b.example:8443\n' +
         'credentials = true\nmax_age = 3600\n')],
     });
   });
@@ -92,6 +93,14 @@ describe('CORS with a list of origins', () => {
     const s = await request(srv.url, '/corsdb/_all_docs', { headers: { Origin: 'https://b.example:8443' } });
     assert.equal(s.status, 200);
     assert.equal(s.headers.get('access-control-allow-origin'), 'https://b.example:8443');
+    // h2o's own answers too: a body over max_http_request_size
+    const big = await request(srv.url, '/corsdb/big', { method: 'PUT', headers: { Origin: 'http://a.example' }, body: 'x'.repeat(10000) });
+    assert.equal(big.status, 413);
+    assert.equal(big.json.error, 'too_large');
+    assert.equal(big.headers.get('access-control-allow-origin'), 'http://a.example');
+    const bigEvil = await request(srv.url, '/corsdb/big', { method: 'PUT', headers: { Origin: 'http://evil.example' }, body: 'x'.repeat(10000) });
+    assert.equal(bigEvil.status, 413);
+    assert.deepEqual(corsHeaders(bigEvil.headers), []);
   });
 
   test('a disallowed or absent origin gets no CORS header', async () => {
