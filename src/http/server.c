@@ -835,6 +835,7 @@ static void loop_main(struct http_loop *l)
         if (l->inflight == 0 && !l->idle_expired) {
             /* Nothing in flight: idle keep-alive connections may go now. */
             l->ctx.http1.req_timeout.timeout = 0;
+            l->ctx.handshake_timeout.timeout = 0; /* and TLS handshakes not finished */
             l->idle_expired = 1;
             continue;
         }
