@@ -182,6 +182,13 @@ describe('abusive clients', () => {
       if (json) assert.deepEqual(JSON.parse(c.data.slice(c.data.indexOf('\r\n\r\n') + 4)), json);
       await normalRound(srv.url, 'abuse', `x${seq++}`);
     }
+    // JSON nested beyond [chttpd] max_json_depth (512): 400, nothing stored
+    const deep = await request(srv.url, '/abuse/deep', { method: 'PUT', body: `{"a":${'['.repeat(100000)}${']'.repeat(100000)}}` });
+    assert.equal(deep.status, 400);
+    assert.equal(deep.json.error, 'bad_request');
+    assert.equal((await request(srv.url, '/abuse/deep')).status, 404);
+    const deepBulk = await request(srv.url, '/abuse/_bulk_docs', { method: 'POST', body: `{"docs":[{"a":${'{"b":'.repeat(5000)}1${'}'.repeat(5000)}}]}` });
+    assert.equal(deepBulk.status, 400);
     // and no h2c upgrade: the request is answered over HTTP/1.1
     const up = rawClient(port);
     up.sock.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n');
