@@ -79,7 +79,9 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/status.h"
+#include "config.h"
 #include "db/db.h"
+#include "http/cors.h"
 #include "http/handlers.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -193,6 +195,7 @@ static const char *const values[] = {
 static const char *const hnames[] = {
     "Content-Type", "Accept", "Range", "If-Match", "If-None-Match", "Accept-Encoding", "Content-Encoding",
     "Destination", "X-Couch-Full-Commit", "Last-Event-ID", "Referer", "X-Forwarded-Host", "Authorization",
+    "Origin", "Access-Control-Request-Method", "Access-Control-Request-Headers",
 };
 
 static const char *const hvalues[] = {
@@ -220,6 +223,8 @@ static const char *const hvalues[] = {
     "d2?rev=1-a7",
     "true",
     "Basic YTpi",
+    "http://a.example",
+    "content-type, x-requested-with",
 };
 
 /* Framing headers the structured mode keeps for itself. */
@@ -940,6 +945,11 @@ static const seed seeds[] = {
      {{"Content-Type", "multipart/related; boundary=\"B\""}}, MP_BODY},
     {"doc_delete", "DELETE", "/{db}/{s1}", "a", {"d1"}, {{"rev", "2-x"}}, {{"If-Match", "\"2-c1\""}}, NULL},
     {"doc_copy", "COPY", "/{db}/{s1}", "a", {"att"}, {{0}}, {{"Destination", "d2?rev=1-a7"}}, NULL},
+    {"cors_preflight", "OPTIONS", "/{db}/{s1}", "a", {"d1"}, {{0}},
+     {{"Origin", "http://a.example"}, {"Access-Control-Request-Method", "PUT"},
+      {"Access-Control-Request-Headers", "content-type, x-requested-with"}},
+     NULL},
+    {"cors_simple", "GET", "/{db}/{s1}", "a", {"d1"}, {{0}}, {{"Origin", "http://a.example"}}, NULL},
     {"doc_if_none_match", "GET", "/{db}/{s1}", "a", {"d1"}, {{0}}, {{"If-None-Match", "\"2-c1\""}}, NULL},
     {"design_get", "GET", "/{db}/_design/{s1}", "a", {"dd"}, {{0}}, {{0}}, NULL},
     {"local_put", "PUT", "/{db}/_local/{s1}", "a", {"loc"}, {{0}}, {JSON_CT}, "{\"v\":2}"},
@@ -1182,6 +1192,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     o.att_compression_level = 1;
     o.purge_max_ids = 100;
     o.purge_max_revs = 1000;
+    /* CORS on, so preflights and the response-header hook are fuzzed too. */
+    config_t *cfg = NULL;
+    static http_cors_t *cors;
+    if (config_new(&cfg) != DV_OK || config_set(cfg, "chttpd", "enable_cors", "true", NULL) != DV_OK ||
+        config_set(cfg, "cors", "origins", "http://a.example", NULL) != DV_OK ||
+        config_set(cfg, "cors", "credentials", "true", NULL) != DV_OK || http_cors_new(cfg, &cors) != DV_OK)
+        abort();
+    config_free(cfg);
+    o.cors = cors;
     if (http_server_start(&o, &g_srv) != DV_OK)
         abort();
     g_port = http_server_port(g_srv);

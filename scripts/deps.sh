@@ -9,8 +9,10 @@ PACKAGES=(
   libssl-dev libxxhash-dev liblz4-dev libzstd-dev zlib1g-dev libcmocka-dev
   libh2o-evloop-dev libicu-dev duktape-dev libcurl4-openssl-dev
   liblmdb-dev libsqlite3-dev wrk nodejs npm
+  openssl
   nginx
 )
+# openssl (the command): tests/http/tls.test.mjs makes its certificates.
 # Benchmark-only packages: LMDB and SQLite (storage anchors), wrk (HTTP load),
 # nginx (static-file reference for GET; `make bench` starts its own nginx as
 # the current user on a loopback port with its own config in a temporary

@@ -13,6 +13,9 @@
 #include "config.h"
 #include "db/att_codec.h"
 #include "db/db.h"
+#include "http/cors.h"
+#include "http/limits.h"
+#include "http/tls.h"
 #include "http/server.h"
 #include "views/qserver.h"
 #include "views/views.h"
@@ -60,6 +63,7 @@ static int default_threads(void)
 static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_list *v)
 {
     long long port, threads, max_count, max_size, drain, max_doc, depth, zlevel, purge_ids, purge_revs, workers;
+    long long max_conns, req_timeout;
     int rc;
     if ((rc = config_get_int(c, "chttpd", "port", 5984, 0, 65535, &port)) != DV_OK ||
         (rc = config_get_int(c, "divan", "http_threads", default_threads(), 1, 256, &threads)) != DV_OK ||
@@ -72,7 +76,9 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
                              &zlevel)) != DV_OK ||
         (rc = config_get_int(c, "purge", "max_document_id_number", 100, 1, 1000000, &purge_ids)) != DV_OK ||
         (rc = config_get_int(c, "purge", "max_revisions_number", 1000, 1, 100000000, &purge_revs)) != DV_OK ||
-        (rc = config_get_int(c, "divan", "worker_threads", 4, 1, 256, &workers)) != DV_OK)
+        (rc = config_get_int(c, "divan", "worker_threads", 4, 1, 256, &workers)) != DV_OK ||
+        (rc = config_get_int(c, "divan", "max_connections", 2048, 1, 10000000, &max_conns)) != DV_OK ||
+        (rc = config_get_int(c, "divan", "request_timeout_ms", 60000, 1, 86400000, &req_timeout)) != DV_OK)
         return rc;
     memset(o, 0, sizeof *o);
     o->bind_address = config_bind_address(c);
@@ -91,6 +97,17 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
     o->att_compression_level = (int)zlevel;
     o->purge_max_ids = purge_ids;
     o->purge_max_revs = purge_revs;
+    /* Each connection is a descriptor: raise the soft limit as far as the
+     * hard one allows, and keep max_connections within what fits. */
+    long long nofile = http_limits_raise_nofile(), fit = http_limits_connections_for(nofile);
+    if (nofile > 0 && max_conns > fit) {
+        log_warn("config: [divan] max_connections = %lld needs more descriptors than RLIMIT_NOFILE (%lld) allows; "
+                 "using %lld",
+                 max_conns, nofile, fit);
+        max_conns = fit;
+    }
+    o->max_connections = max_conns;
+    o->request_timeout_ms = req_timeout;
     v->n = 0;
     v->f = calloc(config_count(c, "vendor") + 1, sizeof *v->f);
     if (!v->f)
@@ -176,6 +193,22 @@ static int open_views(const config_t *c, qserver **qs, views **v)
     return views_open(&vo, v);
 }
 
+/* [ssl] enable, port (6984, 0 for any free one), cert_file, key_file, as
+ * CouchDB 3.  *out stays NULL when TLS is off. */
+static int open_tls(const config_t *c, SSL_CTX **out, int *port)
+{
+    int enabled = 0, rc;
+    long long p;
+    *out = NULL;
+    if ((rc = config_get_bool(c, "ssl", "enable", 0, &enabled)) != DV_OK ||
+        (rc = config_get_int(c, "ssl", "port", 6984, 0, 65535, &p)) != DV_OK)
+        return rc;
+    *port = (int)p;
+    if (!enabled)
+        return DV_OK;
+    return http_tls_ctx_new(config_get(c, "ssl", "cert_file"), config_get(c, "ssl", "key_file"), out);
+}
+
 int main(int argc, char **argv)
 {
     config_args_t args;
@@ -185,6 +218,8 @@ int main(int argc, char **argv)
     qserver *qs = NULL;
     views *vws = NULL;
     struct vendor_list vendor = {NULL, 0};
+    http_cors_t *cors = NULL;
+    SSL_CTX *tls = NULL;
     http_server_opts_t opts;
     int exit_code = 1;
 
@@ -205,7 +240,17 @@ int main(int argc, char **argv)
         log_set_level((enum log_level)log_level_parse(level));
     if (server_opts(cfg, &opts, &vendor) != DV_OK)
         goto done;
+    if (http_cors_new(cfg, &cors) != DV_OK)
+        goto done;
+    opts.cors = cors;
+    if (open_tls(cfg, &tls, &opts.tls_port) != DV_OK)
+        goto done;
+    opts.tls_ctx = tls;
     if (open_dbs(cfg, &dbs) != DV_OK)
+        goto done;
+    /* Request bodies beyond 1 MiB wait for their handler in an unlinked
+     * file of the data directory, not in anonymous memory (http/limits.h). */
+    if (http_limits_body_spill(config_data_dir(cfg), (size_t)1 << 20) != DV_OK)
         goto done;
     opts.dbs = dbs;
     if (open_views(cfg, &qs, &vws) != DV_OK)
@@ -221,6 +266,9 @@ int main(int argc, char **argv)
     int v6 = strchr(bind, ':') != NULL;
     log_notice("divan listening on http://%s%s%s:%d/", v6 ? "[" : "", bind, v6 ? "]" : "",
                http_server_port(srv));
+    if (tls)
+        log_notice("divan listening on https://%s%s%s:%d/", v6 ? "[" : "", bind, v6 ? "]" : "",
+                   http_server_tls_port(srv));
 
     int sig = 0;
     while (sigwait(&stop, &sig) != 0)
@@ -235,6 +283,8 @@ done:
     if (exit_code == 0)
         log_notice("stopped");
     free(vendor.f);
+    http_cors_free(cors);
+    http_tls_ctx_free(tls);
     config_free(cfg);
     config_args_free(&args);
     return exit_code;

@@ -10,12 +10,21 @@
  * keep-alive, wait for inflight == 0, then expire idle connections (the
  * http1 request timeout is set to zero) and wait for nconns == 0.  Only then
  * is the h2o context disposed, so no connection outlives its context.
+ *
+ * Abuse bounds (docs/security.md): all loops share one count of open
+ * client connections; a connection accepted beyond max_connections is
+ * closed at once, before h2o reads a byte of it.  h2o's http1 request
+ * timeout (request_timeout_ms) is a deadline from the moment a connection
+ * starts waiting for a request (after accept, or after the previous
+ * response) until that request's headers and body have all arrived, so it
+ * drops slowloris senders and idle keep-alive connections alike.
  */
 #include "http/server.h"
 #include "base/log.h"
 #include "base/status.h"
 #include "base/workers.h"
 #include "http/auth_jwt.h"
+#include "http/cors.h"
 #include "http/handlers.h"
 #include "http/json_out.h"
 #include "http/stats.h"
@@ -55,6 +64,8 @@ struct http_loop {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
+    h2o_accept_ctx_t tls_accept_ctx; /* ssl_ctx set: h2o handshakes first */
+    h2o_socket_t *tls_listener;      /* NULL without TLS */
     h2o_multithread_receiver_t wake;
     size_t inflight;
     size_t nconns;
@@ -130,6 +141,8 @@ struct http_server {
     h2o_globalconf_t config;
     int listen_fd;
     int port;
+    int tls_fd; /* -1 without TLS */
+    int tls_port;
     struct http_loop *loops;
     size_t nloops;
     atomic_int stop_requested;
@@ -143,6 +156,8 @@ struct http_server {
     pthread_cond_t cv;
     int wakes_sent;      /* stop has woken every loop: receivers may go */
     workers_t *workers;  /* blocking work (wstream.h) */
+    atomic_llong nclients; /* client connections open, all loops */
+    atomic_int refusing;   /* at max_connections (logged once per episode) */
 };
 
 static long long monotonic_ms(void)
@@ -160,6 +175,7 @@ static const char *reason_phrase(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
+    case 204: return "No Content";
     case 206: return "Partial Content";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
@@ -214,12 +230,13 @@ static void add_token_header(h2o_req_t *req, const h2o_token_t *token, const cha
     h2o_add_header(&req->pool, &req->res.headers, token, orig, value, strlen(value));
 }
 
-/* Content-Type (JSON unless set), Cache-Control, request id, body time. */
-static void add_standard_headers(http_req_t *r)
+/* Content-Type (JSON unless set or no body), Cache-Control, request id,
+ * body time, and CORS headers for an accepted Origin (http/cors.h). */
+static void add_standard_headers(http_req_t *r, int body)
 {
     h2o_req_t *req = r->h2o;
     struct http_loop *l = r->loop;
-    if (h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1) < 0)
+    if (body && h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1) < 0)
         add_token_header(req, H2O_TOKEN_CONTENT_TYPE, "Content-Type", "application/json");
     if (h2o_find_header(&req->res.headers, H2O_TOKEN_CACHE_CONTROL, -1) < 0)
         add_token_header(req, H2O_TOKEN_CACHE_CONTROL, "Cache-Control", "must-revalidate");
@@ -232,6 +249,8 @@ static void add_standard_headers(http_req_t *r)
     snprintf(id, sizeof id, "%010llx", (unsigned long long)((z ^ (z >> 31)) & 0xffffffffffULL));
     http_add_header(r, "X-Couch-Request-ID", id);
     http_add_header(r, "X-CouchDB-Body-Time", "0");
+    if (body)
+        http_cors_add_response_headers(r);
 }
 
 void http_send_json(http_req_t *r, int status, const buf_t *body)
@@ -240,7 +259,7 @@ void http_send_json(http_req_t *r, int status, const buf_t *body)
     req->res.status = status;
     req->res.reason = reason_phrase(status);
     http_stat_status(status);
-    add_standard_headers(r);
+    add_standard_headers(r, 1);
     size_t n = body ? body->len : 0;
     char *p = h2o_mem_alloc_pool(&req->pool, n + 1);
     if (n)
@@ -257,13 +276,26 @@ void http_send_json(http_req_t *r, int status, const buf_t *body)
         h2o_send(req, &chunk, 1, H2O_SEND_STATE_FINAL);
 }
 
+void http_send_empty(http_req_t *r, int status)
+{
+    h2o_req_t *req = r->h2o;
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    http_stat_status(status);
+    add_standard_headers(r, 0);
+    static h2o_generator_t generator = {NULL, NULL};
+    req->res.content_length = 0;
+    h2o_start_response(req, &generator);
+    h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+}
+
 void http_send_not_modified(http_req_t *r)
 {
     h2o_req_t *req = r->h2o;
     req->res.status = 304;
     req->res.reason = reason_phrase(304);
     http_stat_status(304);
-    add_standard_headers(r);
+    add_standard_headers(r, 1);
     static h2o_generator_t generator = {NULL, NULL};
     h2o_start_response(req, &generator);
     h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
@@ -291,8 +323,11 @@ void http_send_method_not_allowed(http_req_t *r, const char *allow)
 
 void http_send_internal(http_req_t *r, int status)
 {
-    log_error("http: internal error %s on %.*s", dv_strerror(status), (int)((h2o_req_t *)r->h2o)->input.path.len,
-              ((h2o_req_t *)r->h2o)->input.path.base);
+    /* The path only: a query string is the client's to keep out of logs. */
+    h2o_iovec_t path = ((h2o_req_t *)r->h2o)->input.path;
+    const char *q = memchr(path.base, '?', path.len);
+    log_error("http: internal error %s on %.*s", dv_strerror(status), (int)(q ? (size_t)(q - path.base) : path.len),
+              path.base);
     http_send_error(r, 500, "unknown_error", dv_strerror(status));
 }
 
@@ -300,6 +335,7 @@ const http_server_opts_t *http_server_opts(const http_server_t *s) { return &s->
 struct workers *http_server_workers(http_server_t *s) { return s->workers; }
 struct http_uuids *http_server_uuids(http_server_t *s) { return &s->uuids; }
 int http_server_port(const http_server_t *s) { return s->port; }
+int http_server_tls_port(const http_server_t *s) { return s->tls_fd >= 0 ? s->tls_port : 0; }
 
 const uint8_t *http_req_body(http_req_t *r, size_t *len)
 {
@@ -562,7 +598,7 @@ void http_stream_start(http_req_t *r, int status, http_stream_fill_fn fill, http
     req->res.status = status;
     req->res.reason = reason_phrase(status);
     http_stat_status(status);
-    add_standard_headers(r);
+    add_standard_headers(r, 1);
     h2o_start_response(req, &st->gen);
     if (r->method == HTTP_HEAD) {
         st->done = 1;
@@ -627,11 +663,16 @@ static void couch_error_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *b
     h2o_ostream_send_next(self, req, &os->body, 1, st);
 }
 
+typedef struct couch_errors_filter_t {
+    h2o_filter_t super;
+    const struct http_cors *cors; /* CORS headers for these answers too */
+} couch_errors_filter_t;
+
 static void couch_errors_filter(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
-    (void)self;
     ssize_t ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
     if (req->res.status >= 400 && ct >= 0 && !strncmp(req->res.headers.entries[ct].value.base, "text/plain", 10)) {
+        http_cors_add_h2o_response_headers(((couch_errors_filter_t *)self)->cors, req);
         const char *text = req->res.status == 413
                                ? "{\"error\":\"too_large\",\"reason\":\"the request entity is too large\"}\n"
                                : "{\"error\":\"bad_request\",\"reason\":\"Bad request\"}\n";
@@ -671,6 +712,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     l->inflight++;
     r->method = http_method_parse(req->input.method.base, req->input.method.len);
     http_stat_method(r->method);
+    /* A CORS preflight carries no credentials: answered before anything
+     * else looks at the request (CouchDB does the same). */
+    if (http_cors_answer_preflight(r))
+        return 0;
     int rc = http_target_parse(req->input.path.base, req->input.path.len, &r->target);
     if (rc == DV_ERR_INVALID) {
         http_send_error(r, 400, "bad_request", "Invalid request target");
@@ -710,6 +755,7 @@ static void on_sock_close(void *data)
     struct http_loop *l = data;
     assert(l->nconns > 0);
     l->nconns--;
+    atomic_fetch_sub(&l->server->nclients, 1);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
@@ -720,10 +766,22 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
     if (sock == NULL)
         return; /* another loop took it, or EMFILE: h2o retries on the next event */
+    http_server_t *s = l->server;
+    if (s->opts.max_connections > 0 && atomic_fetch_add(&s->nclients, 1) >= s->opts.max_connections) {
+        atomic_fetch_sub(&s->nclients, 1);
+        if (!atomic_exchange(&s->refusing, 1))
+            log_warn("http: %lld connections open ([divan] max_connections): closing new ones", s->opts.max_connections);
+        h2o_socket_close(sock);
+        return;
+    }
+    if (s->opts.max_connections <= 0)
+        atomic_fetch_add(&s->nclients, 1);
+    else if (atomic_load(&s->nclients) < s->opts.max_connections * 9 / 10)
+        atomic_store(&s->refusing, 0);
     l->nconns++;
     sock->on_close.cb = on_sock_close;
     sock->on_close.data = l;
-    h2o_accept(&l->accept_ctx, sock);
+    h2o_accept(listener == l->tls_listener ? &l->tls_accept_ctx : &l->accept_ctx, sock);
 }
 
 static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
@@ -743,16 +801,24 @@ static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
     }
 }
 
+static void close_listeners(struct http_loop *l)
+{
+    h2o_socket_t **ls[] = {&l->listener, &l->tls_listener};
+    for (size_t i = 0; i < 2; i++) {
+        if (*ls[i]) {
+            h2o_socket_read_stop(*ls[i]);
+            h2o_socket_close(*ls[i]);
+            *ls[i] = NULL;
+        }
+    }
+}
+
 static void begin_stop(struct http_loop *l)
 {
     l->stopping = 1;
     l->deadline_ms = monotonic_ms() + l->server->opts.drain_ms;
     l->ctx.shutdown_requested = 1; /* h2o answers with Connection: close from now on */
-    if (l->listener) {
-        h2o_socket_read_stop(l->listener);
-        h2o_socket_close(l->listener);
-        l->listener = NULL;
-    }
+    close_listeners(l);
     /* Long feeds notice the stop when woken (http_server_stopping). */
     for (h2o_linklist_t *n = l->streams.next; n != &l->streams;) {
         struct http_stream *st = H2O_STRUCT_FROM_MEMBER(struct http_stream, link, n);
@@ -774,6 +840,7 @@ static void loop_main(struct http_loop *l)
         if (l->inflight == 0 && !l->idle_expired) {
             /* Nothing in flight: idle keep-alive connections may go now. */
             l->ctx.http1.req_timeout.timeout = 0;
+            l->ctx.handshake_timeout.timeout = 0; /* and TLS handshakes not finished */
             l->idle_expired = 1;
             continue;
         }
@@ -801,14 +868,16 @@ static void loop_main(struct http_loop *l)
 
 /* ---- start and stop ------------------------------------------------------ */
 
-static int open_listener(http_server_t *s)
+/* Binds and listens on the configured address and `port`; *fd_out and
+ * *port_out get the socket and the port actually bound. */
+static int open_listener(http_server_t *s, int port_num, int *fd_out, int *port_out)
 {
     struct addrinfo hints = {0}, *ai = NULL;
     char port[16];
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-    snprintf(port, sizeof port, "%d", s->opts.port);
+    snprintf(port, sizeof port, "%d", port_num);
     int e = getaddrinfo(s->opts.bind_address, port, &hints, &ai);
     if (e != 0) {
         log_error("http: bad bind address %s: %s", s->opts.bind_address, gai_strerror(e));
@@ -817,7 +886,7 @@ static int open_listener(http_server_t *s)
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), on = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        log_error("http: cannot listen on %s port %d: %s", s->opts.bind_address, s->opts.port, strerror(errno));
+        log_error("http: cannot listen on %s port %d: %s", s->opts.bind_address, port_num, strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(ai);
@@ -830,9 +899,9 @@ static int open_listener(http_server_t *s)
         close(fd);
         return DV_ERR_IO;
     }
-    s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                             : ((struct sockaddr_in *)&ss)->sin_port);
-    s->listen_fd = fd;
+    *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    *fd_out = fd;
     return DV_OK;
 }
 
@@ -874,6 +943,8 @@ static void free_server(http_server_t *s)
     workers_stop(s->workers); /* jobs still running finish first */
     if (s->listen_fd >= 0)
         close(s->listen_fd);
+    if (s->tls_fd >= 0)
+        close(s->tls_fd);
     free(s->loops);
     h2o_config_dispose(&s->config);
     http_uuids_destroy(&s->uuids);
@@ -903,14 +974,22 @@ static int init_loop(http_server_t *s, struct http_loop *l)
     h2o_multithread_register_receiver(l->ctx.queue, &l->wake, on_wake);
     h2o_linklist_init_anchor(&l->streams);
     h2o_linklist_init_anchor(&l->chans);
-    int fd = fcntl(s->listen_fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) {
-        log_error("http: dup of the listening socket failed: %s", strerror(errno));
-        return DV_ERR_IO;
+    l->tls_accept_ctx = l->accept_ctx;
+    l->tls_accept_ctx.ssl_ctx = s->opts.tls_ctx;
+    int fds[2] = {s->listen_fd, s->tls_fd};
+    h2o_socket_t **ls[2] = {&l->listener, &l->tls_listener};
+    for (size_t i = 0; i < 2; i++) {
+        if (fds[i] < 0)
+            continue;
+        int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) {
+            log_error("http: dup of the listening socket failed: %s", strerror(errno));
+            return DV_ERR_IO;
+        }
+        *ls[i] = h2o_evloop_socket_create(l->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+        (*ls[i])->data = l;
+        h2o_socket_read_start(*ls[i], on_accept);
     }
-    l->listener = h2o_evloop_socket_create(l->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-    l->listener->data = l;
-    h2o_socket_read_start(l->listener, on_accept);
     return DV_OK;
 }
 
@@ -919,10 +998,8 @@ static void dispose_loop(struct http_loop *l)
     if (!l->has_ctx)
         return;
     h2o_evloop_t *loop = l->ctx.loop;
-    if (l->listener) {
-        h2o_socket_read_stop(l->listener);
-        h2o_socket_close(l->listener);
-        l->listener = NULL;
+    if (l->listener || l->tls_listener) {
+        close_listeners(l);
         h2o_evloop_run(loop, 0); /* lets the close complete */
     }
     if (l->nconns != 0 || l->inflight != 0)
@@ -987,6 +1064,7 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
     if (!s)
         return DV_ERR_NOMEM;
     s->listen_fd = -1;
+    s->tls_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     h2o_config_init(&s->config);
@@ -1003,16 +1081,28 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
     s->config.server_name = h2o_iovec_init(s->server_header, strlen(s->server_header));
     if (o->max_request_size > 0)
         s->config.max_request_entity_size = (size_t)o->max_request_size;
+    if (o->request_timeout_ms > 0)
+        s->config.http1.req_timeout = (uint64_t)o->request_timeout_ms;
+    /* HTTP/1.1 only, as CouchDB: no h2c upgrade or prior-knowledge HTTP/2
+     * (h2o 2.2 allows both by default), so the limits above are the only
+     * ones a client meets and h2o's HTTP/2 code is not exposed. */
+    s->config.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     struct dispatch_handler *h = (struct dispatch_handler *)h2o_create_handler(path, sizeof *h);
     /* h2o's own errors (413 before the handler runs, 400 for a malformed
      * request) are bound to the host's fallback path. */
-    h2o_create_filter(&host->fallback_path, sizeof(h2o_filter_t))->on_setup_ostream = couch_errors_filter;
-    h2o_create_filter(path, sizeof(h2o_filter_t))->on_setup_ostream = couch_errors_filter;
+    h2o_pathconf_t *fpaths[] = {&host->fallback_path, path};
+    for (size_t i = 0; i < 2; i++) {
+        couch_errors_filter_t *f = (couch_errors_filter_t *)h2o_create_filter(fpaths[i], sizeof *f);
+        f->super.on_setup_ostream = couch_errors_filter;
+        f->cors = s->opts.cors;
+    }
     h->super.on_req = on_req;
     h->server = s;
-    if ((rc = open_listener(s)) != DV_OK)
+    if ((rc = open_listener(s, s->opts.port, &s->listen_fd, &s->port)) != DV_OK)
+        goto fail;
+    if (s->opts.tls_ctx && (rc = open_listener(s, s->opts.tls_port, &s->tls_fd, &s->tls_port)) != DV_OK)
         goto fail;
     if ((rc = workers_start(s->opts.worker_threads > 0 ? (size_t)s->opts.worker_threads : 4, "divan-work",
                             &s->workers)) != DV_OK)

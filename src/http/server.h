@@ -65,6 +65,11 @@ typedef struct http_server_opts {
     long long purge_max_ids;    /* [purge] max_document_id_number: more ids per _purge get 400 */
     long long purge_max_revs;   /* [purge] max_revisions_number: more revs per _purge get 400 */
     struct config *config;      /* the live configuration (not owned; locking rules in config.h) */
+    const struct http_cors *cors; /* CORS config (http/cors.h; NULL: disabled; not owned) */
+    long long max_connections;  /* [divan] max_connections: more are closed at once (0: no limit) */
+    long long request_timeout_ms; /* [divan] request_timeout_ms: a request must arrive whole within it (0: h2o's) */
+    struct ssl_ctx_st *tls_ctx; /* an SSL_CTX (http/tls.h): also serve HTTPS on tls_port (NULL: no; not owned) */
+    int tls_port;               /* [ssl] port; 0: the kernel picks one (see http_server_tls_port) */
 } http_server_opts_t;
 
 /* Binds, listens and starts the loop threads.  The strings in opts are
@@ -72,6 +77,8 @@ typedef struct http_server_opts {
 int http_server_start(const http_server_opts_t *opts, http_server_t **out);
 /* The port actually bound (useful with port 0). */
 int http_server_port(const http_server_t *s);
+/* The HTTPS port actually bound, or 0 when there is no HTTPS listener. */
+int http_server_tls_port(const http_server_t *s);
 /* Graceful stop, then frees everything.  Call once, from any thread but a
  * loop thread. */
 void http_server_stop(http_server_t *s);
@@ -103,6 +110,10 @@ void http_send_json(http_req_t *r, int status, const buf_t *body);
 void http_send_error(http_req_t *r, int status, const char *error, const char *reason);
 /* 405 with Allow, as chttpd:send_method_not_allowed(Req, Allow). */
 void http_send_method_not_allowed(http_req_t *r, const char *allow);
+/* status (204, say) with the headers added so far, no Content-Type, no
+ * body and no CORS headers of the simple-request kind (a preflight
+ * answer carries its own). */
+void http_send_empty(http_req_t *r, int status);
 /* 304 Not Modified with the headers added so far (ETag) and no body. */
 void http_send_not_modified(http_req_t *r);
 /* 500 for an internal status code (logged). */
