@@ -832,6 +832,7 @@ int qserver_map(qserver_proc *p, const char *handle, const char *const *docs, co
 {
     qs_def *d;
     size_t i = 0, skip = SIZE_MAX; /* skip: a document known to fail, reported in order */
+    size_t retried = SIZE_MAX;     /* the document a dead child was given again */
     const char *skip_why = NULL;
     int rc;
     while (i < n) {
@@ -926,6 +927,18 @@ int qserver_map(qserver_proc *p, const char *handle, const char *const *docs, co
              * loop always moves on. */
             if (culprit < k || culprit >= j)
                 culprit = k < j ? k : j;
+            /* A child that died (not a timeout, not a bad reply) may have
+             * been killed from outside (OOM killer, an operator) while the
+             * document was innocent: it gets one more child before it is
+             * skipped, so a stray kill loses no rows.  A document that
+             * kills every child costs two. */
+            if (rc != DV_OK && rc != DV_ERR_TIMEOUT && rc != DV_ERR_CORRUPT && culprit < j && culprit != retried) {
+                log_error("divan-js %s (pid %d): %s on document %zu of the batch; killed, the document is tried again",
+                          handle, (int)p->pid, failure, culprit - i);
+                proc_kill(p);
+                retried = culprit;
+                break;
+            }
             log_error("divan-js %s (pid %d): %s on document %zu of the batch; killed, document skipped", handle,
                       (int)p->pid, failure, culprit - i);
             proc_kill(p);

@@ -405,7 +405,8 @@ static void test_process_exits(void **state)
     qserver *qs = open_pool(1, 5000, 0);
     qserver_proc *p;
     assert_int_equal(qserver_acquire(qs, NULL, &p), DV_OK);
-    define_ok(p, "ex", "{\"views\":[{\"map\":\"function(doc){ if (doc.wait) while (true) {} emit(doc._id, 1); }\"}]}");
+    define_ok(p, "ex", "{\"views\":[{\"map\":\"function(doc){ if (doc.wait) { var t = Date.now();"
+                       " while (Date.now() - t < 600) {} } emit(doc._id, 1); }\"}]}");
 
     /* Killed while idle: the next batch loses nothing. */
     int pid0 = qserver_proc_pid(p);
@@ -419,19 +420,19 @@ static void test_process_exits(void **state)
     rows_free(&r);
     assert_true(qserver_proc_pid(p) != pid0);
 
-    /* Killed while working on a document: that document fails, the next
-     * is mapped by a new process (which got the definition again).  The
-     * batch starts with the endless document, so whenever the kill lands
-     * (a loaded machine may still be sending the batch at 200 ms) it is the
-     * one in progress; rows kept before a failure are test_endless_loop's. */
+    /* Killed from outside while working on a document (600 ms of work; the
+     * kill comes at 200 ms, or earlier in the batch on a loaded machine):
+     * the document is given to a new process (which got the definition
+     * again) and nothing is lost. */
     killer k = {p, 0};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, kill_later, &k), 0);
-    map_docs(p, "ex", docs + 1, 2, &r);
+    map_docs(p, "ex", docs, 3, &r);
     pthread_join(th, NULL);
     assert_true(k.killed > 0);
-    assert_str(r.text[0], "FAILED:process exited");
-    assert_str(r.text[1], "[[[\"c\",1]]]");
+    assert_str(r.text[0], "[[[\"a\",1]]]");
+    assert_str(r.text[1], "[[[\"b\",1]]]");
+    assert_str(r.text[2], "[[[\"c\",1]]]");
     assert_true(qserver_proc_pid(p) != k.killed);
     rows_free(&r);
     qserver_release(qs, p);
