@@ -39,6 +39,7 @@
  * round trip per FILTER_CALL_BYTES of documents, one parse of the verdicts.
  * The loop only copies ids and revisions into the batch.
  */
+#include "base/digest.h"
 #include "http/changes_filter.h"
 
 #include "base/log.h"
@@ -52,7 +53,6 @@
 #include <arpa/inet.h>
 #include <h2o.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,20 +111,6 @@ struct cfilter {
     db_t *adopted_db;   /* a closed pass's, released by the worker */
     store_snap *adopted_snap;
 };
-
-static void md5_hex(const void *p, size_t n, char out[33])
-{
-    unsigned char md[16];
-    unsigned len = 0;
-    static const char hex[] = "0123456789abcdef";
-    if (EVP_Digest(p, n, md, &len, EVP_md5(), NULL) != 1)
-        memset(md, 0, sizeof md);
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[32] = 0;
-}
 
 static void set_error(cfilter *cf, int status, const char *error, const char *reason)
 {
@@ -485,7 +471,8 @@ static int load_ddoc(cfilter *cf, const store_snap *snap)
     if (rc != DV_OK)
         goto done;
     char hash[33];
-    md5_hex(def.data, def.len, hash);
+    if ((rc = dv_md5_hex(def.data, def.len, hash)) != DV_OK)
+        goto done;
     snprintf(cf->handle, sizeof cf->handle, "%s:%s", cf->kind == CFILTER_JS ? "cf" : "cv", hash);
     buf_free(&cf->def);
     cf->def = def;

@@ -160,7 +160,7 @@ static int clamp(buf_t *b, int *has, const char *lim, int want_max)
 static int set_range(ad_ctx *c, const query_args *a)
 {
     store_btree_range all = STORE_BTREE_RANGE_ALL;
-    int has_lo, has_hi;
+    int has_lo = 0, has_hi = 0;
     int rc = pick_bound(&a->start_key, a->has_start_docid, &a->start_docid, &c->lo, &has_lo);
     if (rc == DV_OK)
         rc = pick_bound(&a->end_key, a->has_end_docid, &a->end_docid, &c->hi, &has_hi);

@@ -57,13 +57,13 @@
  * CouchDB's error line.  A pass that ends while a batch is out (a stop, a
  * client gone) lends its snapshot to the batch, which releases it.
  */
+#include "base/digest.h"
 #include "base/status.h"
 #include "http/changes_filter.h"
 #include "http/handlers.h"
 #include "http/hutil.h"
 #include "http/stats.h"
 
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1135,18 +1135,13 @@ static int parse_filter(http_req_t *r, changes_feed *f, const json_val *body)
 static void feed_etag(const store_dbinfo *in, uint64_t instance, char out[35])
 {
     char text[200];
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
     int n = snprintf(text, sizeof text, "%s-%llx-%llu-%llu-%llu-%llu-%llu-%llu", in->uuid,
                      (unsigned long long)instance, (unsigned long long)in->update_seq,
                      (unsigned long long)in->purge_seq, (unsigned long long)in->doc_count,
                      (unsigned long long)in->del_count, (unsigned long long)in->file_size,
                      (unsigned long long)in->active_size);
-    if (EVP_Digest(text, (size_t)n, md, &mdlen, EVP_md5(), NULL) != 1)
-        mdlen = 0;
     out[0] = '"';
-    for (unsigned i = 0; i < 16; i++)
-        snprintf(out + 1 + 2 * i, 3, "%02x", i < mdlen ? md[i] : 0);
+    (void)dv_md5_hex(text, (size_t)n, out + 1);
     out[33] = '"';
     out[34] = 0;
 }

@@ -2,6 +2,7 @@
  * ddoc.c — design documents' views, their shape rules (CouchDB's
  * couch_mrview:validate_ddoc_fields) and view signatures (see ddoc.h).
  */
+#include "base/digest.h"
 #include "views/ddoc.h"
 
 #include "base/status.h"
@@ -78,28 +79,23 @@ static int check_fields(const json_val *ddoc, db_err *e)
 }
 
 /* MD5 hex over (language, map, reduce, options that matter, lib). */
-static void view_sig(const view_group *g, const view_def *v, char out[33])
+static int view_sig(const view_group *g, const view_def *v, char out[33])
 {
     unsigned char md[16];
     unsigned int mdlen = 0;
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
     static const char sep = 0;
     const char *parts[] = {g->language, v->map, v->reduce ? v->reduce : "", g->lib ? g->lib : ""};
-    EVP_DigestInit_ex(c, EVP_md5(), NULL);
-    for (size_t i = 0; i < 4; i++) {
-        EVP_DigestUpdate(c, parts[i], strlen(parts[i]));
-        EVP_DigestUpdate(c, &sep, 1);
-    }
     unsigned char opts[3] = {(unsigned char)g->include_design, (unsigned char)g->local_seq, (unsigned char)g->raw};
-    EVP_DigestUpdate(c, opts, sizeof opts);
-    EVP_DigestFinal_ex(c, md, &mdlen);
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    int ok = c && EVP_DigestInit_ex(c, EVP_md5(), NULL) == 1;
+    for (size_t i = 0; ok && i < 4; i++)
+        ok = EVP_DigestUpdate(c, parts[i], strlen(parts[i])) == 1 && EVP_DigestUpdate(c, &sep, 1) == 1;
+    ok = ok && EVP_DigestUpdate(c, opts, sizeof opts) == 1 && EVP_DigestFinal_ex(c, md, &mdlen) == 1 && mdlen == 16;
     EVP_MD_CTX_free(c);
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[32] = 0;
+    if (!ok) /* a signature shared by accident would share an index: fail */
+        return DV_ERR_NOMEM;
+    dv_hex_lower(md, 16, out);
+    return DV_OK;
 }
 
 int view_group_from_ddoc(const json_val *ddoc, view_group *g, db_err *e)
@@ -194,7 +190,8 @@ int view_group_from_ddoc(const json_val *ddoc, view_group *g, db_err *e)
         }
     }
     for (size_t i = 0; i < g->nviews; i++)
-        view_sig(g, &g->views[i], g->views[i].sig);
+        if ((rc = view_sig(g, &g->views[i], g->views[i].sig)) != DV_OK)
+            goto fail;
     return DV_OK;
 fail:
     view_group_free(g);

@@ -24,13 +24,13 @@
  * A run costs one query-server round trip per validation function and
  * document.
  */
+#include "base/digest.h"
 #include "views/validate.h"
 
 #include "base/log.h"
 #include "base/status.h"
 #include "json/json.h"
 
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,19 +142,6 @@ void vdu_result_free(vdu_result *r)
 }
 
 /* ---- building a set ------------------------------------------------------- */
-
-static void md5_hex(const void *p, size_t n, char out[33])
-{
-    unsigned char md[16];
-    unsigned int len = 0;
-    EVP_Digest(p, n, md, &len, EVP_md5(), NULL);
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[32] = 0;
-}
 
 /* Lists the live design documents of snap, in id order. */
 static int scan_ddocs(const store_snap *snap, ddoc_seen **out, size_t *n)
@@ -312,7 +299,8 @@ static int build_set(vdu_cache *c, const store_snap *snap, const ddoc_seen *v, s
                 goto fail;
             if (def.len) {
                 char hash[33];
-                md5_hex(def.data, def.len, hash);
+                if ((rc = dv_md5_hex(def.data, def.len, hash)) != DV_OK)
+                    goto fail;
                 snprintf(f->handle, sizeof f->handle, "v:%s", hash);
                 if (!(f->def = malloc(def.len)))
                     goto fail;

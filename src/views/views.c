@@ -13,6 +13,7 @@
  * per document), one parse of each document's rows, and per view one
  * sorted store_btree_modify of the view tree and of the by-doc tree.
  */
+#include "base/digest.h"
 #include "views/views.h"
 #include "views/validate.h"
 
@@ -23,7 +24,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,19 +94,6 @@ int views_open(const views_opts *o, views **out)
 qserver *views_qserver(views *v) { return v->qs; }
 
 vdu_cache *views_vdu_cache(views *v) { return v->vdu; }
-
-static void md5_hex(const void *p, size_t n, char out[33])
-{
-    unsigned char md[16];
-    unsigned int len = 0;
-    EVP_Digest(p, n, md, &len, EVP_md5(), NULL);
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[32] = 0;
-}
 
 /* JavaScript reduce of a view file, through the query server: keys/vals as
  * the view tree gives them (encoded view keys and tagged values). */
@@ -448,8 +435,15 @@ int views_get(views *v, db_t *db, const store_snap *snap, const char *ddoc_id, s
     size_t deflen = def.len;
     for (size_t i = 0; i < g.nviews && rc == DV_OK; i++)
         rc = buf_append(&def, g.views[i].sig, 32);
-    md5_hex(def.data, def.len, hash);
+    if (rc == DV_OK)
+        rc = dv_md5_hex(def.data, def.len, hash);
     def.len = deflen;
+    if (rc != DV_OK) {
+        view_group_free(&g);
+        buf_free(&def);
+        db_err_set(e, 500, "unknown_error", "%s", dv_strerror(rc));
+        return rc;
+    }
     const char *dir = db_index_dir(db);
     pthread_mutex_lock(&v->mu);
     view_index *ix = v->indexes;
@@ -1236,7 +1230,8 @@ int views_check_ddoc(views *v, const uint8_t *body, size_t len, db_err *e)
             goto done;
     }
     char hash[33], handle[48];
-    md5_hex(def.data, def.len, hash);
+    if ((rc = dv_md5_hex(def.data, def.len, hash)) != DV_OK)
+        goto done;
     snprintf(handle, sizeof handle, "c:%s", hash);
     qserver_proc *p;
     qserver_error err;
