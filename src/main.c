@@ -13,6 +13,7 @@
 #include "config.h"
 #include "db/att_codec.h"
 #include "db/db.h"
+#include "http/auth.h"
 #include "http/server.h"
 #include "views/qserver.h"
 #include "views/views.h"
@@ -176,6 +177,93 @@ static int open_views(const config_t *c, qserver **qs, views **v)
     return views_open(&vo, v);
 }
 
+struct admin_list {
+    const char **names, **hashes;
+    size_t n;
+};
+
+static void collect_admin(void *ctx, const char *key, const char *value)
+{
+    struct admin_list *l = ctx;
+    l->names[l->n] = key;
+    l->hashes[l->n] = value;
+    l->n++;
+}
+
+/* Authentication settings (http/auth.h) from [admins], [chttpd_auth],
+ * [chttpd] and [couchdb].  CouchDB 3 refuses to start without a server
+ * admin ("admin party" is gone): so does divan. */
+static int open_auth(const config_t *c, struct admin_list *al, http_auth_t **out)
+{
+    long long timeout, iterations;
+    int persistent, secure, rvu, rvu_up, only_all_dbs;
+    int rc;
+    if ((rc = config_get_int(c, "chttpd_auth", "timeout", 600, 1, 1LL << 40, &timeout)) != DV_OK ||
+        (rc = config_get_int(c, "chttpd_auth", "iterations", 50000, 1, 1000000000, &iterations)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd_auth", "allow_persistent_cookies", 1, &persistent)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd_auth", "secure_cookie", 0, &secure)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd", "require_valid_user", 0, &rvu)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd", "require_valid_user_except_for_up", 0, &rvu_up)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd", "admin_only_all_dbs", 1, &only_all_dbs)) != DV_OK)
+        return rc;
+    const char *defsec = config_get_str(c, "couchdb", "default_security", "admin_only");
+    if (strcmp(defsec, "admin_only") != 0 && strcmp(defsec, "everyone") != 0) {
+        log_error("config: [couchdb] default_security must be admin_only or everyone, not %s", defsec);
+        return DV_ERR_INVALID;
+    }
+    size_t n = config_count(c, "admins");
+    if (n == 0) {
+        log_error("no server admin is configured, refusing to start (CouchDB 3 has no admin party): "
+                  "pass --admin NAME:PASSWORD, put NAME = PASSWORD under [admins] in a --config file, "
+                  "or start once with --first-admin NAME to get a random password");
+        return DV_ERR_INVALID;
+    }
+    al->names = calloc(n, sizeof *al->names);
+    al->hashes = calloc(n, sizeof *al->hashes);
+    al->n = 0;
+    if (!al->names || !al->hashes)
+        return DV_ERR_NOMEM;
+    config_foreach(c, "admins", collect_admin, al);
+    http_auth_opts_t o = {0};
+    o.admin_names = al->names;
+    o.admin_hashes = al->hashes;
+    o.nadmins = al->n;
+    o.secret = config_get_str(c, "chttpd_auth", "secret", "");
+    o.timeout = timeout;
+    o.allow_persistent_cookies = persistent;
+    o.same_site = config_get_str(c, "chttpd_auth", "same_site", "");
+    o.cookie_secure = secure;
+    o.require_valid_user = rvu;
+    o.require_valid_user_except_for_up = rvu_up;
+    o.admin_only_all_dbs = only_all_dbs;
+    o.default_security_admin_only = strcmp(defsec, "admin_only") == 0;
+    o.users_prf = config_get_str(c, "chttpd_auth", "pbkdf2_prf", "sha256");
+    o.users_iterations = (long)iterations;
+    return http_auth_new(&o, out);
+}
+
+/* The _users database exists from the start, with [couchdb]
+ * default_security, as CouchDB's cluster setup creates it. */
+static int ensure_users_db(db_server *dbs, int admin_only)
+{
+    db_t *db;
+    int rc = db_create(dbs, HTTP_AUTH_USERS_DB, &db);
+    if (rc == DV_ERR_EXISTS)
+        return DV_OK;
+    if (rc != DV_OK)
+        return rc;
+    if (admin_only) {
+        static const char sec[] = "{\"members\":{\"roles\":[\"_admin\"]},\"admins\":{\"roles\":[\"_admin\"]}}";
+        store_write w = {0};
+        w.set_security = 1;
+        w.security = (const uint8_t *)sec;
+        w.security_len = sizeof sec - 1;
+        rc = db_write(db, &w);
+    }
+    db_release(db);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     config_args_t args;
@@ -185,6 +273,8 @@ int main(int argc, char **argv)
     qserver *qs = NULL;
     views *vws = NULL;
     struct vendor_list vendor = {NULL, 0};
+    struct admin_list admins = {NULL, NULL, 0};
+    http_auth_t *auth = NULL;
     http_server_opts_t opts;
     int exit_code = 1;
 
@@ -205,9 +295,16 @@ int main(int argc, char **argv)
         log_set_level((enum log_level)log_level_parse(level));
     if (server_opts(cfg, &opts, &vendor) != DV_OK)
         goto done;
+    if (open_auth(cfg, &admins, &auth) != DV_OK)
+        goto done;
+    opts.auth = auth;
     if (open_dbs(cfg, &dbs) != DV_OK)
         goto done;
     opts.dbs = dbs;
+    if (ensure_users_db(dbs, http_auth_opts(auth)->default_security_admin_only) != DV_OK) {
+        log_error("cannot create the %s database", HTTP_AUTH_USERS_DB);
+        goto done;
+    }
     if (open_views(cfg, &qs, &vws) != DV_OK)
         goto done;
     opts.views = vws;
@@ -232,6 +329,9 @@ done:
     if (exit_code == 0)
         log_notice("stopped");
     free(vendor.f);
+    http_auth_free(auth);
+    free(admins.names);
+    free(admins.hashes);
     config_free(cfg);
     config_args_free(&args);
     return exit_code;

@@ -64,6 +64,8 @@ typedef struct http_server_opts {
     int att_compression_level;  /* [attachments] compression_level, 0 (off) .. 9 */
     long long purge_max_ids;    /* [purge] max_document_id_number: more ids per _purge get 400 */
     long long purge_max_revs;   /* [purge] max_revisions_number: more revs per _purge get 400 */
+    struct http_auth *auth;     /* authentication settings (http/auth.h; not owned); NULL:
+                                 * every request is anonymous */
 } http_server_opts_t;
 
 /* Binds, listens and starts the loop threads.  The strings in opts are
