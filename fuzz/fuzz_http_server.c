@@ -105,6 +105,11 @@
 #include <time.h>
 #include <unistd.h>
 
+
+/* Every structured request acts as the server admin "admin" (password
+ * "pw") unless the input sends its own Authorization or Cookie header. */
+#define ADMIN_BASIC "Authorization: Basic YWRtaW46cHc=\r\n"
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 /* h2o 2.2's two leaks at thread exit, suppressed as in main.c (see there). */
@@ -443,10 +448,6 @@ static views *g_views;
 static http_server_t *g_srv;
 static http_auth_t *g_auth;
 static char *g_admin_hash;
-
-/* Every structured request acts as the server admin "admin" (password
- * "pw") unless the input sends its own Authorization or Cookie header. */
-#define ADMIN_BASIC "Authorization: Basic YWRtaW46cHc=\r\n"
 static int g_port;
 static unsigned long g_runs;
 

@@ -508,19 +508,15 @@ int http_auth_cookie_parse(const char *s, size_t n, size_t *name_len, uint64_t *
     return DV_OK;
 }
 
-static int b64url_decode(const char *s, size_t n, buf_t *out)
+int http_auth_cookie_decode(const char *s, size_t n, buf_t *out)
 {
     buf_t t = BUF_INIT;
     int rc = DV_OK;
     for (size_t i = 0; i < n && rc == DV_OK; i++) {
-        char c = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
-        if (c == '+' || c == '/' || c == '=') {
-            if (s[i] != '-' && s[i] != '_' && s[i] != '=') {
-                rc = DV_ERR_INVALID; /* the url alphabet only */
-                break;
-            }
-        }
-        rc = buf_append_byte(&t, (uint8_t)c);
+        if (s[i] == '+' || s[i] == '/')
+            rc = DV_ERR_INVALID; /* the url-safe alphabet only */
+        else
+            rc = buf_append_byte(&t, (uint8_t)(s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i]));
     }
     while (rc == DV_OK && t.len % 4)
         rc = buf_append_byte(&t, '=');
@@ -675,7 +671,7 @@ static int cookie_auth(http_req_t *r, http_auth_t *a)
     size_t name_len, mac_len;
     uint64_t t;
     const char *mac;
-    if (b64url_decode(v, vlen, &d) != DV_OK ||
+    if (http_auth_cookie_decode(v, vlen, &d) != DV_OK ||
         http_auth_cookie_parse((const char *)d.data, d.len, &name_len, &t, &mac, &mac_len) != DV_OK) {
         buf_free(&d);
         http_send_error(r, 400, "bad_request", "Malformed AuthSession cookie. Please clear your cookies.");

@@ -80,6 +80,9 @@ int http_auth_cookie_parse(const char *s, size_t n, size_t *name_len, uint64_t *
  * NUL-terminated at buf, password after it): DV_ERR_INVALID when it is not
  * a Basic header or not "name:password". */
 int http_auth_basic_parse(const char *header, char **buf, size_t *name_len, const char **pw, size_t *pw_len);
+/* base64url (padding optional) → bytes appended to out; DV_ERR_INVALID on
+ * any byte outside the url-safe alphabet. */
+int http_auth_cookie_decode(const char *v, size_t n, buf_t *out);
 /* Finds the AuthSession value in a Cookie header; NULL when absent. */
 const char *http_auth_cookie_find(const char *cookie_header, size_t *len);
 

@@ -14,6 +14,7 @@
 #include "http/hutil.h"
 #include "json/json.h"
 
+#include <h2o.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -33,9 +34,9 @@ static const char *absolute(http_req_t *r, const http_str_t *loc)
 {
     if (loc->n == 0 || loc->p[0] != '/')
         return loc->p;
-    const char *host = http_req_header(r, "host");
+    h2o_req_t *req = r->h2o; /* h2o keeps Host as the request's authority */
     buf_t b = BUF_INIT;
-    if (buf_printf(&b, "http://%s%s", host ? host : "127.0.0.1", loc->p) != DV_OK) {
+    if (buf_printf(&b, "http://%.*s%s", (int)req->authority.len, req->authority.base, loc->p) != DV_OK) {
         buf_free(&b);
         return loc->p;
     }

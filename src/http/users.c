@@ -286,8 +286,9 @@ static void hash_done(http_req_t *r, void *arg)
     cont(r, c, new_edits);
 }
 
-/* The current winning body of id in db (parsed into jd), or NULL. */
-static const json_val *read_old(db_t *db, const buf_t *id, json_doc *jd)
+/* The current winning body of id in db, or NULL: parsed into jd from the
+ * bytes kept in *text (the DOM points into them; the caller frees both). */
+static const json_val *read_old(db_t *db, const buf_t *id, json_doc *jd, buf_t *text)
 {
     store_snap *snap;
     store_docinfo di;
@@ -301,7 +302,8 @@ static const json_val *read_old(db_t *db, const buf_t *id, json_doc *jd)
         uint32_t win = revtree_winner(&di.tree);
         if (win != REVTREE_NONE && !di.tree.nodes[win].deleted && di.tree.nodes[win].has_body &&
             store_snap_read_body(snap, di.tree.nodes[win].body, &body) == DV_OK &&
-            json_doc_parse(jd, body.body.data, body.body.len, 0, NULL) == DV_OK)
+            buf_append(text, body.body.data, body.body.len) == DV_OK &&
+            json_doc_parse(jd, text->data, text->len, 0, NULL) == DV_OK)
             res = json_doc_root(jd);
     }
     store_docbody_free(&body);
@@ -313,6 +315,7 @@ static const json_val *read_old(db_t *db, const buf_t *id, json_doc *jd)
 void http_users_submit(http_req_t *r, http_doc_ctx *c, int new_edits, http_users_cont_fn cont)
 {
     json_doc nd = JSON_DOC_INIT, od = JSON_DOC_INIT;
+    buf_t old_text = BUF_INIT;
     users_job *j = NULL;
     const char *id = (const char *)c->doc.id.data;
     size_t idlen = c->doc.id.len;
@@ -332,7 +335,7 @@ void http_users_submit(http_req_t *r, http_doc_ctx *c, int new_edits, http_users
         goto fail;
     }
     const json_val *root = json_doc_root(&nd);
-    const json_val *old = read_old(c->db, &c->doc.id, &od);
+    const json_val *old = read_old(c->db, &c->doc.id, &od, &old_text);
     const char *bad = http_users_validate(root, id, idlen, c->doc.deleted, old, r->user, admin);
     if (bad) {
         http_send_error(r, 403, "forbidden", bad);
@@ -342,6 +345,7 @@ void http_users_submit(http_req_t *r, http_doc_ctx *c, int new_edits, http_users
     if (!pw || json_is_null(pw)) {
         json_doc_free(&nd);
         json_doc_free(&od);
+        buf_free(&old_text);
         cont(r, c, new_edits);
         return;
     }
@@ -367,6 +371,7 @@ void http_users_submit(http_req_t *r, http_doc_ctx *c, int new_edits, http_users
     j->cont = cont;
     json_doc_free(&nd);
     json_doc_free(&od);
+    buf_free(&old_text);
     if (!(j->async = http_async_new(r, hash_done, j))) {
         users_job_free(j);
         http_send_internal(r, DV_ERR_NOMEM);
@@ -381,5 +386,6 @@ fail:
         users_job_free(j);
     json_doc_free(&nd);
     json_doc_free(&od);
+    buf_free(&old_text);
     http_doc_ctx_free(c);
 }

@@ -121,7 +121,7 @@ export async function startServer(opts = {}) {
   });
   for (let i = 0; ; i++) {
     try {
-      const r = await fetch(new URL('_up', url));
+      const r = await fetch(new URL('_up', url), { headers: opts.admin !== false ? withAuth() : {} });
       await r.arrayBuffer();
       if (r.status === 200) break;
     } catch (e) {
