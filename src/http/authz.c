@@ -174,6 +174,17 @@ static int db_check(http_req_t *r, int need)
 
 int http_authz_db_admin(http_req_t *r) { return db_check(r, NEED_ADMIN); }
 
+int http_authz_is_route_db_admin(http_req_t *r)
+{
+    if (http_user_has_role(r->user, "_admin"))
+        return 1;
+    buf_t sec = BUF_INIT;
+    int rc = route_security(r, &sec);
+    int ok = rc == DV_ERR_NOTFOUND || (rc == DV_OK && http_authz_is_db_admin(r->user, (const char *)sec.data, sec.len));
+    buf_free(&sec);
+    return ok;
+}
+
 static int is_users_db(const http_req_t *r) { return r->match.db.p && !strcmp(r->match.db.p, HTTP_AUTH_USERS_DB); }
 
 static int second_segment_is(const http_req_t *r, const char *s)

@@ -31,6 +31,9 @@ int http_authz_is_db_member(const http_user_ctx_t *ctx, const char *sec, size_t 
  * not a db or server admin." otherwise.  For handler-level rules such as
  * design-document writes.  A missing database passes (the handler 404s). */
 int http_authz_db_admin(http_req_t *r);
+/* The same question without an answer sent (per-document results of
+ * _bulk_docs): 1 for a db or server admin or a missing database. */
+int http_authz_is_route_db_admin(http_req_t *r);
 
 /* The security object a new database gets ([couchdb] default_security). */
 const char *http_authz_default_security(http_req_t *r);

@@ -9,6 +9,7 @@
  * takes tens of milliseconds at the configured iteration count.
  */
 #include "http/users.h"
+#include "http/hutil.h"
 #include "base/base64.h"
 #include "base/passwd.h"
 #include "base/status.h"
@@ -312,80 +313,110 @@ static const json_val *read_old(db_t *db, const buf_t *id, json_doc *jd, buf_t *
     return res;
 }
 
-void http_users_submit(http_req_t *r, http_doc_ctx *c, int new_edits, http_users_cont_fn cont)
+int http_users_check(http_req_t *r, db_t *db, const db_doc *d, int admin, db_err *e, char **password,
+                     size_t *pw_len)
 {
     json_doc nd = JSON_DOC_INIT, od = JSON_DOC_INIT;
     buf_t old_text = BUF_INIT;
-    users_job *j = NULL;
-    const char *id = (const char *)c->doc.id.data;
-    size_t idlen = c->doc.id.len;
-    int admin = users_admin(r, c->db);
+    const char *id = (const char *)d->id.data;
+    size_t idlen = d->id.len;
+    int rc = DV_ERR_INVALID;
+    *password = NULL;
+    *pw_len = 0;
     /* couch_users_db:before_doc_update: others' documents do not exist. */
     if (!admin && r->user && r->user->name && !own_id(r->user, id, idlen)) {
-        http_send_error(r, 404, "not_found", "missing");
-        goto fail;
+        db_err_set(e, 404, "not_found", "missing");
+        goto done;
     }
-    if (c->local || http_doc_is_design(&c->doc)) {
-        json_doc_free(&nd);
-        cont(r, c, new_edits); /* design docs: db admins, checked by the caller */
-        return;
+    if (db_docid_is_local(d->id.data, d->id.len) || http_doc_is_design(d)) {
+        rc = DV_OK; /* design docs: db admins, checked by the caller */
+        goto done;
     }
-    if (json_doc_parse(&nd, c->doc.body.data, c->doc.body.len, 0, NULL) != DV_OK) {
-        http_send_internal(r, DV_ERR_CORRUPT);
-        goto fail;
+    if (json_doc_parse(&nd, d->body.data, d->body.len, 0, NULL) != DV_OK) {
+        db_err_set(e, 400, "bad_request", "invalid UTF-8 JSON");
+        goto done;
     }
     const json_val *root = json_doc_root(&nd);
-    const json_val *old = read_old(c->db, &c->doc.id, &od, &old_text);
-    const char *bad = http_users_validate(root, id, idlen, c->doc.deleted, old, r->user, admin);
+    const json_val *old = read_old(db, &d->id, &od, &old_text);
+    const char *bad = http_users_validate(root, id, idlen, d->deleted, old, r->user, admin);
     if (bad) {
-        http_send_error(r, 403, "forbidden", bad);
-        goto fail;
+        db_err_set(e, 403, "forbidden", "%s", bad);
+        goto done;
     }
-    const json_val *pw = c->doc.deleted ? NULL : json_object_get_cstr(root, "password");
-    if (!pw || json_is_null(pw)) {
-        json_doc_free(&nd);
-        json_doc_free(&od);
-        buf_free(&old_text);
+    const json_val *pw = d->deleted ? NULL : json_object_get_cstr(root, "password");
+    if (pw && !json_is_null(pw)) {
+        if (!json_is_string(pw)) {
+            db_err_set(e, 400, "bad_request", "password must be a string");
+            goto done;
+        }
+        size_t pn;
+        const char *ps = json_str(pw, &pn);
+        if (!(*password = malloc(pn + 1))) {
+            db_err_set(e, 500, "unknown_error", "out of memory");
+            rc = DV_ERR_NOMEM;
+            goto done;
+        }
+        memcpy(*password, ps, pn);
+        (*password)[pn] = 0;
+        *pw_len = pn;
+    }
+    rc = DV_OK;
+done:
+    json_doc_free(&nd);
+    json_doc_free(&od);
+    buf_free(&old_text);
+    return rc;
+}
+
+int http_users_hash(db_doc *d, const char *password, const char *prf, long iterations)
+{
+    char *hash = NULL;
+    int rc = passwd_hash(password, prf, iterations, &hash);
+    if (rc == DV_OK)
+        rc = apply_hash(d, hash);
+    free(hash);
+    return rc;
+}
+
+int http_users_is_admin(http_req_t *r, db_t *db) { return users_admin(r, db); }
+
+void http_users_submit(http_req_t *r, http_doc_ctx *c, int new_edits, http_users_cont_fn cont)
+{
+    db_err e;
+    char *pw;
+    size_t pn;
+    int rc = http_users_check(r, c->db, &c->doc, users_admin(r, c->db), &e, &pw, &pn);
+    if (rc != DV_OK) {
+        if (rc == DV_ERR_NOMEM)
+            http_send_internal(r, rc);
+        else
+            http_send_db_err(r, &e);
+        http_doc_ctx_free(c);
+        return;
+    }
+    if (!pw) {
         cont(r, c, new_edits);
         return;
     }
-    if (!json_is_string(pw)) {
-        http_send_error(r, 400, "bad_request", "password must be a string");
-        goto fail;
-    }
-    size_t pn;
-    const char *ps = json_str(pw, &pn);
     const http_auth_t *a = http_server_opts(r->server)->auth;
-    j = calloc(1, sizeof *j);
-    if (!j || !(j->password = malloc(pn + 1)) ||
-        !(j->prf = strdup(a ? http_auth_opts(a)->users_prf : PASSWD_DEFAULT_PRF))) {
+    users_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->prf = strdup(a ? http_auth_opts(a)->users_prf : PASSWD_DEFAULT_PRF)) ||
+        !(j->async = http_async_new(r, hash_done, j))) {
+        if (j)
+            free(j->prf);
+        free(j);
+        OPENSSL_cleanse(pw, pn);
+        free(pw);
         http_send_internal(r, DV_ERR_NOMEM);
-        goto fail;
+        http_doc_ctx_free(c);
+        return;
     }
-    memcpy(j->password, ps, pn);
-    j->password[pn] = 0;
+    j->password = pw;
     j->pw_len = pn;
     j->iterations = a ? http_auth_opts(a)->users_iterations : PASSWD_DEFAULT_ITERATIONS;
     j->c = c;
     j->new_edits = new_edits;
     j->cont = cont;
-    json_doc_free(&nd);
-    json_doc_free(&od);
-    buf_free(&old_text);
-    if (!(j->async = http_async_new(r, hash_done, j))) {
-        users_job_free(j);
-        http_send_internal(r, DV_ERR_NOMEM);
-        http_doc_ctx_free(c);
-        return;
-    }
     if (workers_submit(http_server_workers(r->server), hash_work, j) != DV_OK)
         hash_work(j);
-    return;
-fail:
-    if (j)
-        users_job_free(j);
-    json_doc_free(&nd);
-    json_doc_free(&od);
-    buf_free(&old_text);
-    http_doc_ctx_free(c);
 }

@@ -26,6 +26,18 @@ int http_users_authz_doc(http_req_t *r);
 typedef void (*http_users_cont_fn)(http_req_t *r, http_doc_ctx *c, int new_edits);
 void http_users_submit(http_req_t *r, http_doc_ctx *c, int new_edits, http_users_cont_fn cont);
 
+/* The write rules for one document d of _users (db), for the caller to
+ * report (db_err e: 404 for another user's document, 403 forbidden with
+ * the _auth reason, 400): DV_OK with *password a malloc'd copy of a clear
+ * password to hash (NULL when none; the caller cleanses and frees it), or
+ * DV_ERR_INVALID / DV_ERR_NOMEM.  admin: http_users_is_admin. */
+int http_users_check(http_req_t *r, db_t *db, const db_doc *d, int admin, db_err *e, char **password,
+                     size_t *pw_len);
+/* Server admin or admin of _users. */
+int http_users_is_admin(http_req_t *r, db_t *db);
+/* Replaces d's "password" by the PBKDF2 members (worker thread: slow). */
+int http_users_hash(db_doc *d, const char *password, const char *prf, long iterations);
+
 /* The _auth validation on its own (for unit tests and _bulk_docs): newdoc
  * and olddoc (NULL: none) are full JSON objects with _id (and _deleted);
  * is_admin: server or db admin.  NULL when valid, else the forbidden

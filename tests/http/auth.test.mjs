@@ -136,6 +136,17 @@ describe('permission matrix', () => {
     assert.deepEqual(r.json, { error: 'unauthorized', reason: 'You are not a server or db admin.' });
   });
 
+  test('_bulk_docs: a design document needs a db admin, per document', async () => {
+    const r = await who.memberByName()('/sec/_bulk_docs', { method: 'POST', body: JSON.stringify({ docs: [{ _id: 'bd-plain' }, { _id: '_design/bd' }] }) });
+    assert.equal(r.status, 201);
+    assert.equal(r.json[0].ok, true);
+    assert.deepEqual({ id: r.json[1].id, error: r.json[1].error, reason: r.json[1].reason },
+      { id: '_design/bd', error: 'forbidden', reason: 'You are not a db or server admin.' });
+    assert.equal((await who.serverAdmin()('/sec/_design/bd')).status, 404);
+    const ok = await who.dbAdminByRole()('/sec/_bulk_docs', { method: 'POST', body: JSON.stringify({ docs: [{ _id: '_design/bd' }] }) });
+    assert.equal(ok.json[0].ok, true);
+  });
+
   test('a denied write changes nothing', async () => {
     const before = (await who.serverAdmin()('/sec')).json.doc_count;
     await who.outsider()('/sec/denied', { method: 'PUT', body: '{}' });
@@ -343,6 +354,24 @@ describe('_users', () => {
       assert.equal(r.status, 403, reason);
       assert.deepEqual(r.json, { error: 'forbidden', reason });
     }
+  });
+
+  test('_bulk_docs into _users hashes passwords and validates each document', async () => {
+    const r = await admin()('/_users/_bulk_docs', {
+      method: 'POST',
+      body: JSON.stringify({ docs: [
+        { _id: 'org.couchdb.user:bulk1', name: 'bulk1', password: 'b1', roles: [], type: 'user' },
+        { _id: 'org.couchdb.user:bulk2', name: 'wrong', roles: [], type: 'user' },
+      ] }),
+    });
+    assert.equal(r.status, 201);
+    assert.equal(r.json[0].ok, true);
+    assert.deepEqual({ error: r.json[1].error, reason: r.json[1].reason },
+      { error: 'forbidden', reason: 'Doc ID must be of the form org.couchdb.user:name' });
+    const doc = (await admin()('/_users/org.couchdb.user:bulk1')).json;
+    assert.equal(doc.password, undefined);
+    assert.equal(doc.password_scheme, 'pbkdf2');
+    assert.equal((await as(srv, { name: 'bulk1', password: 'b1' })('/_session')).json.userCtx.name, 'bulk1');
   });
 
   test('listing _users is for server admins', async () => {
