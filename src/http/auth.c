@@ -27,7 +27,9 @@
 #include "store/dbfile.h"
 #include "store/revtree.h"
 
+#include <arpa/inet.h>
 #include <h2o.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,8 +50,22 @@ typedef struct cache_entry {
     unsigned char mac[32]; /* HMAC-SHA256(cache_key, password) */
 } cache_entry;
 
+/* One (client address, user, salt) pair's failures. */
+typedef struct lock_entry {
+    struct lock_entry *next; /* bucket chain */
+    uint64_t hash;
+    long long created_ms;
+    long long count;
+    size_t len;
+    char key[]; /* peer NUL name NUL salt */
+} lock_entry;
+
+#define LOCK_BUCKETS 4096
+
 struct http_auth {
     http_auth_opts_t o;
+    lock_entry *locks[LOCK_BUCKETS]; /* under mu */
+    long long nlocks;
     char **names, **hashes;
     char *secret, *same_site, *users_prf;
     unsigned char cache_key[32];
@@ -112,6 +128,12 @@ void http_auth_free(http_auth_t *a)
     for (size_t i = 0; i < CACHE_SLOTS; i++) {
         free(a->cache[i].name);
         free(a->cache[i].stored);
+    }
+    for (size_t i = 0; i < LOCK_BUCKETS; i++) {
+        for (lock_entry *e = a->locks[i], *n; e; e = n) {
+            n = e->next;
+            free(e);
+        }
     }
     OPENSSL_cleanse(a->cache_key, sizeof a->cache_key);
     pthread_mutex_destroy(&a->mu);
@@ -336,6 +358,139 @@ static void cache_put(http_auth_t *a, const char *name, const char *stored, cons
     pthread_mutex_unlock(&a->mu);
 }
 
+/* ---- failed-login lockout ------------------------------------------------------ */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "peer\0name\0salt" for r's client into buf; 0 when r has no peer. */
+static size_t lock_key(http_req_t *r, const char *name, const char *salt, char *buf, size_t cap)
+{
+    h2o_req_t *req = r->h2o;
+    struct sockaddr_storage ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    if (!req->conn || !req->conn->callbacks->get_peername)
+        return 0;
+    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (sl == 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof host);
+    else
+        return 0;
+    size_t hl = strlen(host), nl = strlen(name), tl = strlen(salt);
+    if (hl + nl + tl + 2 > cap)
+        return 0;
+    memcpy(buf, host, hl + 1);
+    memcpy(buf + hl + 1, name, nl + 1);
+    memcpy(buf + hl + nl + 2, salt, tl);
+    return hl + nl + 2 + tl;
+}
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* The live entry for key (expired ones are dropped on the way); mu held. */
+static lock_entry *lock_find(http_auth_t *a, const char *key, size_t len, uint64_t h, long long now)
+{
+    lock_entry **pp = &a->locks[h % LOCK_BUCKETS];
+    while (*pp) {
+        lock_entry *e = *pp;
+        if (now - e->created_ms >= a->o.lockout_max_lifetime_ms) {
+            *pp = e->next;
+            free(e);
+            a->nlocks--;
+            continue;
+        }
+        if (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0)
+            return e;
+        pp = &e->next;
+    }
+    return NULL;
+}
+
+/* Drops the oldest entry (a full table is rare: max_objects distinct
+ * failing pairs within max_lifetime), O(entries); mu held. */
+static void lock_evict_oldest(http_auth_t *a)
+{
+    lock_entry **oldest = NULL;
+    for (size_t i = 0; i < LOCK_BUCKETS; i++)
+        for (lock_entry **pp = &a->locks[i]; *pp; pp = &(*pp)->next)
+            if (!oldest || (*pp)->created_ms < (*oldest)->created_ms)
+                oldest = pp;
+    if (oldest) {
+        lock_entry *e = *oldest;
+        *oldest = e->next;
+        free(e);
+        a->nlocks--;
+    }
+}
+
+/* Whether r's client is locked out of `name` (mode enforce); warn mode
+ * only logs. */
+static int lock_check(http_auth_t *a, http_req_t *r, const char *name, const char *salt)
+{
+    char key[512];
+    size_t len;
+    if (a->o.lockout_mode == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
+        return 0;
+    uint64_t h = fnv1a(key, len);
+    pthread_mutex_lock(&a->mu);
+    lock_entry *e = lock_find(a, key, len, h, now_ms());
+    int over = e && e->count >= a->o.lockout_threshold;
+    pthread_mutex_unlock(&a->mu);
+    if (over && a->o.lockout_mode == HTTP_LOCKOUT_WARN) {
+        log_warn("auth: authentication failure threshold reached for %s from %s", name, key);
+        return 0;
+    }
+    return over;
+}
+
+static void lock_fail(http_auth_t *a, http_req_t *r, const char *name, const char *salt)
+{
+    char key[512];
+    size_t len;
+    if (a->o.lockout_mode == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
+        return;
+    uint64_t h = fnv1a(key, len);
+    long long now = now_ms();
+    pthread_mutex_lock(&a->mu);
+    lock_entry *e = lock_find(a, key, len, h, now);
+    if (!e) {
+        if (a->nlocks >= a->o.lockout_max_objects)
+            lock_evict_oldest(a);
+        if ((e = malloc(sizeof *e + len))) {
+            e->hash = h;
+            e->created_ms = now;
+            e->count = 0;
+            e->len = len;
+            memcpy(e->key, key, len);
+            e->next = a->locks[h % LOCK_BUCKETS];
+            a->locks[h % LOCK_BUCKETS] = e;
+            a->nlocks++;
+        }
+    }
+    if (e)
+        e->count++;
+    pthread_mutex_unlock(&a->mu);
+}
+
+void http_auth_send_locked(http_req_t *r)
+{
+    http_send_error(r, 403, "forbidden", "Account is temporarily locked due to multiple authentication failures");
+}
+
 /* ---- password checks (login) ----------------------------------------------- */
 
 typedef struct login_job {
@@ -378,8 +533,10 @@ static void login_resume(http_req_t *r, void *arg)
     http_auth_login_fn fn = j->fn;
     void *farg = j->arg;
     const http_user_ctx_t *user = j->ok ? j->u.ctx : NULL;
+    if (r && !j->ok)
+        lock_fail(j->a, r, j->u.ctx->name, j->u.salt);
     login_job_free(j);
-    fn(r, user, farg);
+    fn(r, user, 0, farg);
 }
 
 void http_auth_login(http_req_t *r, const char *name, size_t name_len, const char *password, size_t pw_len,
@@ -389,16 +546,22 @@ void http_auth_login(http_req_t *r, const char *name, size_t name_len, const cha
     auth_user u;
     unsigned char mac[32];
     if (!a || lookup_user(r, name, name_len, &u) != DV_OK) {
-        fn(r, NULL, arg);
+        fn(r, NULL, 0, arg);
+        return;
+    }
+    if (lock_check(a, r, u.ctx->name, u.salt)) {
+        fn(r, NULL, 1, arg);
         return;
     }
     if (pw_mac(a, password, pw_len, mac) != DV_OK) {
-        http_send_internal(r, DV_ERR_NOMEM);
+        fn(r, NULL, 0, arg);
         return;
     }
     int c = cache_check(a, u.ctx->name, u.stored, mac);
     if (c >= 0) {
-        fn(r, c ? u.ctx : NULL, arg);
+        if (!c)
+            lock_fail(a, r, u.ctx->name, u.salt);
+        fn(r, c ? u.ctx : NULL, 0, arg);
         return;
     }
     login_job *j = calloc(1, sizeof *j);
@@ -423,7 +586,7 @@ void http_auth_login(http_req_t *r, const char *name, size_t name_len, const cha
 nomem:
     if (j)
         login_job_free(j);
-    http_send_internal(r, DV_ERR_NOMEM);
+    fn(r, NULL, 0, arg); /* refused: a login never succeeds by failing to check */
 }
 
 /* ---- parsing ----------------------------------------------------------------- */
@@ -645,11 +808,15 @@ static void finish(http_req_t *r, http_auth_next_fn next)
     next(r);
 }
 
-static void basic_done(http_req_t *r, const http_user_ctx_t *user, void *arg)
+static void basic_done(http_req_t *r, const http_user_ctx_t *user, int locked, void *arg)
 {
     http_auth_next_fn next = (http_auth_next_fn)(uintptr_t)arg;
     if (!r)
         return;
+    if (locked) {
+        http_auth_send_locked(r);
+        return;
+    }
     if (!user) {
         http_send_error(r, 401, "unauthorized", "Name or password is incorrect.");
         return;

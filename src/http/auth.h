@@ -41,7 +41,18 @@ typedef struct http_auth_opts {
     int default_security_admin_only;  /* [couchdb] default_security = admin_only */
     const char *users_prf;            /* [chttpd_auth] pbkdf2_prf for _users passwords */
     long users_iterations;            /* [chttpd_auth] iterations */
+    int lockout_mode;                 /* [chttpd_auth_lockout] mode: HTTP_LOCKOUT_* */
+    long long lockout_threshold;      /* failures before the lock */
+    long long lockout_max_objects;    /* (client, user) pairs remembered */
+    long long lockout_max_lifetime_ms; /* how long a pair's count lives */
 } http_auth_opts_t;
+
+/* Failed-login lockout (CouchDB 3.4's [chttpd_auth_lockout]): after
+ * `threshold` wrong passwords for one user from one client address, that
+ * client's further attempts for the user get 403 (enforce) or a logged
+ * warning (warn) until the count expires; the user's salt is part of the
+ * key, so a password change lifts it. */
+enum { HTTP_LOCKOUT_OFF = 0, HTTP_LOCKOUT_WARN = 1, HTTP_LOCKOUT_ENFORCE = 2 };
 
 typedef struct http_auth http_auth_t;
 
@@ -56,10 +67,14 @@ const http_auth_opts_t *http_auth_opts(const http_auth_t *a);
 typedef void (*http_auth_next_fn)(http_req_t *r);
 void http_auth_request(http_req_t *r, http_auth_next_fn next);
 
-/* Checks name/password (the _session login): fn(r, user, arg) runs on r's
- * loop with the user's context (in r's pool) or NULL when the name is
- * unknown or the password wrong.  r is NULL in fn when the client left. */
-typedef void (*http_auth_login_fn)(http_req_t *r, const http_user_ctx_t *user, void *arg);
+/* Checks name/password (Basic, the _session login): fn(r, user, locked,
+ * arg) runs on r's loop with the user's context (in r's pool), or NULL
+ * when the name is unknown or the password wrong, or NULL and locked = 1
+ * when the lockout refused to check (answer with http_auth_send_locked).
+ * r is NULL in fn when the client left. */
+typedef void (*http_auth_login_fn)(http_req_t *r, const http_user_ctx_t *user, int locked, void *arg);
+/* 403 "Account is temporarily locked due to multiple authentication failures". */
+void http_auth_send_locked(http_req_t *r);
 void http_auth_login(http_req_t *r, const char *name, size_t name_len, const char *password, size_t pw_len,
                      http_auth_login_fn fn, void *arg);
 

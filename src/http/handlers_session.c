@@ -71,11 +71,15 @@ static void login_free(login_ctx *l)
     free(l);
 }
 
-static void login_done(http_req_t *r, const http_user_ctx_t *user, void *arg)
+static void login_done(http_req_t *r, const http_user_ctx_t *user, int locked, void *arg)
 {
     login_free(arg);
     if (!r)
         return;
+    if (locked) {
+        http_auth_send_locked(r);
+        return;
+    }
     buf_t b = BUF_INIT;
     json_writer w;
     json_writer_init(&w, &b);

@@ -49,7 +49,7 @@ describe('permission matrix', () => {
   // principal → requester
   const who = {
     anonymous: () => as(srv, null),
-    wrongPassword: () => as(srv, { name: ADMIN.name, password: 'nope' }),
+    wrongPassword: () => as(srv, { name: ADMIN.name, password: 'nope' }), // lockout is off on this server
     unknownUser: () => as(srv, { name: 'ghost', password: 'x' }),
     outsider: () => as(srv, users.outsider),
     memberByName: () => as(srv, users.member),
@@ -102,7 +102,12 @@ describe('permission matrix', () => {
   };
 
   before(async () => {
-    srv = await startServer();
+    // Every wrong-password probe below would lock the admin out after 5
+    // (the lockout has its own test).
+    const dir = tempDir();
+    const ini = path.join(dir, 'nolockout.ini');
+    writeFileSync(ini, '[chttpd_auth_lockout]\nmode = off\n');
+    srv = await startServer({ args: ['--config', ini] });
     const a = admin();
     for (const u of Object.values(users)) await createUser(a, u.name, u.password, u.roles);
     for (const db of ['sec', 'pub', 'fresh']) assert.equal((await a(`/${db}`, { method: 'PUT' })).status, 201);
@@ -383,6 +388,53 @@ describe('_users', () => {
       assert.equal((await admin()(p)).status, 200, p);
     }
     assert.equal((await ivan('/_users/_bulk_docs', { method: 'POST', body: '{"docs":[]}' })).status, 403);
+  });
+});
+
+describe('failed-login lockout', () => {
+  test('enforce: after 5 failures from one client the right password is refused too, other users are not', async () => {
+    const srv = await startServer();
+    try {
+      const a = as(srv, ADMIN);
+      await createUser(a, 'lock', 'right');
+      await createUser(a, 'free', 'pw');
+      const wrong = as(srv, { name: 'lock', password: 'wrong' });
+      for (let i = 0; i < 5; i++) assert.equal((await wrong('/_session')).status, 401);
+      let r = await wrong('/_session');
+      assert.equal(r.status, 403);
+      assert.deepEqual(r.json, { error: 'forbidden', reason: 'Account is temporarily locked due to multiple authentication failures' });
+      assert.equal((await as(srv, { name: 'lock', password: 'right' })('/_session')).status, 403);
+      r = await as(srv, null)('/_session', { method: 'POST', body: JSON.stringify({ name: 'lock', password: 'right' }) });
+      assert.equal(r.status, 403);
+      assert.equal((await as(srv, { name: 'free', password: 'pw' })('/_session')).status, 200);
+      // a new password (a new salt) lifts the lock
+      const doc = (await a('/_users/org.couchdb.user:lock')).json;
+      assert.equal((await a('/_users/org.couchdb.user:lock', { method: 'PUT', body: JSON.stringify({ ...doc, password: 'new' }) })).status, 201);
+      assert.equal((await as(srv, { name: 'lock', password: 'new' })('/_session')).status, 200);
+    } finally { await srv.stop(); }
+  });
+
+  test('the count expires after max_lifetime; mode = warn only logs', async () => {
+    const dir = tempDir();
+    const ini = path.join(dir, 'lk.ini');
+    writeFileSync(ini, '[chttpd_auth_lockout]\nthreshold = 2\nmax_lifetime = 1500\n');
+    let srv = await startServer({ args: ['--config', ini] });
+    try {
+      const wrong = as(srv, { name: ADMIN.name, password: 'x' });
+      await wrong('/');
+      await wrong('/');
+      assert.equal((await as(srv, ADMIN)('/')).status, 403);
+      await sleep(1700);
+      assert.equal((await as(srv, ADMIN)('/')).status, 200);
+    } finally { await srv.stop(); }
+    writeFileSync(ini, '[chttpd_auth_lockout]\nthreshold = 2\nmode = warn\n');
+    srv = await startServer({ args: ['--config', ini] });
+    try {
+      const wrong = as(srv, { name: ADMIN.name, password: 'x' });
+      for (let i = 0; i < 3; i++) assert.equal((await wrong('/')).status, 401);
+      assert.equal((await as(srv, ADMIN)('/')).status, 200);
+      assert.match(srv.log(), /authentication failure threshold reached for admin/);
+    } finally { await srv.stop(); }
   });
 });
 
