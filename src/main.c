@@ -252,6 +252,42 @@ static int open_auth(const config_t *c, struct admin_list *al, http_auth_t **out
     o.default_security_admin_only = strcmp(defsec, "admin_only") == 0;
     o.users_prf = config_get_str(c, "chttpd_auth", "pbkdf2_prf", "sha256");
     o.users_iterations = (long)iterations;
+    /* [chttpd] authentication_handlers, CouchDB's syntax:
+     * "{chttpd_auth, cookie_authentication_handler}, {chttpd_auth, …}". */
+    const char *hl = config_get_str(c, "chttpd", "authentication_handlers",
+                                    "{chttpd_auth, cookie_authentication_handler}, "
+                                    "{chttpd_auth, default_authentication_handler}");
+    static const struct { const char *name; int id; } known[] = {
+        {"cookie_authentication_handler", HTTP_AUTHN_COOKIE},
+        {"default_authentication_handler", HTTP_AUTHN_DEFAULT},
+        {"proxy_authentication_handler", HTTP_AUTHN_PROXY},
+    };
+    for (const char *p = hl; *p && o.nhandlers < 4;) {
+        const char *end = strchr(p, '}');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        int found = 0;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
+            const char *m = strstr(p, known[k].name);
+            if (m && m < p + len) {
+                o.handlers[o.nhandlers++] = known[k].id;
+                found = 1;
+            }
+        }
+        if (!found && memchr(p, '_', len))
+            log_warn("config: [chttpd] authentication_handlers: %.*s is not supported", (int)len, p);
+        p += len + (end ? 1 : 0);
+    }
+    if (o.nhandlers == 0) {
+        log_error("config: [chttpd] authentication_handlers names no supported handler");
+        return DV_ERR_INVALID;
+    }
+    int proxy_secret;
+    if ((rc = config_get_bool(c, "chttpd_auth", "proxy_use_secret", 0, &proxy_secret)) != DV_OK)
+        return rc;
+    o.proxy_use_secret = proxy_secret;
+    o.x_auth_username = config_get_str(c, "chttpd_auth", "x_auth_username", "X-Auth-CouchDB-UserName");
+    o.x_auth_roles = config_get_str(c, "chttpd_auth", "x_auth_roles", "X-Auth-CouchDB-Roles");
+    o.x_auth_token = config_get_str(c, "chttpd_auth", "x_auth_token", "X-Auth-CouchDB-Token");
     o.lockout_mode = lockout;
     o.lockout_threshold = lk_threshold;
     o.lockout_max_objects = lk_objects;

@@ -28,6 +28,7 @@
 #include "store/revtree.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <h2o.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -67,7 +68,7 @@ struct http_auth {
     lock_entry *locks[LOCK_BUCKETS]; /* under mu */
     long long nlocks;
     char **names, **hashes;
-    char *secret, *same_site, *users_prf;
+    char *secret, *same_site, *users_prf, *xu, *xr, *xt;
     unsigned char cache_key[32];
     pthread_mutex_t mu;
     cache_entry cache[CACHE_SLOTS];
@@ -91,7 +92,10 @@ int http_auth_new(const http_auth_opts_t *o, http_auth_t **out)
     a->secret = xstrdup(o->secret);
     a->same_site = xstrdup(o->same_site);
     a->users_prf = xstrdup(o->users_prf ? o->users_prf : PASSWD_DEFAULT_PRF);
-    if (!a->names || !a->hashes || !a->secret || !a->same_site || !a->users_prf)
+    a->xu = xstrdup(o->x_auth_username ? o->x_auth_username : "X-Auth-CouchDB-UserName");
+    a->xr = xstrdup(o->x_auth_roles ? o->x_auth_roles : "X-Auth-CouchDB-Roles");
+    a->xt = xstrdup(o->x_auth_token ? o->x_auth_token : "X-Auth-CouchDB-Token");
+    if (!a->names || !a->hashes || !a->secret || !a->same_site || !a->users_prf || !a->xu || !a->xr || !a->xt)
         goto fail;
     for (size_t i = 0; i < o->nadmins; i++)
         if (!(a->names[i] = xstrdup(o->admin_names[i])) || !(a->hashes[i] = xstrdup(o->admin_hashes[i])))
@@ -103,6 +107,21 @@ int http_auth_new(const http_auth_opts_t *o, http_auth_t **out)
     a->o.secret = a->secret;
     a->o.same_site = a->same_site;
     a->o.users_prf = a->users_prf;
+    /* h2o keeps request header names in lower case. */
+    for (char *p = a->xu; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    for (char *p = a->xr; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    for (char *p = a->xt; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    a->o.x_auth_username = a->xu;
+    a->o.x_auth_roles = a->xr;
+    a->o.x_auth_token = a->xt;
+    if (a->o.nhandlers == 0 || a->o.nhandlers > 4) {
+        a->o.handlers[0] = HTTP_AUTHN_COOKIE;
+        a->o.handlers[1] = HTTP_AUTHN_DEFAULT;
+        a->o.nhandlers = 2;
+    }
     if (a->o.users_iterations < 1)
         a->o.users_iterations = PASSWD_DEFAULT_ITERATIONS;
     *out = a;
@@ -125,6 +144,9 @@ void http_auth_free(http_auth_t *a)
     free(a->secret);
     free(a->same_site);
     free(a->users_prf);
+    free(a->xu);
+    free(a->xr);
+    free(a->xt);
     for (size_t i = 0; i < CACHE_SLOTS; i++) {
         free(a->cache[i].name);
         free(a->cache[i].stored);
@@ -141,6 +163,16 @@ void http_auth_free(http_auth_t *a)
 }
 
 const http_auth_opts_t *http_auth_opts(const http_auth_t *a) { return &a->o; }
+
+size_t http_auth_handler_names(const http_auth_t *a, const char **out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; a && i < a->o.nhandlers && n < cap; i++) {
+        int h = a->o.handlers[i];
+        out[n++] = h == HTTP_AUTHN_COOKIE ? "cookie" : h == HTTP_AUTHN_PROXY ? "proxy" : "default";
+    }
+    return n;
+}
 
 static http_auth_t *req_auth(http_req_t *r) { return http_server_opts(r->server)->auth; }
 
@@ -866,6 +898,56 @@ static int cookie_auth(http_req_t *r, http_auth_t *a)
     return DV_OK;
 }
 
+/* The proxy handler: DV_OK with r->user set, or left anonymous when the
+ * name header is absent or the token does not match. */
+static int proxy_auth(http_req_t *r, http_auth_t *a)
+{
+    const char *name = http_req_header(r, a->xu);
+    if (!name || !*name)
+        return DV_OK;
+    if (a->o.proxy_use_secret) {
+        const char *token = http_req_header(r, a->xt);
+        unsigned char mac[20];
+        unsigned int len = sizeof mac;
+        char hex[41];
+        if (!token || !HMAC(EVP_sha1(), a->secret, (int)strlen(a->secret), (const unsigned char *)name,
+                            strlen(name), mac, &len))
+            return DV_OK;
+        for (size_t i = 0; i < sizeof mac; i++)
+            snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+        if (strlen(token) != 40 || CRYPTO_memcmp(token, hex, 40) != 0)
+            return DV_OK;
+    }
+    /* Roles: comma-separated, spaces around commas dropped, as CouchDB's
+     * re:split(Roles, "\\s*,\\s*", [trim]). */
+    const char *rh = http_req_header(r, a->xr);
+    size_t cap = 1;
+    for (const char *p = rh; p && *p; p++)
+        cap += *p == ',';
+    const char **roles = pool_alloc(r, cap * sizeof *roles);
+    size_t n = 0;
+    for (const char *p = rh; p && *p;) {
+        const char *end = p + strcspn(p, ",");
+        const char *b = p, *e = end;
+        while (b < e && (*b == ' ' || *b == '\t'))
+            b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e > b || *end == ',')
+            roles[n++] = pool_strndup(r, b, (size_t)(e - b));
+        p = *end ? end + 1 : end;
+    }
+    while (n > 0 && !*roles[n - 1])
+        n--; /* trim: trailing empty fields */
+    http_user_ctx_t *ctx = pool_alloc(r, sizeof *ctx);
+    ctx->name = name;
+    ctx->roles = roles;
+    ctx->nroles = n;
+    ctx->handler = "proxy";
+    r->user = ctx;
+    return DV_OK;
+}
+
 void http_auth_request(http_req_t *r, http_auth_next_fn next)
 {
     http_auth_t *a = req_auth(r);
@@ -873,22 +955,30 @@ void http_auth_request(http_req_t *r, http_auth_next_fn next)
         next(r);
         return;
     }
-    if (cookie_auth(r, a) != DV_OK)
-        return;
-    if (r->user) {
-        finish(r, next);
-        return;
-    }
-    const char *h = http_req_header(r, "authorization");
-    char *buf;
-    size_t name_len, pw_len;
-    const char *pw;
-    if (h && http_auth_basic_parse(h, &buf, &name_len, &pw, &pw_len) == DV_OK) {
-        /* The password stays in buf only until login copied what it needs. */
-        http_auth_login(r, buf, name_len, pw, pw_len, basic_done, (void *)(uintptr_t)next);
-        OPENSSL_cleanse(buf, name_len + 1 + pw_len);
-        free(buf);
-        return;
+    for (size_t i = 0; i < a->o.nhandlers && !r->user; i++) {
+        switch (a->o.handlers[i]) {
+        case HTTP_AUTHN_COOKIE:
+            if (cookie_auth(r, a) != DV_OK)
+                return;
+            break;
+        case HTTP_AUTHN_PROXY:
+            proxy_auth(r, a);
+            break;
+        default: {
+            const char *h = http_req_header(r, "authorization");
+            char *buf;
+            size_t name_len, pw_len;
+            const char *pw;
+            if (h && http_auth_basic_parse(h, &buf, &name_len, &pw, &pw_len) == DV_OK) {
+                /* Right or wrong, Basic credentials end the search. */
+                http_auth_login(r, buf, name_len, pw, pw_len, basic_done, (void *)(uintptr_t)next);
+                OPENSSL_cleanse(buf, name_len + 1 + pw_len);
+                free(buf);
+                return;
+            }
+            break;
+        }
+        }
     }
     finish(r, next);
 }

@@ -26,6 +26,13 @@
 #define HTTP_AUTH_USERS_DB "_users"
 #define HTTP_AUTH_USER_PREFIX "org.couchdb.user:"
 
+/* Authentication handlers (CouchDB's names without
+ * "_authentication_handler"): tried in the configured order until one
+ * names a user.  proxy trusts X-Auth-CouchDB-UserName/-Roles (with
+ * proxy_use_secret, only with X-Auth-CouchDB-Token = hex HMAC-SHA1 of the
+ * name under [chttpd_auth] secret); CouchDB enables it only when listed. */
+enum { HTTP_AUTHN_COOKIE = 1, HTTP_AUTHN_DEFAULT = 2, HTTP_AUTHN_PROXY = 3 };
+
 typedef struct http_auth_opts {
     const char *const *admin_names;  /* [admins]: names … */
     const char *const *admin_hashes; /* … and their stored hashes (base/passwd.h forms) */
@@ -41,6 +48,12 @@ typedef struct http_auth_opts {
     int default_security_admin_only;  /* [couchdb] default_security = admin_only */
     const char *users_prf;            /* [chttpd_auth] pbkdf2_prf for _users passwords */
     long users_iterations;            /* [chttpd_auth] iterations */
+    int handlers[4];                  /* [chttpd] authentication_handlers, in order: HTTP_AUTHN_* */
+    size_t nhandlers;                 /* 0: cookie, default (CouchDB's default list) */
+    int proxy_use_secret;             /* [chttpd_auth] proxy_use_secret */
+    const char *x_auth_username;      /* [chttpd_auth] x_auth_username, … */
+    const char *x_auth_roles;
+    const char *x_auth_token;
     int lockout_mode;                 /* [chttpd_auth_lockout] mode: HTTP_LOCKOUT_* */
     long long lockout_threshold;      /* failures before the lock */
     long long lockout_max_objects;    /* (client, user) pairs remembered */
@@ -77,6 +90,10 @@ typedef void (*http_auth_login_fn)(http_req_t *r, const http_user_ctx_t *user, i
 void http_auth_send_locked(http_req_t *r);
 void http_auth_login(http_req_t *r, const char *name, size_t name_len, const char *password, size_t pw_len,
                      http_auth_login_fn fn, void *arg);
+
+/* The configured handlers' names in order ("cookie", "default", "proxy"),
+ * for GET /_session's info.authentication_handlers. */
+size_t http_auth_handler_names(const http_auth_t *a, const char **out, size_t cap);
 
 /* The Set-Cookie value of a fresh AuthSession for `name` (in r's pool),
  * or NULL when the user no longer exists. */

@@ -220,8 +220,10 @@ static void session_get(http_req_t *r)
     json_write_begin_object(&w);
     json_write_key_cstr(&w, "authentication_handlers");
     json_write_begin_array(&w);
-    json_write_cstr(&w, "cookie");
-    json_write_cstr(&w, "default");
+    const char *names[4];
+    size_t nn = http_auth_handler_names(http_server_opts(r->server)->auth, names, 4);
+    for (size_t i = 0; i < nn; i++)
+        json_write_cstr(&w, names[i]);
     json_write_end_array(&w);
     if (u && u->handler) {
         json_write_key_cstr(&w, "authenticated");

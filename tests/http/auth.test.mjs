@@ -4,6 +4,7 @@
 // database (password hashing, sign-up and self-service rules), start-up
 // without an admin, --first-admin, require_valid_user.
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -434,6 +435,41 @@ describe('failed-login lockout', () => {
       for (let i = 0; i < 3; i++) assert.equal((await wrong('/')).status, 401);
       assert.equal((await as(srv, ADMIN)('/')).status, 200);
       assert.match(srv.log(), /authentication failure threshold reached for admin/);
+    } finally { await srv.stop(); }
+  });
+});
+
+describe('proxy authentication', () => {
+  test('off unless listed; with proxy_use_secret only a valid token counts', async () => {
+    let srv = await startServer();
+    try {
+      const r = await as(srv, null)('/_session', { headers: { 'X-Auth-CouchDB-UserName': 'eve', 'X-Auth-CouchDB-Roles': '_admin' } });
+      assert.equal(r.json.userCtx.name, null);
+      assert.deepEqual(r.json.info.authentication_handlers, ['cookie', 'default']);
+    } finally { await srv.stop(); }
+    const dir = tempDir();
+    const ini = path.join(dir, 'proxy.ini');
+    writeFileSync(ini, '[chttpd]\nauthentication_handlers = {chttpd_auth, cookie_authentication_handler}, '
+      + '{chttpd_auth, proxy_authentication_handler}, {chttpd_auth, default_authentication_handler}\n'
+      + '[chttpd_auth]\nproxy_use_secret = true\nsecret = proxysecret\n');
+    srv = await startServer({ args: ['--config', ini] });
+    try {
+      const token = createHmac('sha1', 'proxysecret').update('pat').digest('hex');
+      const hdr = { 'X-Auth-CouchDB-UserName': 'pat', 'X-Auth-CouchDB-Roles': 'staff , ops', 'X-Auth-CouchDB-Token': token };
+      let r = await as(srv, null)('/_session', { headers: hdr });
+      assert.deepEqual(r.json.userCtx, { name: 'pat', roles: ['staff', 'ops'] });
+      assert.equal(r.json.info.authenticated, 'proxy');
+      assert.deepEqual(r.json.info.authentication_handlers, ['cookie', 'proxy', 'default']);
+      r = await as(srv, null)('/_session', { headers: { ...hdr, 'X-Auth-CouchDB-Token': token.replace(/^./, (c) => (c === '0' ? '1' : '0')) } });
+      assert.equal(r.json.userCtx.name, null);
+      r = await as(srv, null)('/_session', { headers: { 'X-Auth-CouchDB-UserName': 'pat' } });
+      assert.equal(r.json.userCtx.name, null);
+      // proxy comes before Basic here: a valid proxy user wins
+      r = await as(srv, ADMIN)('/_session', { headers: hdr });
+      assert.equal(r.json.userCtx.name, 'pat');
+      const admin = createHmac('sha1', 'proxysecret').update('root').digest('hex');
+      r = await as(srv, null)('/_all_dbs', { headers: { 'X-Auth-CouchDB-UserName': 'root', 'X-Auth-CouchDB-Roles': '_admin', 'X-Auth-CouchDB-Token': admin } });
+      assert.equal(r.status, 200);
     } finally { await srv.stop(); }
   });
 });
