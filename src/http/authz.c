@@ -229,9 +229,12 @@ int http_authz_route(http_req_t *r)
             return http_authz_server_admin(r);
         /* Its documents are guarded one by one (users.c): anyone may sign
          * up, a user reads and edits only their own document. */
-        if (r->route->handler == (void *)http_handle_doc || r->route->handler == (void *)http_handle_attachment ||
+        int local = r->match.docid.n >= 7 && memcmp(r->match.docid.p, "_local/", 7) == 0;
+        if (((r->route->handler == (void *)http_handle_doc || r->route->handler == (void *)http_handle_attachment) &&
+             !local) ||
             (access == HTTP_ACCESS_DB && r->method == HTTP_POST))
             return http_users_authz_doc(r);
+        /* its _local documents and everything else: _security as usual */
     }
     return db_check(r, NEED_MEMBER);
 }

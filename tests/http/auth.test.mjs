@@ -389,6 +389,10 @@ describe('_users', () => {
       assert.equal((await admin()(p)).status, 200, p);
     }
     assert.equal((await ivan('/_users/_bulk_docs', { method: 'POST', body: '{"docs":[]}' })).status, 403);
+    assert.equal((await ivan('/_users/_local/x', { method: 'PUT', body: '{}' })).status, 403);
+    assert.equal((await as(srv, null)('/_users/_local/x', { method: 'PUT', body: '{}' })).status, 401);
+    assert.equal((await as(srv, null)('/_users/_design/x', { method: 'PUT', body: '{}' })).status, 401);
+    assert.equal((await ivan('/_users')).status, 403);
   });
 });
 
