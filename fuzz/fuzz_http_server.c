@@ -1190,6 +1190,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     dbo.cache_bytes = 4u << 20;
     dbo.durability = STORE_DURABLE_NEVER;
     dbo.compression = STORE_COMPRESS_LZ4;
+    dbo.default_security = HTTP_AUTH_ADMIN_ONLY_SECURITY; /* as divan's default */
     if (db_server_open(&dbo, &g_dbs) != DV_OK)
         abort();
     open_views();
@@ -1224,7 +1225,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     ao.timeout = 600;
     ao.allow_persistent_cookies = 1;
     ao.admin_only_all_dbs = 1;
-    ao.default_security_admin_only = 1;
     ao.users_prf = "sha256";
     ao.users_iterations = 10;
     if (http_auth_new(&ao, &g_auth) != DV_OK)

@@ -109,7 +109,7 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
 /* The databases: [couchdb] max_dbs_open, [divan] durability
  * (always|periodic|never), sync_interval_ms, cache_mb, compression
  * (lz4|zstd|none). */
-static int open_dbs(const config_t *c, db_server **out)
+static int open_dbs(const config_t *c, const char *default_security, db_server **out)
 {
     long long max_open, sync_ms, cache_mb;
     int rc;
@@ -122,6 +122,7 @@ static int open_dbs(const config_t *c, db_server **out)
     o.max_dbs_open = (size_t)max_open;
     o.cache_bytes = (size_t)cache_mb << 20;
     o.sync_interval_ms = (unsigned)sync_ms;
+    o.default_security = default_security;
     const char *d = config_get_str(c, "divan", "durability", "always");
     if (!strcmp(d, "always"))
         o.durability = STORE_DURABLE_ALWAYS;
@@ -191,9 +192,10 @@ static void collect_admin(void *ctx, const char *key, const char *value)
 }
 
 /* Authentication settings (http/auth.h) from [admins], [chttpd_auth],
- * [chttpd] and [couchdb].  CouchDB 3 refuses to start without a server
+ * [chttpd], [chttpd_auth_lockout]; *default_security from [couchdb]
+ * default_security (NULL: "{}").  CouchDB 3 refuses to start without a server
  * admin ("admin party" is gone): so does divan. */
-static int open_auth(const config_t *c, struct admin_list *al, http_auth_t **out)
+static int open_auth(const config_t *c, struct admin_list *al, const char **default_security, http_auth_t **out)
 {
     long long timeout, iterations, lk_threshold, lk_objects, lk_lifetime;
     int persistent, secure, rvu, rvu_up, only_all_dbs;
@@ -249,7 +251,7 @@ static int open_auth(const config_t *c, struct admin_list *al, http_auth_t **out
     o.require_valid_user = rvu;
     o.require_valid_user_except_for_up = rvu_up;
     o.admin_only_all_dbs = only_all_dbs;
-    o.default_security_admin_only = strcmp(defsec, "admin_only") == 0;
+    *default_security = strcmp(defsec, "admin_only") == 0 ? HTTP_AUTH_ADMIN_ONLY_SECURITY : NULL;
     o.users_prf = config_get_str(c, "chttpd_auth", "pbkdf2_prf", "sha256");
     o.users_iterations = (long)iterations;
     /* [chttpd] authentication_handlers, CouchDB's syntax:
@@ -295,26 +297,13 @@ static int open_auth(const config_t *c, struct admin_list *al, http_auth_t **out
     return http_auth_new(&o, out);
 }
 
-/* The _users database exists from the start, with [couchdb]
- * default_security, as CouchDB's cluster setup creates it. */
-static int ensure_users_db(db_server *dbs, int admin_only)
+/* The _users database exists from the start (with [couchdb]
+ * default_security, like every new database), as CouchDB's cluster setup
+ * creates it. */
+static int ensure_users_db(db_server *dbs)
 {
-    db_t *db;
-    int rc = db_create(dbs, HTTP_AUTH_USERS_DB, &db);
-    if (rc == DV_ERR_EXISTS)
-        return DV_OK;
-    if (rc != DV_OK)
-        return rc;
-    if (admin_only) {
-        static const char sec[] = "{\"members\":{\"roles\":[\"_admin\"]},\"admins\":{\"roles\":[\"_admin\"]}}";
-        store_write w = {0};
-        w.set_security = 1;
-        w.security = (const uint8_t *)sec;
-        w.security_len = sizeof sec - 1;
-        rc = db_write(db, &w);
-    }
-    db_release(db);
-    return rc;
+    int rc = db_create(dbs, HTTP_AUTH_USERS_DB, NULL);
+    return rc == DV_ERR_EXISTS ? DV_OK : rc;
 }
 
 int main(int argc, char **argv)
@@ -348,13 +337,14 @@ int main(int argc, char **argv)
         log_set_level((enum log_level)log_level_parse(level));
     if (server_opts(cfg, &opts, &vendor) != DV_OK)
         goto done;
-    if (open_auth(cfg, &admins, &auth) != DV_OK)
+    const char *default_security = NULL;
+    if (open_auth(cfg, &admins, &default_security, &auth) != DV_OK)
         goto done;
     opts.auth = auth;
-    if (open_dbs(cfg, &dbs) != DV_OK)
+    if (open_dbs(cfg, default_security, &dbs) != DV_OK)
         goto done;
     opts.dbs = dbs;
-    if (ensure_users_db(dbs, http_auth_opts(auth)->default_security_admin_only) != DV_OK) {
+    if (ensure_users_db(dbs) != DV_OK) {
         log_error("cannot create the %s database", HTTP_AUTH_USERS_DB);
         goto done;
     }

@@ -25,6 +25,8 @@
 
 #define HTTP_AUTH_USERS_DB "_users"
 #define HTTP_AUTH_USER_PREFIX "org.couchdb.user:"
+/* [couchdb] default_security = admin_only: what a new database's _security is. */
+#define HTTP_AUTH_ADMIN_ONLY_SECURITY "{\"members\":{\"roles\":[\"_admin\"]},\"admins\":{\"roles\":[\"_admin\"]}}"
 
 /* Authentication handlers (CouchDB's names without
  * "_authentication_handler"): tried in the configured order until one
@@ -45,7 +47,6 @@ typedef struct http_auth_opts {
     int require_valid_user;           /* [chttpd] require_valid_user */
     int require_valid_user_except_for_up; /* [chttpd] require_valid_user_except_for_up */
     int admin_only_all_dbs;           /* [chttpd] admin_only_all_dbs */
-    int default_security_admin_only;  /* [couchdb] default_security = admin_only */
     const char *users_prf;            /* [chttpd_auth] pbkdf2_prf for _users passwords */
     long users_iterations;            /* [chttpd_auth] iterations */
     int handlers[4];                  /* [chttpd] authentication_handlers, in order: HTTP_AUTHN_* */

@@ -32,8 +32,6 @@
 
 #include <string.h>
 
-static const char ADMIN_ONLY_SECURITY[] = "{\"members\":{\"roles\":[\"_admin\"]},\"admins\":{\"roles\":[\"_admin\"]}}";
-
 int http_user_has_role(const http_user_ctx_t *ctx, const char *role)
 {
     if (!ctx)
@@ -237,10 +235,4 @@ int http_authz_route(http_req_t *r)
         /* its _local documents and everything else: _security as usual */
     }
     return db_check(r, NEED_MEMBER);
-}
-
-const char *http_authz_default_security(http_req_t *r)
-{
-    const http_auth_t *a = http_server_opts(r->server)->auth;
-    return !a || http_auth_opts(a)->default_security_admin_only ? ADMIN_ONLY_SECURITY : "{}";
 }

@@ -35,7 +35,4 @@ int http_authz_db_admin(http_req_t *r);
  * _bulk_docs): 1 for a db or server admin or a missing database. */
 int http_authz_is_route_db_admin(http_req_t *r);
 
-/* The security object a new database gets ([couchdb] default_security). */
-const char *http_authz_default_security(http_req_t *r);
-
 #endif

@@ -10,7 +10,6 @@
  */
 #include "base/log.h"
 #include "base/status.h"
-#include "http/authz.h"
 #include "http/doc_util.h"
 #include "http/handlers.h"
 #include "http/hutil.h"
@@ -97,29 +96,6 @@ static void send_illegal_name(http_req_t *r, const char *name)
     http_send_error(r, 400, "illegal_database_name", reason);
 }
 
-/* A new database gets [couchdb] default_security (CouchDB 3: admin_only,
- * members and admins both the "_admin" role) before 201 is sent. */
-typedef struct create_ctx {
-    db_t *db;
-    store_write w;
-    const char *location; /* in the request pool */
-} create_ctx;
-
-static void created(http_req_t *r, void *arg, int status)
-{
-    create_ctx *c = arg;
-    if (r) {
-        if (status == DV_OK) {
-            http_add_header(r, "Location", c->location);
-            http_send_ok(r, 201);
-        } else {
-            http_send_internal(r, status);
-        }
-    }
-    db_release(c->db);
-    free(c);
-}
-
 static void db_put(http_req_t *r)
 {
     char name[256];
@@ -129,8 +105,8 @@ static void db_put(http_req_t *r)
         send_illegal_name(r, name);
         return;
     }
-    db_t *db = NULL;
-    int rc = db_create(http_dbs(r), name, &db);
+    /* The database is born with [couchdb] default_security (db_server_opts). */
+    int rc = db_create(http_dbs(r), name, NULL);
     if (rc == DV_ERR_EXISTS) {
         http_send_error(r, 412, "file_exists", "The database could not be created, the file already exists.");
         return;
@@ -139,26 +115,8 @@ static void db_put(http_req_t *r)
         http_send_internal(r, rc);
         return;
     }
-    const char *sec = http_authz_default_security(r);
-    int secure = strcmp(sec, "{}") != 0;
-    create_ctx *c = secure ? calloc(1, sizeof *c) : NULL;
-    if (secure && !c) {
-        db_release(db);
-        http_send_internal(r, DV_ERR_NOMEM);
-        return;
-    }
-    if (!c) {
-        db_release(db);
-        http_add_header(r, "Location", http_location(r, name, NULL, 0, NULL));
-        http_send_ok(r, 201);
-        return;
-    }
-    c->db = db;
-    c->location = http_location(r, name, NULL, 0, NULL);
-    c->w.set_security = 1;
-    c->w.security = (const uint8_t *)sec;
-    c->w.security_len = strlen(sec);
-    http_db_write(r, db, &c->w, created, c);
+    http_add_header(r, "Location", http_location(r, name, NULL, 0, NULL));
+    http_send_ok(r, 201);
 }
 
 static void db_delete_req(http_req_t *r)

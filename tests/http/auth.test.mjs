@@ -520,6 +520,29 @@ describe('start-up and require_valid_user', () => {
     } finally { await srv.stop(); }
   });
 
+  test('default_security: admin_only (the default) or everyone, from the database\'s first commit', async () => {
+    const dir = tempDir();
+    const ini = path.join(dir, 'everyone.ini');
+    writeFileSync(ini, '[couchdb]\ndefault_security = everyone\n');
+    let srv = await startServer({ args: ['--config', ini] });
+    try {
+      assert.equal((await as(srv, ADMIN)('/open', { method: 'PUT' })).status, 201);
+      assert.deepEqual((await as(srv, ADMIN)('/open/_security')).json, {});
+      assert.equal((await as(srv, null)('/open')).status, 200);
+    } finally { await srv.stop(); }
+    const data = tempDir();
+    srv = await startServer({ dataDir: data });
+    try {
+      assert.equal((await as(srv, ADMIN)('/closed', { method: 'PUT' })).status, 201);
+      assert.equal((await as(srv, null)('/closed')).status, 401);
+    } finally { await srv.stop('SIGKILL'); } // no clean shutdown: the security came with the creating commit
+    srv = await startServer({ dataDir: data });
+    try {
+      assert.deepEqual((await as(srv, ADMIN)('/closed/_security')).json, { members: { roles: ['_admin'] }, admins: { roles: ['_admin'] } });
+      assert.equal((await as(srv, null)('/closed')).status, 401);
+    } finally { await srv.stop(); }
+  });
+
   test('require_valid_user_except_for_up leaves /_up open', async () => {
     const dir = tempDir();
     const ini = path.join(dir, 'rvu.ini');
