@@ -105,7 +105,6 @@ static void db_put(http_req_t *r)
         send_illegal_name(r, name);
         return;
     }
-    /* The database is born with [couchdb] default_security (db_server_opts). */
     int rc = db_create(http_dbs(r), name, NULL);
     if (rc == DV_ERR_EXISTS) {
         http_send_error(r, 412, "file_exists", "The database could not be created, the file already exists.");
