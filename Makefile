@@ -32,8 +32,9 @@ $(BUILD)/CMakeCache.txt:
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The first run creates the server admin "admin" and prints its password once.
 run: build
-	./$(BUILD)/divan --data ./data
+	./$(BUILD)/divan --data ./data --first-admin admin
 
 $(ASAN_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDIVAN_SANITIZE=ON

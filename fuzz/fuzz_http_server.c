@@ -82,6 +82,8 @@
 #include "config.h"
 #include "db/db.h"
 #include "http/cors.h"
+#include "base/passwd.h"
+#include "http/auth.h"
 #include "http/handlers.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -104,6 +106,11 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+
+/* Every structured request acts as the server admin "admin" (password
+ * "pw") unless the input sends its own Authorization or Cookie header. */
+#define ADMIN_BASIC "Authorization: Basic YWRtaW46cHc=\r\n"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
@@ -196,6 +203,7 @@ static const char *const hnames[] = {
     "Content-Type", "Accept", "Range", "If-Match", "If-None-Match", "Accept-Encoding", "Content-Encoding",
     "Destination", "X-Couch-Full-Commit", "Last-Event-ID", "Referer", "X-Forwarded-Host", "Authorization",
     "Origin", "Access-Control-Request-Method", "Access-Control-Request-Headers",
+    "Cookie",
 };
 
 static const char *const hvalues[] = {
@@ -225,6 +233,12 @@ static const char *const hvalues[] = {
     "Basic YTpi",
     "http://a.example",
     "content-type, x-requested-with",
+    "Basic YWRtaW46cHc=",
+    "Basic YWRtaW46d3Jvbmc=",
+    "Basic !!",
+    "AuthSession=YWRtaW46NjAwMDAwMDA6AAECAwQFBgcICQoLDA0ODxAREhM",
+    "AuthSession=bm9jb2xvbg",
+    "a=b; AuthSession=; c",
 };
 
 /* Framing headers the structured mode keeps for itself. */
@@ -395,6 +409,14 @@ static int build(const fuzz_req *q, buf_t *out)
         rc = rc ? rc : put_target_text(out, &q->pval[i], 1);
     }
     rc = rc ? rc : buf_append_str(out, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    /* The server admin's credentials, unless the input sends its own
+     * Authorization or Cookie: then authentication itself is fuzzed. */
+    int own_auth = 0;
+    for (size_t i = 0; i < q->nhdr; i++)
+        own_auth |= (q->hname[i].n == 13 && !strncasecmp((const char *)q->hname[i].p, "authorization", 13)) ||
+                    (q->hname[i].n == 6 && !strncasecmp((const char *)q->hname[i].p, "cookie", 6));
+    if (!own_auth)
+        rc = rc ? rc : buf_append_str(out, ADMIN_BASIC);
     for (size_t i = 0; i < q->nhdr && rc == DV_OK; i++) {
         const pick *n = &q->hname[i], *v = &q->hval[i];
         size_t start = out->len;
@@ -429,6 +451,8 @@ static db_server *g_dbs;
 static qserver *g_qs;
 static views *g_views;
 static http_server_t *g_srv;
+static http_auth_t *g_auth;
+static char *g_admin_hash;
 static int g_port;
 static unsigned long g_runs;
 
@@ -750,8 +774,8 @@ static int simple_answer(const char *method, const char *target, const char *bod
     size_t n = body ? strlen(body) : 0;
     snprintf(head, sizeof head,
              "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
-             "Content-Length: %zu\r\n\r\n",
-             method, target, n);
+             "%sContent-Length: %zu\r\n\r\n",
+             method, target, ADMIN_BASIC, n);
     if (buf_append_str(&req, head) != DV_OK || buf_append(&req, body ? body : "", n) != DV_OK)
         abort();
     int result = exchange(&req, 0, ANSWER_MS, resp);
@@ -843,6 +867,10 @@ static void cleanup(void)
     if (g_srv)
         http_server_stop(g_srv);
     g_srv = NULL;
+    http_auth_free(g_auth);
+    g_auth = NULL;
+    free(g_admin_hash);
+    g_admin_hash = NULL;
     views_close(g_views);
     g_views = NULL;
     qserver_close(g_qs);
@@ -1061,11 +1089,11 @@ static void check_seeds(void)
 
 /* Raw-mode seeds: framing the structured mode never sends. */
 static const char *const raw_seeds[][2] = {
-    {"raw_pipelined", "GET /_up HTTP/1.1\r\nHost: x\r\n\r\nGET /a/d1 HTTP/1.1\r\nHost: x\r\n\r\n"},
-    {"raw_chunked", "PUT /a/ch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json"
+    {"raw_pipelined", "GET /_up HTTP/1.1\r\nHost: x\r\n\r\nGET /a/d1 HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWRtaW46cHc=\r\n\r\n"},
+    {"raw_chunked", "PUT /a/ch HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWRtaW46cHc=\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json"
                     "\r\n\r\n5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n"},
     {"raw_http10", "GET /a/_all_docs HTTP/1.0\r\n\r\n"},
-    {"raw_expect", "POST /a/_bulk_get HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Type: "
+    {"raw_expect", "POST /a/_bulk_get HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWRtaW46cHc=\r\nExpect: 100-continue\r\nContent-Type: "
                    "application/json\r\nContent-Length: 11\r\n\r\n{\"docs\":[]}"},
     {"raw_garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"},
 };
@@ -1172,6 +1200,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     dbo.cache_bytes = 4u << 20;
     dbo.durability = STORE_DURABLE_NEVER;
     dbo.compression = STORE_COMPRESS_LZ4;
+    dbo.default_security = HTTP_AUTH_ADMIN_ONLY_SECURITY; /* as divan's default */
     if (db_server_open(&dbo, &g_dbs) != DV_OK)
         abort();
     open_views();
@@ -1201,6 +1230,25 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     config_free(cfg);
     o.cors = cors;
+    /* Few PBKDF2 rounds: the first check of each password runs per
+     * process, the cache answers the rest. */
+    if (passwd_hash("pw", "sha256", 10, &g_admin_hash) != DV_OK)
+        abort();
+    const char *admin_name = "admin", *admin_hash = g_admin_hash;
+    http_auth_opts_t ao;
+    memset(&ao, 0, sizeof ao);
+    ao.admin_names = &admin_name;
+    ao.admin_hashes = &admin_hash;
+    ao.nadmins = 1;
+    ao.secret = "fuzz-secret";
+    ao.timeout = 600;
+    ao.allow_persistent_cookies = 1;
+    ao.admin_only_all_dbs = 1;
+    ao.users_prf = "sha256";
+    ao.users_iterations = 10;
+    if (http_auth_new(&ao, &g_auth) != DV_OK)
+        abort();
+    o.auth = g_auth;
     if (http_server_start(&o, &g_srv) != DV_OK)
         abort();
     g_port = http_server_port(g_srv);

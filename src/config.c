@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -604,7 +605,8 @@ int config_file_remove(const char *path, const char *section, const char *key, i
 static void usage(const char *prog)
 {
     fprintf(stderr,
-            "usage: %s [--config FILE]... [--data DIR] [--bind ADDR] [--port N] [--admin NAME:PASSWORD]...\n",
+            "usage: %s [--config FILE]... [--data DIR] [--bind ADDR] [--port N] [--admin NAME:PASSWORD]... "
+            "[--first-admin NAME]\n",
             prog);
 }
 
@@ -639,7 +641,9 @@ int config_parse_args(int argc, char **argv, config_args_t *out)
                 goto bad;
             }
             out->admins[out->nadmins++] = val;
-        } else
+        } else if (strcmp(opt, "--first-admin") == 0)
+            out->first_admin = val;
+        else
             goto bad;
     }
     return DV_OK;
@@ -805,6 +809,58 @@ done:
     return rc;
 }
 
+/* [chttpd_auth] secret, the AuthSession cookies' HMAC key: generated once
+ * (128 random bits, hex) and persisted, so cookies survive a restart. */
+static int ensure_secret(config_t *c, const char *local)
+{
+    const char *s = config_get(c, "chttpd_auth", "secret");
+    if (s && *s)
+        return DV_OK;
+    unsigned char raw[16];
+    char hex[33];
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return DV_ERR_IO;
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    int rc = config_file_update(local, "chttpd_auth", "secret", hex);
+    if (rc == DV_OK)
+        rc = config_set(c, "chttpd_auth", "secret", hex, local);
+    return rc;
+}
+
+/* --first-admin NAME: when no admin exists at all, creates NAME with a
+ * random password, prints it once on stderr and keeps only its hash (in
+ * DATA/.divan.ini).  With admins configured it does nothing. */
+static int first_admin(config_t *c, const char *name, const char *local, const char *prf, long iterations)
+{
+    if (!name || config_count(c, "admins") > 0)
+        return DV_OK;
+    if (!*name || strpbrk(name, "=:[]; \t\r\n#")) {
+        log_error("config: admin name %s may not be empty or contain spaces or any of =:[];#", name);
+        return DV_ERR_INVALID;
+    }
+    static const char alphabet[] = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    unsigned char raw[20];
+    char pw[21];
+    char *hash = NULL;
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return DV_ERR_IO;
+    for (size_t i = 0; i < sizeof raw; i++)
+        pw[i] = alphabet[raw[i] % (sizeof alphabet - 1)];
+    pw[sizeof raw] = 0;
+    int rc = passwd_hash(pw, prf, iterations, &hash);
+    if (rc == DV_OK && (rc = config_file_update(local, "admins", name, hash)) == DV_OK &&
+        (rc = config_set(c, "admins", name, hash, local)) == DV_OK)
+        fprintf(stderr,
+                "divan: created the server admin \"%s\" with password %s\n"
+                "divan: it is shown only this once; only its hash is kept, in %s\n",
+                name, pw, local);
+    OPENSSL_cleanse(pw, sizeof pw);
+    OPENSSL_cleanse(raw, sizeof raw);
+    free(hash);
+    return rc;
+}
+
 static int ensure_uuid(config_t *c, const char *local)
 {
     if (config_get(c, "couchdb", "uuid"))
@@ -884,11 +940,13 @@ int config_setup(const config_args_t *a, config_t **out)
     const char *prf;
     long iterations;
     if ((rc = hash_settings(c, &prf, &iterations)) != DV_OK || (rc = ensure_uuid(c, local)) != DV_OK ||
-        (rc = hash_plain_admins(c, local, prf, iterations)) != DV_OK)
+        (rc = ensure_secret(c, local)) != DV_OK || (rc = hash_plain_admins(c, local, prf, iterations)) != DV_OK)
         goto fail;
     for (size_t i = 0; i < a->nadmins; i++)
         if ((rc = apply_admin_flag(c, a->admins[i], local, prf, iterations)) != DV_OK)
             goto fail;
+    if ((rc = first_admin(c, a->first_admin, local, prf, iterations)) != DV_OK)
+        goto fail;
     *out = c;
     c = NULL;
 fail:

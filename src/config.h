@@ -118,6 +118,8 @@ typedef struct config_args {
     const char *port;          /* --port */
     const char **admins;       /* --admin NAME:PASSWORD (argv pointers) */
     size_t nadmins;
+    const char *first_admin;   /* --first-admin NAME: created with a random
+                                * password when no admin exists */
 } config_args_t;
 
 /* Parses argv; DV_ERR_INVALID (message on stderr) on unknown or incomplete
@@ -126,7 +128,8 @@ int config_parse_args(int argc, char **argv, config_args_t *out);
 void config_args_free(config_args_t *a);
 
 /* Builds the running configuration: files, flags, data directory (created),
- * persisted uuid (generated when absent), hashed admins.  On success *out is
+ * persisted uuid and [chttpd_auth] secret (generated when absent), hashed
+ * admins, the --first-admin when no admin exists.  On success *out is
  * the config and the data directory exists. */
 int config_setup(const config_args_t *args, config_t **out);
 

@@ -16,6 +16,7 @@
 #include "http/cors.h"
 #include "http/limits.h"
 #include "http/tls.h"
+#include "http/auth.h"
 #include "http/server.h"
 #include "views/qserver.h"
 #include "views/views.h"
@@ -125,7 +126,7 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
 /* The databases: [couchdb] max_dbs_open, [divan] durability
  * (always|periodic|never), sync_interval_ms, cache_mb, compression
  * (lz4|zstd|none). */
-static int open_dbs(const config_t *c, db_server **out)
+static int open_dbs(const config_t *c, const char *default_security, db_server **out)
 {
     long long max_open, sync_ms, cache_mb;
     int rc;
@@ -138,6 +139,7 @@ static int open_dbs(const config_t *c, db_server **out)
     o.max_dbs_open = (size_t)max_open;
     o.cache_bytes = (size_t)cache_mb << 20;
     o.sync_interval_ms = (unsigned)sync_ms;
+    o.default_security = default_security;
     const char *d = config_get_str(c, "divan", "durability", "always");
     if (!strcmp(d, "always"))
         o.durability = STORE_DURABLE_ALWAYS;
@@ -209,6 +211,135 @@ static int open_tls(const config_t *c, SSL_CTX **out, int *port)
     return http_tls_ctx_new(config_get(c, "ssl", "cert_file"), config_get(c, "ssl", "key_file"), out);
 }
 
+struct admin_list {
+    const char **names, **hashes;
+    size_t n;
+};
+
+static void collect_admin(void *ctx, const char *key, const char *value)
+{
+    struct admin_list *l = ctx;
+    l->names[l->n] = key;
+    l->hashes[l->n] = value;
+    l->n++;
+}
+
+/* Authentication settings (http/auth.h) from [admins], [chttpd_auth],
+ * [chttpd], [chttpd_auth_lockout]; *default_security from [couchdb]
+ * default_security (NULL: "{}").  CouchDB 3 refuses to start without a server
+ * admin ("admin party" is gone): so does divan. */
+static int open_auth(const config_t *c, struct admin_list *al, const char **default_security, http_auth_t **out)
+{
+    long long timeout, iterations, lk_threshold, lk_objects, lk_lifetime;
+    int persistent, secure, rvu, rvu_up, only_all_dbs;
+    int rc;
+    if ((rc = config_get_int(c, "chttpd_auth", "timeout", 600, 1, 1LL << 40, &timeout)) != DV_OK ||
+        (rc = config_get_int(c, "chttpd_auth", "iterations", 50000, 1, 1000000000, &iterations)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd_auth", "allow_persistent_cookies", 1, &persistent)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd_auth", "secure_cookie", 0, &secure)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd", "require_valid_user", 0, &rvu)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd", "require_valid_user_except_for_up", 0, &rvu_up)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd", "admin_only_all_dbs", 1, &only_all_dbs)) != DV_OK ||
+        (rc = config_get_int(c, "chttpd_auth_lockout", "threshold", 5, 1, 1LL << 40, &lk_threshold)) != DV_OK ||
+        (rc = config_get_int(c, "chttpd_auth_lockout", "max_objects", 10000, 1, 100000000, &lk_objects)) != DV_OK ||
+        (rc = config_get_int(c, "chttpd_auth_lockout", "max_lifetime", 300000, 1, 1LL << 40, &lk_lifetime)) !=
+            DV_OK)
+        return rc;
+    const char *lk_mode = config_get_str(c, "chttpd_auth_lockout", "mode", "enforce");
+    int lockout = !strcmp(lk_mode, "enforce") ? HTTP_LOCKOUT_ENFORCE
+                  : !strcmp(lk_mode, "warn")  ? HTTP_LOCKOUT_WARN
+                  : !strcmp(lk_mode, "off")   ? HTTP_LOCKOUT_OFF
+                                              : -1;
+    if (lockout < 0) {
+        log_error("config: [chttpd_auth_lockout] mode must be enforce, warn or off, not %s", lk_mode);
+        return DV_ERR_INVALID;
+    }
+    const char *defsec = config_get_str(c, "couchdb", "default_security", "admin_only");
+    if (strcmp(defsec, "admin_only") != 0 && strcmp(defsec, "everyone") != 0) {
+        log_error("config: [couchdb] default_security must be admin_only or everyone, not %s", defsec);
+        return DV_ERR_INVALID;
+    }
+    size_t n = config_count(c, "admins");
+    if (n == 0) {
+        log_error("no server admin is configured, refusing to start (CouchDB 3 has no admin party): "
+                  "pass --admin NAME:PASSWORD, put NAME = PASSWORD under [admins] in a --config file, "
+                  "or start once with --first-admin NAME to get a random password");
+        return DV_ERR_INVALID;
+    }
+    al->names = calloc(n, sizeof *al->names);
+    al->hashes = calloc(n, sizeof *al->hashes);
+    al->n = 0;
+    if (!al->names || !al->hashes)
+        return DV_ERR_NOMEM;
+    config_foreach(c, "admins", collect_admin, al);
+    http_auth_opts_t o = {0};
+    o.admin_names = al->names;
+    o.admin_hashes = al->hashes;
+    o.nadmins = al->n;
+    o.secret = config_get_str(c, "chttpd_auth", "secret", "");
+    o.timeout = timeout;
+    o.allow_persistent_cookies = persistent;
+    o.same_site = config_get_str(c, "chttpd_auth", "same_site", "");
+    o.cookie_secure = secure;
+    o.require_valid_user = rvu;
+    o.require_valid_user_except_for_up = rvu_up;
+    o.admin_only_all_dbs = only_all_dbs;
+    *default_security = strcmp(defsec, "admin_only") == 0 ? HTTP_AUTH_ADMIN_ONLY_SECURITY : NULL;
+    o.users_prf = config_get_str(c, "chttpd_auth", "pbkdf2_prf", "sha256");
+    o.users_iterations = (long)iterations;
+    /* [chttpd] authentication_handlers, CouchDB's syntax:
+     * "{chttpd_auth, cookie_authentication_handler}, {chttpd_auth, …}". */
+    const char *hl = config_get_str(c, "chttpd", "authentication_handlers",
+                                    "{chttpd_auth, cookie_authentication_handler}, "
+                                    "{chttpd_auth, default_authentication_handler}");
+    static const struct { const char *name; int id; } known[] = {
+        {"cookie_authentication_handler", HTTP_AUTHN_COOKIE},
+        {"default_authentication_handler", HTTP_AUTHN_DEFAULT},
+        {"proxy_authentication_handler", HTTP_AUTHN_PROXY},
+        {"jwt_authentication_handler", HTTP_AUTHN_JWT},
+    };
+    for (const char *p = hl; *p && o.nhandlers < 4;) {
+        const char *end = strchr(p, '}');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        int found = 0;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
+            const char *m = strstr(p, known[k].name);
+            if (m && m < p + len) {
+                o.handlers[o.nhandlers++] = known[k].id;
+                found = 1;
+            }
+        }
+        if (!found && memchr(p, '_', len))
+            log_warn("config: [chttpd] authentication_handlers: %.*s is not supported", (int)len, p);
+        p += len + (end ? 1 : 0);
+    }
+    if (o.nhandlers == 0) {
+        log_error("config: [chttpd] authentication_handlers names no supported handler");
+        return DV_ERR_INVALID;
+    }
+    int proxy_secret;
+    if ((rc = config_get_bool(c, "chttpd_auth", "proxy_use_secret", 0, &proxy_secret)) != DV_OK)
+        return rc;
+    o.proxy_use_secret = proxy_secret;
+    o.x_auth_username = config_get_str(c, "chttpd_auth", "x_auth_username", "X-Auth-CouchDB-UserName");
+    o.x_auth_roles = config_get_str(c, "chttpd_auth", "x_auth_roles", "X-Auth-CouchDB-Roles");
+    o.x_auth_token = config_get_str(c, "chttpd_auth", "x_auth_token", "X-Auth-CouchDB-Token");
+    o.lockout_mode = lockout;
+    o.lockout_threshold = lk_threshold;
+    o.lockout_max_objects = lk_objects;
+    o.lockout_max_lifetime_ms = lk_lifetime;
+    return http_auth_new(&o, out);
+}
+
+/* The _users database exists from the start (with [couchdb]
+ * default_security, like every new database), as CouchDB's cluster setup
+ * creates it. */
+static int ensure_users_db(db_server *dbs)
+{
+    int rc = db_create(dbs, HTTP_AUTH_USERS_DB, NULL);
+    return rc == DV_ERR_EXISTS ? DV_OK : rc;
+}
+
 int main(int argc, char **argv)
 {
     config_args_t args;
@@ -220,6 +351,8 @@ int main(int argc, char **argv)
     struct vendor_list vendor = {NULL, 0};
     http_cors_t *cors = NULL;
     SSL_CTX *tls = NULL;
+    struct admin_list admins = {NULL, NULL, 0};
+    http_auth_t *auth = NULL;
     http_server_opts_t opts;
     int exit_code = 1;
 
@@ -246,13 +379,21 @@ int main(int argc, char **argv)
     if (open_tls(cfg, &tls, &opts.tls_port) != DV_OK)
         goto done;
     opts.tls_ctx = tls;
-    if (open_dbs(cfg, &dbs) != DV_OK)
+    const char *default_security = NULL;
+    if (open_auth(cfg, &admins, &default_security, &auth) != DV_OK)
+        goto done;
+    opts.auth = auth;
+    if (open_dbs(cfg, default_security, &dbs) != DV_OK)
         goto done;
     /* Request bodies beyond 1 MiB wait for their handler in an unlinked
      * file of the data directory, not in anonymous memory (http/limits.h). */
     if (http_limits_body_spill(config_data_dir(cfg), (size_t)1 << 20) != DV_OK)
         goto done;
     opts.dbs = dbs;
+    if (ensure_users_db(dbs) != DV_OK) {
+        log_error("cannot create the %s database", HTTP_AUTH_USERS_DB);
+        goto done;
+    }
     if (open_views(cfg, &qs, &vws) != DV_OK)
         goto done;
     opts.views = vws;
@@ -285,6 +426,9 @@ done:
     free(vendor.f);
     http_cors_free(cors);
     http_tls_ctx_free(tls);
+    http_auth_free(auth);
+    free(admins.names);
+    free(admins.hashes);
     config_free(cfg);
     config_args_free(&args);
     return exit_code;

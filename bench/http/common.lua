@@ -6,6 +6,8 @@
 --   path=/bench/   request path prefix (a database, or nginx's root)
 --   ids=FILE       one document id (or file name) a line: GET picks from them
 --   docs=FILE      one JSON body a line (no _id): PUT uses them
+--   auth=B64       Basic credentials (base64 of name:password) sent with
+--                  every request, when the server wants them
 --   seed=N         seed of this phase (the driver gives each phase its own, so
 --                  that two phases never PUT the same new ids); each thread
 --                  gets its own stream from it
@@ -43,6 +45,7 @@ end
 -- Call from init(args): the phase's seed and this thread's number (M.setup).
 function M.init(args)
   local o = M.args(args)
+  if o.auth then wrk.headers["Authorization"] = "Basic " .. o.auth end
   math.randomseed((tonumber(o.seed) or 42) * 1009 + (thread_no or 0))
   return o
 end

@@ -219,13 +219,16 @@ export function peakRss(pid) {
 
 // ---------------------------------------------------------------- servers
 
-// divan: started like tests/http/helpers.mjs does — `--data DIR --port 0`,
+// divan: started like tests/http/helpers.mjs does — `--data DIR --port 0`
+// and a server admin (divan, like CouchDB 3, refuses to start without one),
 // ready when it logs "divan listening on http://…/" and GET /_up says 200.
+// The URL it resolves carries the admin's credentials: node's http.request
+// sends them as Basic auth, runWrk passes them to the lua scenarios.
 export async function startDivan(dir, agent, { bin, args = [] }) {
   if (!existsSync(bin)) throw new Error(`${bin} missing (make build)`);
   // cwd: the data directory, so that whatever it drops there (a core file)
   // goes away with the run's temporary directory.
-  const proc = startProcess('divan', bin, ['--data', dir, '--port', '0', ...args], { cwd: dir });
+  const proc = startProcess('divan', bin, ['--data', dir, '--port', '0', '--admin', 'bench:bench', ...args], { cwd: dir });
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`divan did not start within 10 s:\n${proc.tail()}`)), 10000);
     const look = () => {
@@ -236,8 +239,11 @@ export async function startDivan(dir, agent, { bin, args = [] }) {
     proc.child.stdout.on('data', look);
     proc.exited.then((e) => { clearTimeout(timer); reject(new Error(`divan exited (${exitText(e)}) before listening:\n${proc.tail()}`)); });
   });
-  await waitReady(proc, agent, new URL('_up', url), 10000);
-  return { proc, url };
+  const authed = new URL(url);
+  authed.username = 'bench';
+  authed.password = 'bench';
+  await waitReady(proc, agent, new URL('_up', authed), 10000);
+  return { proc, url: authed.href };
 }
 
 // pouchdb-server: its default LevelDB adapter, data and config.json in DIR,
@@ -291,6 +297,14 @@ export async function loadDocs(agent, base, db, n, docOf, { batch = 1000, conns 
 // done() printed (common.lua).  luaArgs go after `--` as key=value words.
 export async function runWrk(base, script, { conns, threads, seconds, seed, luaArgs = [] }) {
   const t = Math.max(1, Math.min(threads, conns));
+  // wrk ignores credentials in the URL: they go to the scenario (auth=).
+  const u = new URL(base);
+  if (u.username) {
+    luaArgs = [...luaArgs, `auth=${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`];
+    u.username = '';
+    u.password = '';
+    base = u.href;
+  }
   const args = ['-t', String(t), '-c', String(conns), '-d', `${seconds}s`, '--timeout', '60s',
     '-s', path.join(HERE, script), base, '--', `seed=${seed}`, ...luaArgs];
   const proc = startProcess('wrk', 'wrk', args, { env: { ...process.env, BENCH_HTTP_LUA: HERE } });

@@ -50,6 +50,8 @@ typedef struct db_server_opts {
     int durability;              /* STORE_DURABLE_* */
     unsigned sync_interval_ms;
     int compression;             /* STORE_COMPRESS_* for bodies and attachments */
+    const char *default_security; /* _security of new databases, in their creating
+                                   * commit (CouchDB's default_security); NULL: "{}" */
 } db_server_opts;
 
 int db_server_open(const db_server_opts *o, db_server **out);

@@ -39,6 +39,7 @@ struct db_server {
     uint64_t clock;
     uint64_t last_instance;
     store_btree_cache *cache;
+    char *default_security; /* NULL: "{}" */
     int durability;
     unsigned sync_interval_ms;
     int compression;

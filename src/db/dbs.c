@@ -293,6 +293,8 @@ int db_server_open(const db_server_opts *o, db_server **out)
     s->durability = o->durability;
     s->sync_interval_ms = o->sync_interval_ms;
     s->compression = o->compression;
+    if (o->default_security && !(s->default_security = strdup(o->default_security)))
+        goto fail;
     if ((rc = store_btree_cache_new(o->cache_bytes ? o->cache_bytes : 64u << 20, &s->cache)) != DV_OK)
         goto fail;
     if ((rc = scan_dir(s)) != DV_OK)
@@ -340,6 +342,7 @@ void db_server_close(db_server *s)
     pthread_cond_destroy(&s->cv);
     pthread_cond_destroy(&s->hook_cv);
     pthread_mutex_destroy(&s->mu);
+    free(s->default_security);
     free(s->dir);
     free(s);
 }
@@ -398,6 +401,7 @@ static int open_entry(db_server *s, db_entry *e, int create, db_t **out)
         fo.durability = s->durability;
         fo.sync_interval_ms = s->sync_interval_ms;
         fo.compression = s->compression;
+        fo.initial_security = s->default_security;
         int rc = store_dbfile_open(e->path, &fo, &db->file);
         if (rc != DV_OK) {
             log_error("db: cannot open %s (%s): %s", e->name, e->path, dv_strerror(rc));

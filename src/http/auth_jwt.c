@@ -95,6 +95,7 @@ int http_auth_jwt(http_req_t *r, const char *authorization)
         roles[i] = pool_dup(req, res.roles[i]);
     u->roles = roles;
     u->nroles = res.nroles;
+    u->handler = "jwt";
     r->user = u;
     jwt_result_free(&res);
     return 1;

@@ -3,6 +3,9 @@
  */
 #include "http/doc_util.h"
 #include "http/doc_validate.h"
+#include "http/auth.h"
+#include "http/authz.h"
+#include "http/users.h"
 
 #include "base/log.h"
 #include "base/status.h"
@@ -163,7 +166,25 @@ int http_doc_is_design(const db_doc *d)
     return d->id.len > 8 && !memcmp(d->id.data, "_design/", 8);
 }
 
+static void submit_authorized(http_req_t *r, http_doc_ctx *c, int new_edits);
+
+/* Who may write: design documents need a db admin (couch_db's
+ * validate_doc_update checks is_admin first); the _users database has its
+ * own rules and password hashing (users.c). */
 void http_doc_submit(http_req_t *r, http_doc_ctx *c, int new_edits)
+{
+    if (http_doc_is_design(&c->doc) && !http_authz_db_admin(r)) {
+        http_doc_ctx_free(c);
+        return;
+    }
+    if (!strcmp(db_name(c->db), HTTP_AUTH_USERS_DB)) {
+        http_users_submit(r, c, new_edits, submit_authorized);
+        return;
+    }
+    submit_authorized(r, c, new_edits);
+}
+
+static void submit_authorized(http_req_t *r, http_doc_ctx *c, int new_edits)
 {
     views *v = http_server_opts(r->server)->views;
     int design = http_doc_is_design(&c->doc);

@@ -28,6 +28,9 @@ void http_handle_config(http_req_t *r);
 
 /* handlers_db.c */
 void http_handle_db(http_req_t *r);
+
+/* handlers_session.c: /_session */
+void http_handle_session(http_req_t *r);
 void http_handle_compact(http_req_t *r);
 void http_handle_ensure_full_commit(http_req_t *r);
 void http_handle_revs_limit(http_req_t *r);

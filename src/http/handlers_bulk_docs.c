@@ -23,14 +23,18 @@
  */
 #include "base/log.h"
 #include "base/status.h"
+#include "http/auth.h"
+#include "http/authz.h"
 #include "http/doc_util.h"
 #include "http/doc_validate.h"
+#include "http/users.h"
 #include "http/handlers.h"
 #include "http/hutil.h"
 #include "http/stats.h"
 #include "base/workers.h"
 #include "views/views.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +55,10 @@ typedef struct bulk_ctx {
     http_vdu vdu;            /* validation functions of the database (set NULL: none) */
     views *views;
     http_async_t *async;
+    char **pw;               /* _users: clear passwords to hash (cleansed on free) */
+    size_t *pw_len;
+    const char *prf;         /* [chttpd_auth] pbkdf2_prf, iterations */
+    long iterations;
 } bulk_ctx;
 
 static void bulk_free(bulk_ctx *c)
@@ -68,6 +76,14 @@ static void bulk_free(bulk_ctx *c)
         vdu_result_free(&c->vres[i]);
     free(c->vres);
     http_vdu_end(&c->vdu);
+    for (size_t i = 0; c->pw && i < c->n; i++) {
+        if (c->pw[i]) {
+            OPENSSL_cleanse(c->pw[i], c->pw_len[i]);
+            free(c->pw[i]);
+        }
+    }
+    free(c->pw);
+    free(c->pw_len);
     db_release(c->db);
     free(c);
 }
@@ -235,8 +251,23 @@ static void bulk_check_job(void *arg)
     bulk_ctx *c = arg;
     for (size_t i = 0; i < c->n; i++) {
         db_doc *d = &c->docs[i];
-        if (!c->local[i] && http_doc_is_design(d) && !d->deleted &&
-            views_check_ddoc(c->views, d->body.data, d->body.len, &c->pre[i]) != DV_OK)
+        if (c->prefailed[i])
+            continue;
+        if (c->pw && c->pw[i]) {
+            /* _users: PBKDF2 of the new password (tens of ms each). */
+            int rc = http_users_hash(d, c->pw[i], c->prf, c->iterations);
+            OPENSSL_cleanse(c->pw[i], c->pw_len[i]);
+            free(c->pw[i]);
+            c->pw[i] = NULL;
+            if (rc != DV_OK) {
+                c->prefailed[i] = 1;
+                db_err_set(&c->pre[i], 500, "unknown_error", "%s", dv_strerror(rc));
+            }
+            continue;
+        }
+        if (c->local[i] || d->deleted || !http_doc_is_design(d) || !c->views)
+            continue;
+        if (views_check_ddoc(c->views, d->body.data, d->body.len, &c->pre[i]) != DV_OK)
             c->prefailed[i] = 1;
     }
     if (c->vdu.set) {
@@ -325,27 +356,70 @@ void http_handle_bulk_docs(http_req_t *r)
     }
     json_doc_free(&jd);
     c->views = http_server_opts(r->server)->views;
-    size_t ndesign = 0;
-    for (size_t i = 0; i < n; i++)
-        ndesign += !c->local[i] && !c->docs[i].deleted && http_doc_is_design(&c->docs[i]);
-    if (c->views && http_vdu_begin(r, c->db, &c->vdu) != DV_OK) {
-        bulk_free(c);
-        return;
-    }
-    if ((!ndesign && !c->vdu.set) || !c->views) {
-        bulk_write(r, c);
-        return;
-    }
-    /* design documents are checked (functions compiled) and the others
-     * validated on a worker first */
     if (!(c->pre = calloc(n + 1, sizeof *c->pre)) || !(c->prefailed = calloc(n + 1, sizeof *c->prefailed)) ||
-        !(c->vres = calloc(n + 1, sizeof *c->vres)) || !(c->async = http_async_new(r, bulk_checked, c))) {
+        !(c->vres = calloc(n + 1, sizeof *c->vres))) {
         http_send_internal(r, DV_ERR_NOMEM);
         bulk_free(c);
         return;
     }
     for (size_t i = 0; i < n; i++)
         vdu_result_init(&c->vres[i]);
+    /* Who may write what, per document as CouchDB reports it: design
+     * documents need a db admin; _users documents follow users.c. */
+    int is_users = !strcmp(db_name(c->db), HTTP_AUTH_USERS_DB);
+    int dbadmin = -1, users_admin = is_users ? http_users_is_admin(r, c->db) : 0;
+    size_t nwork = 0;
+    if (is_users) {
+        const http_auth_t *a = http_server_opts(r->server)->auth;
+        c->prf = a ? http_auth_opts(a)->users_prf : "sha256";
+        c->iterations = a ? http_auth_opts(a)->users_iterations : 50000;
+        if (!(c->pw = calloc(n + 1, sizeof *c->pw)) || !(c->pw_len = calloc(n + 1, sizeof *c->pw_len))) {
+            http_send_internal(r, DV_ERR_NOMEM);
+            bulk_free(c);
+            return;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        db_doc *d = &c->docs[i];
+        if (!c->local[i] && http_doc_is_design(d)) {
+            if (dbadmin < 0)
+                dbadmin = http_authz_is_route_db_admin(r);
+            if (!dbadmin) {
+                int anon = !r->user || !r->user->name;
+                c->prefailed[i] = 1;
+                db_err_set(&c->pre[i], anon ? 401 : 403, anon ? "unauthorized" : "forbidden",
+                           "You are not a db or server admin.");
+                continue;
+            }
+            nwork += !d->deleted;
+        }
+        if (is_users) {
+            int rc = http_users_check(r, c->db, d, users_admin, &c->pre[i], &c->pw[i], &c->pw_len[i]);
+            if (rc == DV_ERR_NOMEM) {
+                http_send_internal(r, rc);
+                bulk_free(c);
+                return;
+            }
+            if (rc != DV_OK)
+                c->prefailed[i] = 1;
+            nwork += c->pw[i] != NULL;
+        }
+    }
+    if (c->views && http_vdu_begin(r, c->db, &c->vdu) != DV_OK) {
+        bulk_free(c);
+        return;
+    }
+    if (!nwork && !c->vdu.set) {
+        bulk_write(r, c);
+        return;
+    }
+    /* design documents are checked (functions compiled), passwords hashed
+     * and the other documents validated on a worker first */
+    if (!(c->async = http_async_new(r, bulk_checked, c))) {
+        http_send_internal(r, DV_ERR_NOMEM);
+        bulk_free(c);
+        return;
+    }
     if (workers_submit(http_server_workers(r->server), bulk_check_job, c) != DV_OK) {
         for (size_t i = 0; i < n; i++) {
             c->prefailed[i] = 1;

@@ -83,11 +83,26 @@ typedef struct http_match {
     http_str_t rest;
 } http_match_t;
 
+/* Who may use a route (checked once, before the handler, by
+ * http_authz_route in authz.c; see there for CouchDB's rules).  The zero
+ * value is the strictest, so a route that names no class is closed to all
+ * but server admins. */
+enum http_access {
+    HTTP_ACCESS_SERVER_ADMIN = 0, /* the "_admin" role */
+    HTTP_ACCESS_PUBLIC,           /* anyone (/, /_up, /_uuids, /_session) */
+    HTTP_ACCESS_ALL_DBS,          /* server admins unless [chttpd] admin_only_all_dbs = false */
+    HTTP_ACCESS_DB_MEMBER,        /* members of {db} (_security "members") */
+    HTTP_ACCESS_DB_ADMIN,         /* admins of {db} (_security "admins") */
+    HTTP_ACCESS_DB,               /* /{db}: PUT, DELETE server admin; the rest member */
+    HTTP_ACCESS_DB_META,          /* _security, _revs_limit: GET member, PUT db admin */
+};
+
 typedef struct http_route {
     int methods;          /* HTTP_* bits; HEAD is implied by GET */
     const char *pattern;  /* e.g. "/{db}/{docid}" */
     const char *allow;    /* CouchDB's Allow list for 405, e.g. "GET,HEAD" */
     void *handler;        /* opaque to the router */
+    int access;           /* enum http_access */
 } http_route_t;
 
 enum { HTTP_ROUTE_FOUND = 0, HTTP_ROUTE_NO_METHOD = 1, HTTP_ROUTE_NO_PATH = 2 };

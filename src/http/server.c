@@ -23,8 +23,9 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "base/workers.h"
-#include "http/auth_jwt.h"
 #include "http/cors.h"
+#include "http/auth.h"
+#include "http/authz.h"
 #include "http/handlers.h"
 #include "http/json_out.h"
 #include "http/stats.h"
@@ -700,6 +701,31 @@ static void release_req(void *p)
     r->loop->inflight--;
 }
 
+/* Runs once r->user is known (http/auth.c authenticates every request,
+ * so bad credentials are 401 whatever the path, as in CouchDB): finds the
+ * route, checks its access class (authz.c), runs the handler. */
+static void dispatch_authorized(http_req_t *r)
+{
+    h2o_req_t *req = r->h2o;
+    size_t scratch_len = http_route_scratch_size(&r->target);
+    char *scratch = h2o_mem_alloc_pool(&req->pool, scratch_len);
+    const http_route_t *route;
+    switch (http_route_find(http_routes, http_nroutes, r->method, &r->target, scratch, scratch_len, &route,
+                            &r->match)) {
+    case HTTP_ROUTE_FOUND:
+        r->route = route;
+        if (http_authz_route(r))
+            ((http_handler_fn)route->handler)(r);
+        break;
+    case HTTP_ROUTE_NO_METHOD:
+        http_send_method_not_allowed(r, route->allow);
+        break;
+    default:
+        http_send_error(r, 404, "not_found", "missing");
+        break;
+    }
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     http_server_t *s = ((struct dispatch_handler *)self)->server;
@@ -725,26 +751,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         http_send_internal(r, rc);
         return 0;
     }
-    /* Authentication by JWT (http/auth_jwt.h): a Bearer token sets r->user;
-     * an invalid one has been answered. */
-    if (!http_auth_jwt(r, http_req_header(r, "authorization")))
-        return 0;
-    size_t scratch_len = http_route_scratch_size(&r->target);
-    char *scratch = h2o_mem_alloc_pool(&req->pool, scratch_len);
-    const http_route_t *route;
-    switch (http_route_find(http_routes, http_nroutes, r->method, &r->target, scratch, scratch_len, &route,
-                            &r->match)) {
-    case HTTP_ROUTE_FOUND:
-        r->route = route;
-        ((http_handler_fn)route->handler)(r);
-        break;
-    case HTTP_ROUTE_NO_METHOD:
-        http_send_method_not_allowed(r, route->allow);
-        break;
-    default:
-        http_send_error(r, 404, "not_found", "missing");
-        break;
-    }
+    http_auth_request(r, dispatch_authorized);
     return 0;
 }
 

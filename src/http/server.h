@@ -70,6 +70,8 @@ typedef struct http_server_opts {
     long long request_timeout_ms; /* [divan] request_timeout_ms: a request must arrive whole within it (0: h2o's) */
     struct ssl_ctx_st *tls_ctx; /* an SSL_CTX (http/tls.h): also serve HTTPS on tls_port (NULL: no; not owned) */
     int tls_port;               /* [ssl] port; 0: the kernel picks one (see http_server_tls_port) */
+    struct http_auth *auth;     /* authentication settings (http/auth.h; not owned); NULL:
+                                 * every request is anonymous */
 } http_server_opts_t;
 
 /* Binds, listens and starts the loop threads.  The strings in opts are

@@ -16,6 +16,9 @@ typedef struct http_user_ctx {
     const char *name;          /* NUL-terminated; NULL: anonymous */
     const char *const *roles;  /* nroles NUL-terminated strings */
     size_t nroles;
+    const char *handler;       /* how it was authenticated: "cookie", "default"
+                                * (Basic), "jwt", "proxy", or NULL; GET /_session
+                                * reports it */
 } http_user_ctx_t;
 
 #endif

@@ -367,7 +367,7 @@ int dbf_state_from_header(store_dbfile *db, dbf_fileref *fr, const uint8_t *p, s
         s->revs_limit = DBF_DEFAULT_REVS_LIMIT;
         rc = new_uuid(s->uuid);
         if (!rc)
-            rc = buf_append_str(&s->security, "{}");
+            rc = buf_append_str(&s->security, db->initial_security ? db->initial_security : "{}");
         if (rc)
             goto fail;
         *out = s;
@@ -476,7 +476,7 @@ int store_dbfile_open(const char *path, const store_dbfile_options *o, store_dbf
         return rc;
     db->path = strdup(path);
     cpath = path_with(path, ".compact");
-    if (!db->path || !cpath)
+    if (!db->path || !cpath || (o->initial_security && !(db->initial_security = strdup(o->initial_security))))
         goto fail;
     db->vfs = o->vfs ? o->vfs : store_vfs_posix();
     db->durability = o->durability;
@@ -563,6 +563,7 @@ fail:
     dbf_fileref_unref(db->fr);
     if (db->own_cache)
         store_btree_cache_free(db->cache);
+    free(db->initial_security);
     free(db->path);
     free(db);
     free(cpath);
@@ -592,6 +593,7 @@ int store_dbfile_close(store_dbfile *db)
     pthread_cond_destroy(&db->cv_done);
     pthread_cond_destroy(&db->cv_work);
     pthread_mutex_destroy(&db->mu);
+    free(db->initial_security);
     free(db->path);
     free(db);
     return rc;

@@ -71,6 +71,8 @@ typedef struct store_dbfile_options {
     int durability;            /* STORE_DURABLE_* */
     unsigned sync_interval_ms; /* PERIODIC; 0: 200 ms */
     int compression;           /* STORE_COMPRESS_*; 0 = none (db/ picks lz4) */
+    const char *initial_security; /* security object (JSON) written by the creating
+                                   * commit of a new file; NULL: "{}" */
 } store_dbfile_options;
 
 int store_dbfile_open(const char *path, const store_dbfile_options *o, store_dbfile **out);

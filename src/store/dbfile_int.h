@@ -105,6 +105,7 @@ struct store_dbfile {
     int durability;
     unsigned sync_interval_ms;
     int compression;
+    char *initial_security; /* a new file's security object, NULL: "{}" */
 
     pthread_mutex_t mu;
     pthread_cond_t cv_work; /* writer waits for work / unpause */

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { request, startServer } from './helpers.mjs';
+import { request, startServer, withAuth } from './helpers.mjs';
 
 const J = { 'Content-Type': 'application/json' };
 
@@ -298,7 +298,7 @@ function memOf(pid) {
 // Reads a streamed body slowly (a pause every 256 KiB) while sampling the
 // server's RSS; returns the text and the peak RSS seen.
 async function readSampling(url, pid) {
-  const res = await fetch(url);
+  const res = await fetch(url, { headers: withAuth() });
   assert.equal(res.status, 200);
   const reader = res.body.getReader();
   const parts = [];
@@ -363,7 +363,7 @@ describe('a large database', () => {
 
     // One snapshot: a document deleted after the answer started is still
     // in it; the next answer no longer has it.
-    const res = await fetch(`${srv.url}big/_all_docs`);
+    const res = await fetch(`${srv.url}big/_all_docs`, { headers: withAuth() });
     const reader = res.body.getReader();
     const first = await reader.read();
     assert.ok(!first.done);
@@ -385,7 +385,7 @@ describe('a large database', () => {
 
     // A compaction that swaps the file under a long answer does not
     // disturb it: the answer's snapshot keeps reading the old file.
-    const res2 = await fetch(`${srv.url}big/_all_docs?include_docs=true`);
+    const res2 = await fetch(`${srv.url}big/_all_docs?include_docs=true`, { headers: withAuth() });
     const reader2 = res2.body.getReader();
     const parts2 = [(await reader2.read()).value];
     r = await req('/big/_compact', { method: 'POST', headers: J });

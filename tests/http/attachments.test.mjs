@@ -16,7 +16,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { request, smallQuarantineEnv, startServer, tempDir } from './helpers.mjs';
+import { request, smallQuarantineEnv, startServer, tempDir, withAuth } from './helpers.mjs';
 
 const J = { 'Content-Type': 'application/json' };
 const AJ = { Accept: 'application/json' };
@@ -27,7 +27,7 @@ const b64 = (s) => Buffer.from(s).toString('base64');
 function raw(base, pathname, { method = 'GET', headers = {}, body } = {}) {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const rq = http.request({ host: u.hostname, port: u.port, path: pathname, method, headers }, (res) => {
+    const rq = http.request({ host: u.hostname, port: u.port, path: pathname, method, headers: withAuth(headers) }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -591,7 +591,7 @@ test('a 20 MiB attachment streams back byte-exact in bounded memory', async () =
     const before = kb('VmHWM');
     const got = await new Promise((resolve, reject) => {
       const u = new URL(srv.url);
-      http.get({ host: u.hostname, port: u.port, path: '/big/doc/blob.bin' }, (res) => {
+      http.get({ host: u.hostname, port: u.port, path: '/big/doc/blob.bin', headers: withAuth() }, (res) => {
         const h = createHash('md5');
         let n = 0;
         res.on('data', (c) => { h.update(c); n += c.length; });

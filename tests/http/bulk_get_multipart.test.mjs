@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { request, smallQuarantineEnv, startServer, tempDir } from './helpers.mjs';
+import { request, smallQuarantineEnv, startServer, tempDir, withAuth } from './helpers.mjs';
 
 const J = { 'Content-Type': 'application/json' };
 const b64 = (b) => Buffer.from(b).toString('base64');
@@ -24,7 +24,7 @@ const md5b64 = (b) => createHash('md5').update(b).digest('base64');
 function rawPost(base, pathname, headers, body) {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const rq = http.request({ host: u.hostname, port: u.port, path: pathname, method: 'POST', headers }, (res) => {
+    const rq = http.request({ host: u.hostname, port: u.port, path: pathname, method: 'POST', headers: withAuth(headers) }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -323,7 +323,7 @@ describe('_bulk_get multipart', () => {
     const flat = 'application/x  X-Injected: yes';
     const get = (p, headers = {}) => new Promise((resolve, reject) => {
       const u = new URL(srv.url);
-      http.get({ host: u.hostname, port: u.port, path: p, headers }, (res) => {
+      http.get({ host: u.hostname, port: u.port, path: p, headers: withAuth(headers) }, (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { request, startServer, tempDir } from './helpers.mjs';
+import { ADMIN_AUTH, request, startServer, tempDir } from './helpers.mjs';
 
 const J = { 'Content-Type': 'application/json' };
 // open_revs answers multipart/mixed unless JSON is asked for (CouchDB's
@@ -387,7 +387,7 @@ describe('documents', () => {
     const u = new URL(srv.url);
     const sock = net.connect(Number(u.port), u.hostname);
     await new Promise((res) => sock.once('connect', res));
-    sock.write('PUT /db/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"a":');
+    sock.write(`PUT /db/stalled HTTP/1.1\r\nHost: x\r\nAuthorization: ${ADMIN_AUTH}\r\nContent-Length: 1000\r\n\r\n{"a":`);
     const t0 = Date.now();
     const r = await req('/db/doc1');
     assert.equal(r.status, 200);

@@ -3,14 +3,14 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { request, startServer } from './helpers.mjs';
+import { ADMIN_AUTH, request, startServer } from './helpers.mjs';
 
 // One request written byte for byte on a socket (fetch and node:http
 // would re-encode header values), answered with Connection: close.
 function rawRequest(base, { method, path, headers, body = '' }) {
   const u = new URL(base);
   const b = Buffer.from(body);
-  const head = [`${method} ${path} HTTP/1.1`, 'Host: x', 'Connection: close', `Content-Length: ${b.length}`];
+  const head = [`${method} ${path} HTTP/1.1`, 'Host: x', 'Connection: close', `Authorization: ${ADMIN_AUTH}`, `Content-Length: ${b.length}`];
   const parts = [Buffer.from(`${head.join('\r\n')}\r\n`)];
   for (const [k, v] of Object.entries(headers)) parts.push(Buffer.from(`${k}: `), Buffer.from(v), Buffer.from('\r\n'));
   parts.push(Buffer.from('\r\n'), b);

@@ -6,6 +6,13 @@
 // tests never race each other for ports.  startServer resolves once GET /_up
 // answers 200.  DIVAN_BIN selects the binary (default build/divan), so the
 // same tests run against the ASan build.
+//
+// divan, like CouchDB 3, refuses to start without a server admin: every
+// server starts with ADMIN (`--admin`) unless opts.admin is false, and
+// request() and openFeed() send ADMIN's Basic credentials unless the caller
+// passes its own Authorization header or `auth: false`.  ADMIN_AUTH is the
+// header value and authUrl() a URL with the credentials in it (for PouchDB
+// and nano).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -16,6 +23,35 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = process.env.DIVAN_BIN ? path.resolve(ROOT, process.env.DIVAN_BIN) : path.join(ROOT, 'build', 'divan');
+
+export const ADMIN = { name: 'admin', password: 'test-admin-pw' };
+export const ADMIN_AUTH = `Basic ${Buffer.from(`${ADMIN.name}:${ADMIN.password}`).toString('base64')}`;
+
+// base (a server URL) with ADMIN's credentials in it.
+export function authUrl(base, name = ADMIN.name, password = ADMIN.password) {
+  const u = new URL(base);
+  u.username = encodeURIComponent(name);
+  u.password = encodeURIComponent(password);
+  return u.href;
+}
+
+// Whether headers (a plain object or Headers) already carry Authorization.
+function hasAuth(headers) {
+  if (!headers) return false;
+  if (typeof headers.has === 'function') return headers.has('authorization');
+  return Object.keys(headers).some((k) => k.toLowerCase() === 'authorization');
+}
+
+// Headers with ADMIN's Authorization added unless present or auth === false.
+export function withAuth(headers = {}, auth = true) {
+  if (auth === false || hasAuth(headers)) return headers;
+  if (typeof headers.set === 'function') {
+    const h = new Headers(headers);
+    h.set('authorization', ADMIN_AUTH);
+    return h;
+  }
+  return { ...headers, authorization: ADMIN_AUTH };
+}
 
 export function tempDir(tag = 'divan-http-') {
   return mkdtempSync(path.join(tmpdir(), tag));
@@ -53,8 +89,9 @@ export function smallQuarantineEnv() {
   return { ...process.env, ASAN_OPTIONS: `${saved ? `${saved}:` : ''}quarantine_size_mb=1:thread_local_quarantine_size_kb=64` };
 }
 
-// Starts divan.  opts.args are extra flags (after --data and --port 0, so
-// they override them); opts.port = false leaves the port to the config;
+// Starts divan.  opts.args are extra flags (after --data, --port 0 and
+// --admin, so they override them); opts.port = false leaves the port to the
+// config; opts.admin = false starts without ADMIN;
 // opts.dataDir reuses a directory (kept on stop); opts.env replaces the
 // environment.
 export async function startServer(opts = {}) {
@@ -62,6 +99,7 @@ export async function startServer(opts = {}) {
   const dir = opts.dataDir ?? tempDir();
   const args = ['--data', dir];
   if (opts.port !== false) args.push('--port', '0');
+  if (opts.admin !== false) args.push('--admin', `${ADMIN.name}:${ADMIN.password}`);
   args.push(...(opts.args ?? []));
   const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
   let log = '';
@@ -83,7 +121,7 @@ export async function startServer(opts = {}) {
   });
   for (let i = 0; ; i++) {
     try {
-      const r = await fetch(new URL('_up', url));
+      const r = await fetch(new URL('_up', url), { headers: opts.admin !== false ? withAuth() : {} });
       await r.arrayBuffer();
       if (r.status === 200) break;
     } catch (e) {
@@ -113,8 +151,10 @@ export async function startServer(opts = {}) {
 
 // fetch + body text + parsed JSON (when the body is JSON).
 export async function request(base, pathname, init = {}) {
+  const { auth, ...rest } = init;
+  rest.headers = withAuth(rest.headers ?? {}, auth);
   // origin + raw path: keeps '//' and odd escapes exactly as written
-  const res = await fetch(new URL(base).origin + pathname, init);
+  const res = await fetch(new URL(base).origin + pathname, rest);
   const text = await res.text();
   let json;
   try { json = JSON.parse(text); } catch { json = undefined; }
@@ -122,8 +162,9 @@ export async function request(base, pathname, init = {}) {
 }
 
 // A streamed response read as it arrives (node:http, one socket each).
-export function openFeed(base, path, { method = 'GET', headers = {}, body } = {}) {
+export function openFeed(base, path, { method = 'GET', headers = {}, body, auth } = {}) {
   const u = new URL(base);
+  headers = withAuth(headers, auth);
   const feed = { text: '', status: 0, headers: null, done: false };
   const waiters = [];
   const poke = () => {

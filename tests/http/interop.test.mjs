@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import nanoFactory from 'nano';
 import PouchDB from 'pouchdb';
-import { startServer, tempDir } from './helpers.mjs';
+import { authUrl, startServer, tempDir } from './helpers.mjs';
 
 const md5b64 = (buf) => 'md5-' + createHash('md5').update(buf).digest('base64');
 const waitFor = async (what, fn, ms = 10000) => {
@@ -29,7 +29,7 @@ describe('PouchDB', () => {
   let srv;
   let localDir;
   const local = (name) => new PouchDB(path.join(localDir, name));
-  const remote = (name) => new PouchDB(new URL(name, srv.url).href);
+  const remote = (name) => new PouchDB(new URL(name, authUrl(srv.url)).href);
   before(async () => {
     srv = await startServer();
     localDir = tempDir('divan-pouch-');
@@ -223,7 +223,7 @@ describe('PouchDB views: query() on divan gives the rows of PouchDB\'s own map/r
     srv = await startServer();
     localDir = tempDir('divan-pouch-views-');
     local = new PouchDB(path.join(localDir, 'views'));
-    remote = new PouchDB(new URL('views', srv.url).href);
+    remote = new PouchDB(new URL('views', authUrl(srv.url)).href);
     await local.bulkDocs([...docs, DDOC]);
     const rep = await PouchDB.replicate(local, remote);
     assert.equal(rep.docs_written, N + 1);
@@ -420,7 +420,7 @@ describe('nano', () => {
   let nano;
   before(async () => {
     srv = await startServer();
-    nano = nanoFactory(srv.url.replace(/\/$/, ''));
+    nano = nanoFactory(authUrl(srv.url).replace(/\/$/, ''));
   });
   after(async () => { await srv.stop(); });
 

@@ -291,7 +291,7 @@ describe('processes', () => {
       const [wa, wb] = [await request(a.url, '/'), await request(b.url, '/')];
       assert.notEqual(wa.json.uuid, wb.json.uuid);
       const port = new URL(a.url).port;
-      const r = await runToExit(['--data', tempDir(), '--port', port]);
+      const r = await runToExit(['--data', tempDir(), '--port', port, '--admin', 'a:b']);
       assert.equal(r.code, 1);
       assert.match(r.log, /cannot listen/);
       assert.equal((await request(a.url, '/_up')).status, 200);

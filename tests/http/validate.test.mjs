@@ -7,14 +7,14 @@
 //
 // The functions echo their arguments back by throwing them as the
 // refusal message ({forbidden: {...}}), so the tests read exactly what
-// the function saw.  userCtx depends on who the request authenticates as:
-// the assertions about it are kept in their own test ("userCtx …").
+// the function saw; userCtx for the server admin, a _users user and an
+// anonymous writer.
 import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import PouchDB from 'pouchdb';
-import { request, startServer, tempDir } from './helpers.mjs';
+import { ADMIN, authUrl, request, startServer, tempDir } from './helpers.mjs';
 
 // The validation function most tests use: refuses documents by their
 // fields, echoes its arguments on demand.
@@ -125,15 +125,25 @@ describe('validate_doc_update', () => {
     assert.deepEqual(r.json.reason.secObj, sec);
   });
 
-  test('userCtx names the database and the (anonymous) user', async () => {
-    // With authentication the name and roles are the authenticated user's.
+  test('userCtx names the database, the user and its roles', async () => {
     const db = await freshDb({ u: 'function (n, o, userCtx) { if (n.who) throw({forbidden: userCtx}); }' });
-    const r = await put(`/${db}/w`, { who: true });
+    // request() signs in as the server admin
+    let r = await put(`/${db}/w`, { who: true });
     assert.equal(r.status, 403);
-    assert.equal(r.json.reason.db, db);
-    assert.ok('name' in r.json.reason);
-    assert.ok(Array.isArray(r.json.reason.roles));
-    if (r.json.reason.name === null) assert.deepEqual(r.json.reason, { db, name: null, roles: [] });
+    assert.deepEqual(r.json.reason, { db, name: ADMIN.name, roles: ['_admin'] });
+    // a _users user, a member of the database by name, with a role
+    r = await put('/_users/org.couchdb.user:vera', { name: 'vera', password: 'v', roles: ['clerk'], type: 'user' });
+    assert.equal(r.status, 201, r.text);
+    assert.equal((await put(`/${db}/_security`, { members: { names: ['vera'] } })).status, 200);
+    const vera = `Basic ${Buffer.from('vera:v').toString('base64')}`;
+    r = await put(`/${db}/w`, { who: true }, { authorization: vera });
+    assert.equal(r.status, 403);
+    assert.deepEqual(r.json.reason, { db, name: 'vera', roles: ['clerk'] });
+    // and an anonymous writer of a public database
+    assert.equal((await put(`/${db}/_security`, {})).status, 200);
+    r = await req(`/${db}/w`, { ...json('PUT', { who: true }), auth: false });
+    assert.equal(r.status, 403);
+    assert.deepEqual(r.json.reason, { db, name: null, roles: [] });
   });
 
   test('every write path: POST, DELETE, COPY, attachments, multipart, batch=ok', async () => {
@@ -341,7 +351,7 @@ describe('validate_doc_update', () => {
       const docs = [];
       for (let i = 0; i < 20; i++) docs.push({ _id: `d${String(i).padStart(2, '0')}`, bad: i % 4 === 0, i });
       await src.bulkDocs(docs);
-      const dst = new PouchDB(new URL(db, srv.url).href);
+      const dst = new PouchDB(new URL(db, authUrl(srv.url)).href);
       const res = await PouchDB.replicate(src, dst);
       assert.equal(res.ok, true);
       assert.equal(res.doc_write_failures, 5);

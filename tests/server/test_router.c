@@ -95,12 +95,12 @@ static void test_query(void **state)
 
 static int h_welcome, h_uuids, h_doc, h_doc_delete, h_att, h_db;
 static const http_route_t routes[] = {
-    {HTTP_GET, "/", "GET,HEAD", &h_welcome},
-    {HTTP_GET, "/_uuids/{any}", "GET", &h_uuids},
-    {HTTP_GET | HTTP_PUT, "/{db}/{docid}", "GET,HEAD,PUT,DELETE", &h_doc},
-    {HTTP_DELETE, "/{db}/{docid}", "GET,HEAD,PUT,DELETE", &h_doc_delete},
-    {HTTP_GET, "/{db}/{docid}/{rest}", "GET,HEAD", &h_att},
-    {HTTP_ANY, "/{db}/{any}", "GET", &h_db},
+    {HTTP_GET, "/", "GET,HEAD", &h_welcome, HTTP_ACCESS_PUBLIC},
+    {HTTP_GET, "/_uuids/{any}", "GET", &h_uuids, HTTP_ACCESS_PUBLIC},
+    {HTTP_GET | HTTP_PUT, "/{db}/{docid}", "GET,HEAD,PUT,DELETE", &h_doc, HTTP_ACCESS_PUBLIC},
+    {HTTP_DELETE, "/{db}/{docid}", "GET,HEAD,PUT,DELETE", &h_doc_delete, HTTP_ACCESS_PUBLIC},
+    {HTTP_GET, "/{db}/{docid}/{rest}", "GET,HEAD", &h_att, HTTP_ACCESS_PUBLIC},
+    {HTTP_ANY, "/{db}/{any}", "GET", &h_db, HTTP_ACCESS_PUBLIC},
 };
 
 struct found {
@@ -186,7 +186,7 @@ static void test_routes(void **state)
     assert_string_equal(f.route->allow, "GET,HEAD,PUT,DELETE");
     http_target_free(&f.t);
 
-    static const http_route_t only[] = {{HTTP_PUT, "/x", "PUT", NULL}};
+    static const http_route_t only[] = {{HTTP_PUT, "/x", "PUT", NULL, HTTP_ACCESS_PUBLIC}};
     http_target_t t = parse("/y");
     const http_route_t *r;
     http_match_t m;
@@ -196,7 +196,7 @@ static void test_routes(void **state)
     http_target_free(&t);
     /* scratch too small: a joined capture cannot match */
     t = parse("/db/_design/foo");
-    static const http_route_t doc_only[] = {{HTTP_GET, "/{db}/{docid}", "GET", NULL}};
+    static const http_route_t doc_only[] = {{HTTP_GET, "/{db}/{docid}", "GET", NULL, HTTP_ACCESS_PUBLIC}};
     assert_int_equal(http_route_find(doc_only, 1, HTTP_GET, &t, scratch, 4, &r, &m), HTTP_ROUTE_NO_PATH);
     http_target_free(&t);
 }

@@ -1,0 +1,1019 @@
+/*
+ * auth.c — authentication of every request: AuthSession cookies, HTTP
+ * Basic, server admins and _users documents, the password cache (see
+ * auth.h).
+ *
+ * Invariants: no plain password outlives the request that carried it (the
+ * worker's copy is cleansed, the cache holds HMAC-SHA256 of the password
+ * under a random per-process key); every secret comparison is
+ * CRYPTO_memcmp; the user context and everything it points to lives in
+ * the request's pool.  A _users lookup is one B-tree read and one body
+ * read (pread on committed data, allowed on the loop); PBKDF2 runs on the
+ * worker pool, at most once per (name, stored hash, password) while the
+ * cache keeps the entry.
+ *
+ * The AuthSession cookie is CouchDB 3's: base64url (no padding) of
+ * "name:HEXTIME:" followed by the 20 raw bytes of HMAC-SHA1 keyed by the
+ * server secret concatenated with the user's salt, over "name:HEXTIME".
+ * Changing a password changes the salt, which invalidates old cookies.
+ */
+#include "http/auth.h"
+#include "http/auth_jwt.h"
+#include "config.h"
+#include "base/base64.h"
+#include "base/log.h"
+#include "base/passwd.h"
+#include "base/status.h"
+#include "base/workers.h"
+#include "json/json.h"
+#include "store/dbfile.h"
+#include "store/revtree.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <h2o.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#define CACHE_SLOTS 1024 /* verified (name, hash, password) triples kept */
+
+typedef struct cache_entry {
+    char *name;
+    char *stored;
+    unsigned char mac[32]; /* HMAC-SHA256(cache_key, password) */
+} cache_entry;
+
+/* One (client address, user, salt) pair's failures. */
+typedef struct lock_entry {
+    struct lock_entry *next; /* bucket chain */
+    uint64_t hash;
+    long long created_ms;
+    long long count;
+    size_t len;
+    char key[]; /* peer NUL name NUL salt */
+} lock_entry;
+
+#define LOCK_BUCKETS 4096
+
+struct http_auth {
+    http_auth_opts_t o;
+    lock_entry *locks[LOCK_BUCKETS]; /* under mu */
+    long long nlocks;
+    char **names, **hashes;
+    char *secret, *same_site, *users_prf, *xu, *xr, *xt;
+    unsigned char cache_key[32];
+    pthread_mutex_t mu;
+    cache_entry cache[CACHE_SLOTS];
+    size_t cache_next; /* round-robin victim */
+};
+
+static char *xstrdup(const char *s) { return strdup(s ? s : ""); }
+
+int http_auth_new(const http_auth_opts_t *o, http_auth_t **out)
+{
+    *out = NULL;
+    if (!o->secret || !*o->secret)
+        return DV_ERR_INVALID;
+    http_auth_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return DV_ERR_NOMEM;
+    a->o = *o;
+    pthread_mutex_init(&a->mu, NULL);
+    a->names = calloc(o->nadmins + 1, sizeof *a->names);
+    a->hashes = calloc(o->nadmins + 1, sizeof *a->hashes);
+    a->secret = xstrdup(o->secret);
+    a->same_site = xstrdup(o->same_site);
+    a->users_prf = xstrdup(o->users_prf ? o->users_prf : PASSWD_DEFAULT_PRF);
+    a->xu = xstrdup(o->x_auth_username ? o->x_auth_username : "X-Auth-CouchDB-UserName");
+    a->xr = xstrdup(o->x_auth_roles ? o->x_auth_roles : "X-Auth-CouchDB-Roles");
+    a->xt = xstrdup(o->x_auth_token ? o->x_auth_token : "X-Auth-CouchDB-Token");
+    if (!a->names || !a->hashes || !a->secret || !a->same_site || !a->users_prf || !a->xu || !a->xr || !a->xt)
+        goto fail;
+    for (size_t i = 0; i < o->nadmins; i++)
+        if (!(a->names[i] = xstrdup(o->admin_names[i])) || !(a->hashes[i] = xstrdup(o->admin_hashes[i])))
+            goto fail;
+    if (RAND_bytes(a->cache_key, sizeof a->cache_key) != 1)
+        goto fail;
+    a->o.admin_names = (const char *const *)a->names;
+    a->o.admin_hashes = (const char *const *)a->hashes;
+    a->o.secret = a->secret;
+    a->o.same_site = a->same_site;
+    a->o.users_prf = a->users_prf;
+    /* h2o keeps request header names in lower case. */
+    for (char *p = a->xu; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    for (char *p = a->xr; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    for (char *p = a->xt; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    a->o.x_auth_username = a->xu;
+    a->o.x_auth_roles = a->xr;
+    a->o.x_auth_token = a->xt;
+    if (a->o.nhandlers == 0 || a->o.nhandlers > 4) {
+        a->o.handlers[0] = HTTP_AUTHN_COOKIE;
+        a->o.handlers[1] = HTTP_AUTHN_DEFAULT;
+        a->o.nhandlers = 2;
+    }
+    if (a->o.users_iterations < 1)
+        a->o.users_iterations = PASSWD_DEFAULT_ITERATIONS;
+    *out = a;
+    return DV_OK;
+fail:
+    http_auth_free(a);
+    return DV_ERR_NOMEM;
+}
+
+void http_auth_free(http_auth_t *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->o.nadmins; i++) {
+        free(a->names ? a->names[i] : NULL);
+        free(a->hashes ? a->hashes[i] : NULL);
+    }
+    free(a->names);
+    free(a->hashes);
+    free(a->secret);
+    free(a->same_site);
+    free(a->users_prf);
+    free(a->xu);
+    free(a->xr);
+    free(a->xt);
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+        free(a->cache[i].name);
+        free(a->cache[i].stored);
+    }
+    for (size_t i = 0; i < LOCK_BUCKETS; i++) {
+        for (lock_entry *e = a->locks[i], *n; e; e = n) {
+            n = e->next;
+            free(e);
+        }
+    }
+    OPENSSL_cleanse(a->cache_key, sizeof a->cache_key);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+const http_auth_opts_t *http_auth_opts(const http_auth_t *a) { return &a->o; }
+
+size_t http_auth_handler_names(const http_auth_t *a, const char **out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; a && i < a->o.nhandlers && n < cap; i++) {
+        int h = a->o.handlers[i];
+        out[n++] = h == HTTP_AUTHN_COOKIE  ? "cookie"
+                   : h == HTTP_AUTHN_PROXY ? "proxy"
+                   : h == HTTP_AUTHN_JWT   ? "jwt"
+                                           : "default";
+    }
+    return n;
+}
+
+static http_auth_t *req_auth(http_req_t *r) { return http_server_opts(r->server)->auth; }
+
+static void *pool_alloc(http_req_t *r, size_t n)
+{
+    return h2o_mem_alloc_pool(&((h2o_req_t *)r->h2o)->pool, n);
+}
+
+static char *pool_strndup(http_req_t *r, const char *s, size_t n)
+{
+    char *p = pool_alloc(r, n + 1);
+    memcpy(p, s, n);
+    p[n] = 0;
+    return p;
+}
+
+/* ---- users: server admins and _users documents ----------------------------- */
+
+typedef struct auth_user {
+    const char *stored; /* passwd.h form */
+    const char *salt;   /* for the cookie secret */
+    http_user_ctx_t *ctx;
+} auth_user;
+
+/* The salt field of a stored hash ("…-key,salt[,iterations]"). */
+static const char *stored_salt(http_req_t *r, const char *stored)
+{
+    const char *c1 = strchr(stored, ',');
+    if (!c1)
+        return "";
+    const char *c2 = strchr(c1 + 1, ',');
+    size_t n = c2 ? (size_t)(c2 - c1 - 1) : strlen(c1 + 1);
+    return pool_strndup(r, c1 + 1, n);
+}
+
+static const char *json_pool_str(http_req_t *r, const json_val *v)
+{
+    size_t n;
+    const char *s = v ? json_str(v, &n) : NULL;
+    return s ? pool_strndup(r, s, n) : NULL;
+}
+
+/* Reads org.couchdb.user:NAME from _users: DV_ERR_NOTFOUND when there is
+ * no such live document or it carries no usable password hash. */
+static int lookup_users_doc(http_req_t *r, const char *name, size_t n, auth_user *u)
+{
+    db_t *db = NULL;
+    store_snap *snap = NULL;
+    store_docinfo di;
+    store_docbody body;
+    json_doc jd = JSON_DOC_INIT;
+    store_docinfo_init(&di);
+    store_docbody_init(&body);
+    char *id = NULL;
+    int rc = db_open(http_dbs(r), HTTP_AUTH_USERS_DB, &db);
+    if (rc != DV_OK)
+        goto done;
+    if ((rc = db_snapshot(db, &snap)) != DV_OK)
+        goto done;
+    size_t plen = strlen(HTTP_AUTH_USER_PREFIX);
+    if (!(id = malloc(plen + n))) {
+        rc = DV_ERR_NOMEM;
+        goto done;
+    }
+    memcpy(id, HTTP_AUTH_USER_PREFIX, plen);
+    memcpy(id + plen, name, n);
+    if ((rc = store_snap_get_doc(snap, (const uint8_t *)id, plen + n, &di)) != DV_OK)
+        goto done;
+    uint32_t win = revtree_winner(&di.tree);
+    if (win == REVTREE_NONE || di.tree.nodes[win].deleted || !di.tree.nodes[win].has_body) {
+        rc = DV_ERR_NOTFOUND;
+        goto done;
+    }
+    if ((rc = store_snap_read_body(snap, di.tree.nodes[win].body, &body)) != DV_OK)
+        goto done;
+    if ((rc = json_doc_parse(&jd, body.body.data, body.body.len, 0, NULL)) != DV_OK)
+        goto done;
+    const json_val *root = json_doc_root(&jd);
+    const json_val *scheme = json_object_get_cstr(root, "password_scheme");
+    const char *salt = json_pool_str(r, json_object_get_cstr(root, "salt"));
+    char *stored = NULL;
+    rc = DV_ERR_NOTFOUND;
+    if (!salt)
+        goto done;
+    if (scheme && json_str_eq(scheme, "pbkdf2")) {
+        const char *key = json_pool_str(r, json_object_get_cstr(root, "derived_key"));
+        const json_val *it = json_object_get_cstr(root, "iterations");
+        const char *prf = json_pool_str(r, json_object_get_cstr(root, "pbkdf2_prf"));
+        int64_t iters;
+        if (!key || !it || json_get_i64(it, &iters) != DV_OK || iters < 1)
+            goto done;
+        size_t cap = strlen(key) + strlen(salt) + 64;
+        stored = pool_alloc(r, cap);
+        snprintf(stored, cap, "-pbkdf2:%s-%s,%s,%lld", prf ? prf : "sha", key, salt, (long long)iters);
+    } else if (!scheme || json_str_eq(scheme, "simple")) {
+        const char *sha = json_pool_str(r, json_object_get_cstr(root, "password_sha"));
+        if (!sha)
+            goto done;
+        size_t cap = strlen(sha) + strlen(salt) + 16;
+        stored = pool_alloc(r, cap);
+        snprintf(stored, cap, "-hashed-%s,%s", sha, salt);
+    } else {
+        goto done;
+    }
+    const json_val *roles = json_object_get_cstr(root, "roles");
+    size_t nroles = roles && json_is_array(roles) ? json_len(roles) : 0;
+    const char **rv = pool_alloc(r, (nroles + 1) * sizeof *rv);
+    size_t k = 0;
+    for (size_t i = 0; i < nroles; i++) {
+        const json_val *x = json_array_get(roles, i);
+        if (x && json_is_string(x))
+            rv[k++] = json_pool_str(r, x);
+    }
+    http_user_ctx_t *ctx = pool_alloc(r, sizeof *ctx);
+    ctx->name = pool_strndup(r, name, n);
+    ctx->roles = rv;
+    ctx->nroles = k;
+    ctx->handler = NULL;
+    u->stored = stored;
+    u->salt = salt;
+    u->ctx = ctx;
+    rc = DV_OK;
+done:
+    json_doc_free(&jd);
+    store_docbody_free(&body);
+    store_docinfo_free(&di);
+    free(id);
+    if (snap)
+        store_snap_release(snap);
+    if (db)
+        db_release(db);
+    return rc;
+}
+
+static const char *const admin_roles[] = {"_admin"};
+
+/* A server admin first (config wins, as in CouchDB), then _users. */
+static int lookup_user(http_req_t *r, const char *name, size_t n, auth_user *u)
+{
+    http_auth_t *a = req_auth(r);
+    if (!a || n == 0 || memchr(name, 0, n))
+        return DV_ERR_NOTFOUND;
+    struct config *c = http_server_opts(r->server)->config;
+    if (c) {
+        /* The live [admins] (changed through /_node/_local/_config without
+         * a restart, as CouchDB): the hash is copied into the request's
+         * pool under the read lock, since a change frees the old string. */
+        char *name0 = pool_strndup(r, name, n), *stored = NULL;
+        config_rdlock(c);
+        const char *h = config_get(c, "admins", name0);
+        if (h)
+            stored = pool_strndup(r, h, strlen(h));
+        config_unlock(c);
+        if (!stored)
+            goto users_db;
+        if (!passwd_is_hashed(stored))
+            return DV_ERR_NOTFOUND;
+        http_user_ctx_t *ctx = pool_alloc(r, sizeof *ctx);
+        ctx->name = name0;
+        ctx->roles = admin_roles;
+        ctx->nroles = 1;
+        ctx->handler = NULL;
+        u->stored = stored;
+        u->salt = stored_salt(r, stored);
+        u->ctx = ctx;
+        return DV_OK;
+    }
+    for (size_t i = 0; i < a->o.nadmins; i++) {
+        if (strlen(a->names[i]) == n && memcmp(a->names[i], name, n) == 0) {
+            if (!passwd_is_hashed(a->hashes[i]))
+                return DV_ERR_NOTFOUND;
+            http_user_ctx_t *ctx = pool_alloc(r, sizeof *ctx);
+            ctx->name = a->names[i];
+            ctx->roles = admin_roles;
+            ctx->nroles = 1;
+            ctx->handler = NULL;
+            u->stored = a->hashes[i];
+            u->salt = stored_salt(r, a->hashes[i]);
+            u->ctx = ctx;
+            return DV_OK;
+        }
+    }
+users_db:;
+    int rc = lookup_users_doc(r, name, n, u);
+    if (rc != DV_OK && rc != DV_ERR_NOTFOUND)
+        log_warn("auth: cannot read the _users document of a user: %s", dv_strerror(rc));
+    return rc == DV_OK ? DV_OK : DV_ERR_NOTFOUND;
+}
+
+/* ---- the password cache ---------------------------------------------------- */
+
+static int pw_mac(const http_auth_t *a, const char *pw, size_t n, unsigned char out[32])
+{
+    unsigned int len = 32;
+    return HMAC(EVP_sha256(), a->cache_key, sizeof a->cache_key, (const unsigned char *)pw, n, out, &len) ? DV_OK
+                                                                                                          : DV_ERR_NOMEM;
+}
+
+/* 1: verified before, matches; 0: this (name, hash) was verified with
+ * another password, so this one is wrong; -1: not cached. */
+static int cache_check(http_auth_t *a, const char *name, const char *stored, const unsigned char mac[32])
+{
+    int res = -1;
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+        cache_entry *e = &a->cache[i];
+        if (e->name && strcmp(e->name, name) == 0 && strcmp(e->stored, stored) == 0) {
+            res = CRYPTO_memcmp(e->mac, mac, 32) == 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+    return res;
+}
+
+static void cache_put(http_auth_t *a, const char *name, const char *stored, const unsigned char mac[32])
+{
+    char *n = strdup(name), *s = strdup(stored);
+    if (!n || !s) {
+        free(n);
+        free(s);
+        return; /* the cache is an optimisation: nothing is lost but time */
+    }
+    pthread_mutex_lock(&a->mu);
+    size_t slot = CACHE_SLOTS;
+    for (size_t i = 0; i < CACHE_SLOTS; i++)
+        if (a->cache[i].name && strcmp(a->cache[i].name, name) == 0) {
+            slot = i; /* one entry per name: a new hash replaces the old */
+            break;
+        }
+    if (slot == CACHE_SLOTS) {
+        slot = a->cache_next;
+        a->cache_next = (a->cache_next + 1) % CACHE_SLOTS;
+    }
+    cache_entry *e = &a->cache[slot];
+    free(e->name);
+    free(e->stored);
+    e->name = n;
+    e->stored = s;
+    memcpy(e->mac, mac, 32);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* ---- failed-login lockout ------------------------------------------------------ */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "peer\0name\0salt" for r's client into buf; 0 when r has no peer. */
+static size_t lock_key(http_req_t *r, const char *name, const char *salt, char *buf, size_t cap)
+{
+    h2o_req_t *req = r->h2o;
+    struct sockaddr_storage ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    if (!req->conn || !req->conn->callbacks->get_peername)
+        return 0;
+    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (sl == 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof host);
+    else
+        return 0;
+    size_t hl = strlen(host), nl = strlen(name), tl = strlen(salt);
+    if (hl + nl + tl + 2 > cap)
+        return 0;
+    memcpy(buf, host, hl + 1);
+    memcpy(buf + hl + 1, name, nl + 1);
+    memcpy(buf + hl + nl + 2, salt, tl);
+    return hl + nl + 2 + tl;
+}
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* The live entry for key (expired ones are dropped on the way); mu held. */
+static lock_entry *lock_find(http_auth_t *a, const char *key, size_t len, uint64_t h, long long now)
+{
+    lock_entry **pp = &a->locks[h % LOCK_BUCKETS];
+    while (*pp) {
+        lock_entry *e = *pp;
+        if (now - e->created_ms >= a->o.lockout_max_lifetime_ms) {
+            *pp = e->next;
+            free(e);
+            a->nlocks--;
+            continue;
+        }
+        if (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0)
+            return e;
+        pp = &e->next;
+    }
+    return NULL;
+}
+
+/* Drops the oldest entry (a full table is rare: max_objects distinct
+ * failing pairs within max_lifetime), O(entries); mu held. */
+static void lock_evict_oldest(http_auth_t *a)
+{
+    lock_entry **oldest = NULL;
+    for (size_t i = 0; i < LOCK_BUCKETS; i++)
+        for (lock_entry **pp = &a->locks[i]; *pp; pp = &(*pp)->next)
+            if (!oldest || (*pp)->created_ms < (*oldest)->created_ms)
+                oldest = pp;
+    if (oldest) {
+        lock_entry *e = *oldest;
+        *oldest = e->next;
+        free(e);
+        a->nlocks--;
+    }
+}
+
+/* Whether r's client is locked out of `name` (mode enforce); warn mode
+ * only logs. */
+static int lock_check(http_auth_t *a, http_req_t *r, const char *name, const char *salt)
+{
+    char key[512];
+    size_t len;
+    if (a->o.lockout_mode == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
+        return 0;
+    uint64_t h = fnv1a(key, len);
+    pthread_mutex_lock(&a->mu);
+    lock_entry *e = lock_find(a, key, len, h, now_ms());
+    int over = e && e->count >= a->o.lockout_threshold;
+    pthread_mutex_unlock(&a->mu);
+    if (over && a->o.lockout_mode == HTTP_LOCKOUT_WARN) {
+        log_warn("auth: authentication failure threshold reached for %s from %s", name, key);
+        return 0;
+    }
+    return over;
+}
+
+static void lock_fail(http_auth_t *a, http_req_t *r, const char *name, const char *salt)
+{
+    char key[512];
+    size_t len;
+    if (a->o.lockout_mode == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
+        return;
+    uint64_t h = fnv1a(key, len);
+    long long now = now_ms();
+    pthread_mutex_lock(&a->mu);
+    lock_entry *e = lock_find(a, key, len, h, now);
+    if (!e) {
+        if (a->nlocks >= a->o.lockout_max_objects)
+            lock_evict_oldest(a);
+        if ((e = malloc(sizeof *e + len))) {
+            e->hash = h;
+            e->created_ms = now;
+            e->count = 0;
+            e->len = len;
+            memcpy(e->key, key, len);
+            e->next = a->locks[h % LOCK_BUCKETS];
+            a->locks[h % LOCK_BUCKETS] = e;
+            a->nlocks++;
+        }
+    }
+    if (e)
+        e->count++;
+    pthread_mutex_unlock(&a->mu);
+}
+
+void http_auth_send_locked(http_req_t *r)
+{
+    http_send_error(r, 403, "forbidden", "Account is temporarily locked due to multiple authentication failures");
+}
+
+/* ---- password checks (login) ----------------------------------------------- */
+
+typedef struct login_job {
+    http_auth_t *a;
+    http_async_t *async;
+    auth_user u;        /* in the request pool: read on the loop only */
+    char *name, *stored; /* malloc'd copies for the worker */
+    char *pw;           /* malloc'd, cleansed after the check */
+    size_t pw_len;
+    unsigned char mac[32];
+    int ok;
+    http_auth_login_fn fn;
+    void *arg;
+} login_job;
+
+static void login_job_free(login_job *j)
+{
+    if (j->pw) {
+        OPENSSL_cleanse(j->pw, j->pw_len);
+        free(j->pw);
+    }
+    free(j->name);
+    free(j->stored);
+    free(j);
+}
+
+static void login_work(void *arg)
+{
+    login_job *j = arg;
+    j->ok = passwd_verify(j->stored, j->pw) == DV_OK;
+    if (j->ok)
+        cache_put(j->a, j->name, j->stored, j->mac);
+    OPENSSL_cleanse(j->pw, j->pw_len);
+    http_async_post(j->async);
+}
+
+static void login_resume(http_req_t *r, void *arg)
+{
+    login_job *j = arg;
+    http_auth_login_fn fn = j->fn;
+    void *farg = j->arg;
+    const http_user_ctx_t *user = j->ok ? j->u.ctx : NULL;
+    if (r && !j->ok)
+        lock_fail(j->a, r, j->u.ctx->name, j->u.salt);
+    login_job_free(j);
+    fn(r, user, 0, farg);
+}
+
+void http_auth_login(http_req_t *r, const char *name, size_t name_len, const char *password, size_t pw_len,
+                     http_auth_login_fn fn, void *arg)
+{
+    http_auth_t *a = req_auth(r);
+    auth_user u;
+    unsigned char mac[32];
+    if (!a || lookup_user(r, name, name_len, &u) != DV_OK) {
+        fn(r, NULL, 0, arg);
+        return;
+    }
+    if (lock_check(a, r, u.ctx->name, u.salt)) {
+        fn(r, NULL, 1, arg);
+        return;
+    }
+    if (pw_mac(a, password, pw_len, mac) != DV_OK) {
+        fn(r, NULL, 0, arg);
+        return;
+    }
+    int c = cache_check(a, u.ctx->name, u.stored, mac);
+    if (c >= 0) {
+        if (!c)
+            lock_fail(a, r, u.ctx->name, u.salt);
+        fn(r, c ? u.ctx : NULL, 0, arg);
+        return;
+    }
+    login_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->name = strdup(u.ctx->name)) || !(j->stored = strdup(u.stored)) ||
+        !(j->pw = malloc(pw_len + 1)))
+        goto nomem;
+    memcpy(j->pw, password, pw_len);
+    j->pw[pw_len] = 0;
+    j->pw_len = pw_len;
+    j->a = a;
+    j->u = u;
+    memcpy(j->mac, mac, 32);
+    j->fn = fn;
+    j->arg = arg;
+    if (!(j->async = http_async_new(r, login_resume, j)))
+        goto nomem;
+    if (workers_submit(http_server_workers(r->server), login_work, j) != DV_OK) {
+        /* No pool (stopping): the request still gets an answer. */
+        login_work(j);
+    }
+    return;
+nomem:
+    if (j)
+        login_job_free(j);
+    fn(r, NULL, 0, arg); /* refused: a login never succeeds by failing to check */
+}
+
+/* ---- parsing ----------------------------------------------------------------- */
+
+int http_auth_basic_parse(const char *header, char **buf, size_t *name_len, const char **pw, size_t *pw_len)
+{
+    *buf = NULL;
+    if (strncasecmp(header, "Basic ", 6) != 0)
+        return DV_ERR_INVALID;
+    const char *s = header + 6;
+    while (*s == ' ')
+        s++;
+    size_t n = strlen(s);
+    while (n && s[n - 1] == ' ')
+        n--;
+    buf_t b = BUF_INIT;
+    if (base64_decode(s, n, &b) != DV_OK || buf_append_byte(&b, 0) != DV_OK) {
+        buf_free(&b);
+        return DV_ERR_INVALID;
+    }
+    char *d = (char *)b.data;
+    size_t len = b.len - 1;
+    char *colon = memchr(d, ':', len);
+    if (!colon) {
+        OPENSSL_cleanse(d, len);
+        buf_free(&b);
+        return DV_ERR_INVALID;
+    }
+    *colon = 0;
+    *name_len = (size_t)(colon - d);
+    *pw = colon + 1;
+    *pw_len = len - *name_len - 1;
+    *buf = d;
+    return DV_OK;
+}
+
+const char *http_auth_cookie_find(const char *h, size_t *len)
+{
+    const char *p = h;
+    while (p && *p) {
+        while (*p == ' ' || *p == ';' || *p == ',')
+            p++;
+        const char *end = p + strcspn(p, ";,");
+        if (strncmp(p, "AuthSession=", 12) == 0) {
+            const char *v = p + 12;
+            size_t n = (size_t)(end - v);
+            while (n && v[n - 1] == ' ')
+                n--;
+            if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+                v++;
+                n -= 2;
+            }
+            *len = n;
+            return v;
+        }
+        p = end;
+    }
+    return NULL;
+}
+
+int http_auth_cookie_parse(const char *s, size_t n, size_t *name_len, uint64_t *t, const char **mac, size_t *mac_len)
+{
+    const char *c1 = memchr(s, ':', n);
+    if (!c1)
+        return DV_ERR_INVALID;
+    const char *ts = c1 + 1;
+    const char *c2 = memchr(ts, ':', n - (size_t)(ts - s));
+    if (!c2 || c2 == ts || c2 - ts > 16)
+        return DV_ERR_INVALID;
+    uint64_t v = 0;
+    for (const char *p = ts; p < c2; p++) {
+        int d = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'A' && *p <= 'F' ? *p - 'A' + 10
+                                                 : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+        if (d < 0)
+            return DV_ERR_INVALID;
+        v = v << 4 | (uint64_t)d;
+    }
+    *name_len = (size_t)(c1 - s);
+    *t = v;
+    *mac = c2 + 1;
+    *mac_len = n - (size_t)(c2 + 1 - s);
+    return DV_OK;
+}
+
+int http_auth_cookie_decode(const char *s, size_t n, buf_t *out)
+{
+    buf_t t = BUF_INIT;
+    int rc = DV_OK;
+    for (size_t i = 0; i < n && rc == DV_OK; i++) {
+        if (s[i] == '+' || s[i] == '/')
+            rc = DV_ERR_INVALID; /* the url-safe alphabet only */
+        else
+            rc = buf_append_byte(&t, (uint8_t)(s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i]));
+    }
+    while (rc == DV_OK && t.len % 4)
+        rc = buf_append_byte(&t, '=');
+    if (rc == DV_OK)
+        rc = base64_decode((const char *)t.data, t.len, out);
+    buf_free(&t);
+    return rc;
+}
+
+static int b64url_encode(const void *p, size_t n, buf_t *out)
+{
+    size_t start = out->len;
+    int rc = base64_encode(p, n, out);
+    if (rc != DV_OK)
+        return rc;
+    size_t w = start;
+    for (size_t i = start; i < out->len; i++) {
+        char c = (char)out->data[i];
+        if (c == '=')
+            continue;
+        out->data[w++] = (uint8_t)(c == '+' ? '-' : c == '/' ? '_' : c);
+    }
+    out->len = w;
+    return DV_OK;
+}
+
+static int cookie_mac(const char *secret, const char *salt, const char *data, size_t n, unsigned char out[20])
+{
+    size_t sl = strlen(secret), tl = strlen(salt);
+    char *key = malloc(sl + tl + 1);
+    if (!key)
+        return DV_ERR_NOMEM;
+    memcpy(key, secret, sl);
+    memcpy(key + sl, salt, tl);
+    unsigned int len = 20;
+    int ok = HMAC(EVP_sha1(), key, (int)(sl + tl), (const unsigned char *)data, n, out, &len) != NULL;
+    OPENSSL_cleanse(key, sl + tl);
+    free(key);
+    return ok ? DV_OK : DV_ERR_NOMEM;
+}
+
+char *http_auth_cookie_value(const char *secret, const char *name, const char *salt, uint64_t t)
+{
+    buf_t data = BUF_INIT, out = BUF_INIT;
+    unsigned char mac[20];
+    char *res = NULL;
+    if (buf_printf(&data, "%s:%llX", name, (unsigned long long)t) != DV_OK ||
+        cookie_mac(secret, salt, (const char *)data.data, data.len, mac) != DV_OK ||
+        buf_append_byte(&data, ':') != DV_OK || buf_append(&data, mac, sizeof mac) != DV_OK ||
+        b64url_encode(data.data, data.len, &out) != DV_OK || buf_append_byte(&out, 0) != DV_OK)
+        goto done;
+    res = (char *)buf_steal(&out, NULL);
+done:
+    buf_free(&data);
+    buf_free(&out);
+    return res;
+}
+
+/* ---- cookies in responses ---------------------------------------------------- */
+
+static const char *cookie_attrs(http_req_t *r, const char *value, long long max_age)
+{
+    http_auth_t *a = req_auth(r);
+    char extra[160] = "";
+    size_t k = 0;
+    if (max_age >= 0) {
+        time_t exp = time(NULL) + max_age;
+        struct tm tm;
+        gmtime_r(&exp, &tm);
+        char date[64];
+        strftime(date, sizeof date, "%a, %d-%b-%Y %H:%M:%S GMT", &tm);
+        k += (size_t)snprintf(extra + k, sizeof extra - k, "; Expires=%s; Max-Age=%lld", date, max_age);
+    }
+    if (a && a->o.cookie_secure && k < sizeof extra)
+        k += (size_t)snprintf(extra + k, sizeof extra - k, "; Secure");
+    if (a && *a->same_site && k < sizeof extra) {
+        const char *ss = a->same_site;
+        snprintf(extra + k, sizeof extra - k, "; SameSite=%s",
+                 !strcasecmp(ss, "strict") ? "Strict" : !strcasecmp(ss, "lax") ? "Lax" : "None");
+    }
+    size_t cap = strlen(value) + strlen(extra) + 64;
+    char *s = pool_alloc(r, cap);
+    snprintf(s, cap, "AuthSession=%s; Version=1; Path=/%s; HttpOnly", value, extra);
+    return s;
+}
+
+const char *http_auth_session_cookie(http_req_t *r, const char *name)
+{
+    http_auth_t *a = req_auth(r);
+    auth_user u;
+    if (!a || lookup_user(r, name, strlen(name), &u) != DV_OK)
+        return NULL;
+    char *v = http_auth_cookie_value(a->secret, name, u.salt, (uint64_t)time(NULL));
+    if (!v)
+        return NULL;
+    const char *s = cookie_attrs(r, v, a->o.allow_persistent_cookies ? a->o.timeout : -1);
+    free(v);
+    return s;
+}
+
+const char *http_auth_clear_cookie(http_req_t *r)
+{
+    char *s = pool_alloc(r, 64);
+    snprintf(s, 64, "AuthSession=; Version=1; Path=/; HttpOnly");
+    return s;
+}
+
+/* ---- the request path -------------------------------------------------------- */
+
+typedef struct basic_ctx {
+    http_auth_next_fn next;
+} basic_ctx;
+
+static int is_up(http_req_t *r)
+{
+    return r->target.nseg >= 1 && strcmp(r->target.seg[0].p, "_up") == 0;
+}
+
+static void finish(http_req_t *r, http_auth_next_fn next)
+{
+    http_auth_t *a = req_auth(r);
+    if (a && !r->user && (a->o.require_valid_user || (a->o.require_valid_user_except_for_up && !is_up(r)))) {
+        http_send_error(r, 401, "unauthorized", "Authentication required.");
+        return;
+    }
+    next(r);
+}
+
+static void basic_done(http_req_t *r, const http_user_ctx_t *user, int locked, void *arg)
+{
+    http_auth_next_fn next = (http_auth_next_fn)(uintptr_t)arg;
+    if (!r)
+        return;
+    if (locked) {
+        http_auth_send_locked(r);
+        return;
+    }
+    if (!user) {
+        http_send_error(r, 401, "unauthorized", "Name or password is incorrect.");
+        return;
+    }
+    ((http_user_ctx_t *)user)->handler = "default";
+    r->user = user;
+    finish(r, next);
+}
+
+/* DV_OK with r->user set or left anonymous; DV_ERR_INVALID after 400. */
+static int cookie_auth(http_req_t *r, http_auth_t *a)
+{
+    const char *h = http_req_header(r, "cookie");
+    size_t vlen;
+    const char *v = h ? http_auth_cookie_find(h, &vlen) : NULL;
+    if (!v || vlen == 0)
+        return DV_OK;
+    buf_t d = BUF_INIT;
+    size_t name_len, mac_len;
+    uint64_t t;
+    const char *mac;
+    if (http_auth_cookie_decode(v, vlen, &d) != DV_OK ||
+        http_auth_cookie_parse((const char *)d.data, d.len, &name_len, &t, &mac, &mac_len) != DV_OK) {
+        buf_free(&d);
+        http_send_error(r, 400, "bad_request", "Malformed AuthSession cookie. Please clear your cookies.");
+        return DV_ERR_INVALID;
+    }
+    auth_user u;
+    unsigned char want[20];
+    const char *data = (const char *)d.data;
+    size_t data_len = (size_t)(mac - 1 - data);
+    uint64_t now = (uint64_t)time(NULL);
+    if (lookup_user(r, data, name_len, &u) == DV_OK &&
+        cookie_mac(a->secret, u.salt, data, data_len, want) == DV_OK && mac_len == sizeof want &&
+        CRYPTO_memcmp(want, mac, sizeof want) == 0 && t + (uint64_t)a->o.timeout > now) {
+        u.ctx->handler = "cookie";
+        r->user = u.ctx;
+        /* CouchDB re-issues the cookie once 10% of its life is gone. */
+        long long left = (long long)(t + (uint64_t)a->o.timeout - now);
+        if (left * 10 < a->o.timeout * 9 && !(r->target.nseg >= 1 && !strcmp(r->target.seg[0].p, "_session"))) {
+            const char *c = http_auth_session_cookie(r, u.ctx->name);
+            if (c)
+                http_add_header(r, "Set-Cookie", c);
+        }
+    }
+    buf_free(&d);
+    return DV_OK;
+}
+
+/* The proxy handler: DV_OK with r->user set, or left anonymous when the
+ * name header is absent or the token does not match. */
+static int proxy_auth(http_req_t *r, http_auth_t *a)
+{
+    const char *name = http_req_header(r, a->xu);
+    if (!name || !*name)
+        return DV_OK;
+    if (a->o.proxy_use_secret) {
+        const char *token = http_req_header(r, a->xt);
+        unsigned char mac[20];
+        unsigned int len = sizeof mac;
+        char hex[41];
+        if (!token || !HMAC(EVP_sha1(), a->secret, (int)strlen(a->secret), (const unsigned char *)name,
+                            strlen(name), mac, &len))
+            return DV_OK;
+        for (size_t i = 0; i < sizeof mac; i++)
+            snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+        if (strlen(token) != 40 || CRYPTO_memcmp(token, hex, 40) != 0)
+            return DV_OK;
+    }
+    /* Roles: comma-separated, spaces around commas dropped, as CouchDB's
+     * re:split(Roles, "\\s*,\\s*", [trim]). */
+    const char *rh = http_req_header(r, a->xr);
+    size_t cap = 1;
+    for (const char *p = rh; p && *p; p++)
+        cap += *p == ',';
+    const char **roles = pool_alloc(r, cap * sizeof *roles);
+    size_t n = 0;
+    for (const char *p = rh; p && *p;) {
+        const char *end = p + strcspn(p, ",");
+        const char *b = p, *e = end;
+        while (b < e && (*b == ' ' || *b == '\t'))
+            b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e > b || *end == ',')
+            roles[n++] = pool_strndup(r, b, (size_t)(e - b));
+        p = *end ? end + 1 : end;
+    }
+    while (n > 0 && !*roles[n - 1])
+        n--; /* trim: trailing empty fields */
+    http_user_ctx_t *ctx = pool_alloc(r, sizeof *ctx);
+    ctx->name = name;
+    ctx->roles = roles;
+    ctx->nroles = n;
+    ctx->handler = "proxy";
+    r->user = ctx;
+    return DV_OK;
+}
+
+void http_auth_request(http_req_t *r, http_auth_next_fn next)
+{
+    http_auth_t *a = req_auth(r);
+    if (!a) {
+        next(r);
+        return;
+    }
+    for (size_t i = 0; i < a->o.nhandlers && !r->user; i++) {
+        switch (a->o.handlers[i]) {
+        case HTTP_AUTHN_COOKIE:
+            if (cookie_auth(r, a) != DV_OK)
+                return;
+            break;
+        case HTTP_AUTHN_PROXY:
+            proxy_auth(r, a);
+            break;
+        case HTTP_AUTHN_JWT: /* a Bearer token (auth_jwt.h): an invalid one has been answered */
+            if (!http_auth_jwt(r, http_req_header(r, "authorization")))
+                return;
+            break;
+        default: {
+            const char *h = http_req_header(r, "authorization");
+            char *buf;
+            size_t name_len, pw_len;
+            const char *pw;
+            if (h && http_auth_basic_parse(h, &buf, &name_len, &pw, &pw_len) == DV_OK) {
+                /* Right or wrong, Basic credentials end the search. */
+                http_auth_login(r, buf, name_len, pw, pw_len, basic_done, (void *)(uintptr_t)next);
+                OPENSSL_cleanse(buf, name_len + 1 + pw_len);
+                free(buf);
+                return;
+            }
+            break;
+        }
+        }
+    }
+    finish(r, next);
+}
