@@ -334,20 +334,28 @@ test('JWT settings apply without a restart: roles_claim_name, required_claims, a
   assert.equal((await admin('/_node/_local/_config/couchdb/uuid')).status, 200);
 });
 
-test('with Basic admin credentials too (when Basic authentication is wired)', async (t) => {
+test('Basic admin credentials; admins added, changed and removed through the API count at once', async () => {
   const d = tempDir('divan-config-basic-');
   const s = await startServer({ dataDir: d, args: ['--admin', 'cfgadmin:cfgpass'] });
+  const basic = (n, p) => ({ authorization: `Basic ${Buffer.from(`${n}:${p}`).toString('base64')}` });
+  const at = (p, init = {}) => fetch(new URL(s.url).origin + p, init);
   try {
-    const auth = { authorization: `Basic ${Buffer.from('cfgadmin:cfgpass').toString('base64')}` };
-    const res = await fetch(new URL(s.url).origin + '/_node/_local/_config/admins/cfgadmin', { headers: auth });
-    if (res.status === 401) {
-      t.skip('Basic authentication is not wired on this branch');
-      return;
-    }
+    const auth = basic('cfgadmin', 'cfgpass');
+    const res = await at('/_node/_local/_config/admins/cfgadmin', { headers: auth });
     assert.equal(res.status, 200);
     assert.match(await res.json(), /^-pbkdf2/);
-    const put = await fetch(new URL(s.url).origin + '/_node/_local/_config/divan_test/b', { method: 'PUT', body: '"1"', headers: auth });
+    const put = await at('/_node/_local/_config/divan_test/b', { method: 'PUT', body: '"1"', headers: auth });
     assert.equal(put.status, 200);
+    // a new admin logs in at once; a new password replaces the old one at once
+    assert.equal((await at('/_all_dbs', { headers: basic('newbie', 'n1') })).status, 401);
+    assert.equal((await at('/_node/_local/_config/admins/newbie', { method: 'PUT', body: '"n1"', headers: auth })).status, 200);
+    assert.equal((await at('/_all_dbs', { headers: basic('newbie', 'n1') })).status, 200);
+    assert.equal((await at('/_node/_local/_config/admins/newbie', { method: 'PUT', body: '"n2"', headers: auth })).status, 200);
+    assert.equal((await at('/_all_dbs', { headers: basic('newbie', 'n1') })).status, 401);
+    assert.equal((await at('/_all_dbs', { headers: basic('newbie', 'n2') })).status, 200);
+    // removed: no longer an admin
+    assert.equal((await at('/_node/_local/_config/admins/newbie', { method: 'DELETE', headers: auth })).status, 200);
+    assert.equal((await at('/_all_dbs', { headers: basic('newbie', 'n2') })).status, 401);
   } finally {
     await s.stop();
     rmSync(d, { recursive: true, force: true });
