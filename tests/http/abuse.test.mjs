@@ -146,7 +146,13 @@ describe('abusive clients', () => {
     assert.ok(rounds >= 3, `only ${rounds} rounds`);
     // Served while the abusers were still there, not after they were dropped.
     assert.ok(worst < TIMEOUT_MS, `a normal round took ${worst} ms`);
-    assert.equal(abusers.filter((c) => c.closedAt).length, 0, 'nothing dropped before its deadline');
+    // Nothing is dropped before its own deadline (the clock starts at its
+    // connect: on a slow run the first idle ones may pass it while the
+    // others are still being opened), and most were still open throughout.
+    const early = abusers.filter((c) => c.closedAt && c.closedAt - c.t0 < TIMEOUT_MS - 200);
+    assert.equal(early.length, 0, `${early.length} dropped before their deadline`);
+    const open = abusers.filter((c) => !c.closedAt).length;
+    assert.ok(open >= abusers.length * 0.9, `only ${open} of ${abusers.length} abusers still open`);
 
     // Every abuser is dropped by the server once its deadline passes.
     await within(Promise.all(abusers.map((c) => c.closed)), TIMEOUT_MS + 8000, 'abusers dropped');
