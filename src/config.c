@@ -809,11 +809,11 @@ done:
     return rc;
 }
 
-/* [chttpd_auth] secret, the AuthSession cookies' HMAC key: generated once
- * (128 random bits, hex) and persisted, so cookies survive a restart. */
-static int ensure_secret(config_t *c, const char *local)
+/* A value of 128 random bits (hex) generated on the first start and
+ * persisted to the local file, unless some file already sets it. */
+static int ensure_random_hex(config_t *c, const char *local, const char *section, const char *key)
 {
-    const char *s = config_get(c, "chttpd_auth", "secret");
+    const char *s = config_get(c, section, key);
     if (s && *s)
         return DV_OK;
     unsigned char raw[16];
@@ -822,11 +822,15 @@ static int ensure_secret(config_t *c, const char *local)
         return DV_ERR_IO;
     for (int i = 0; i < 16; i++)
         snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    int rc = config_file_update(local, "chttpd_auth", "secret", hex);
+    int rc = config_file_update(local, section, key, hex);
     if (rc == DV_OK)
-        rc = config_set(c, "chttpd_auth", "secret", hex, local);
+        rc = config_set(c, section, key, hex, local);
     return rc;
 }
+
+/* [chttpd_auth] secret, the AuthSession cookies' HMAC key: persisted, so
+ * cookies survive a restart. */
+static int ensure_secret(config_t *c, const char *local) { return ensure_random_hex(c, local, "chttpd_auth", "secret"); }
 
 /* --first-admin NAME: when no admin exists at all, creates NAME with a
  * random password, prints it once on stderr and keeps only its hash (in
@@ -861,21 +865,8 @@ static int first_admin(config_t *c, const char *name, const char *local, const c
     return rc;
 }
 
-static int ensure_uuid(config_t *c, const char *local)
-{
-    if (config_get(c, "couchdb", "uuid"))
-        return DV_OK;
-    unsigned char raw[16];
-    char hex[33];
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        return DV_ERR_IO;
-    for (int i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    int rc = config_file_update(local, "couchdb", "uuid", hex);
-    if (rc == DV_OK)
-        rc = config_set(c, "couchdb", "uuid", hex, local);
-    return rc;
-}
+/* [couchdb] uuid, the server's identity in GET /. */
+static int ensure_uuid(config_t *c, const char *local) { return ensure_random_hex(c, local, "couchdb", "uuid"); }
 
 /* Sets every flag value (kept in c->flags) over what the files said. */
 static int apply_flags(config_t *c)

@@ -734,40 +734,7 @@ int http_auth_cookie_parse(const char *s, size_t n, size_t *name_len, uint64_t *
     return DV_OK;
 }
 
-int http_auth_cookie_decode(const char *s, size_t n, buf_t *out)
-{
-    buf_t t = BUF_INIT;
-    int rc = DV_OK;
-    for (size_t i = 0; i < n && rc == DV_OK; i++) {
-        if (s[i] == '+' || s[i] == '/')
-            rc = DV_ERR_INVALID; /* the url-safe alphabet only */
-        else
-            rc = buf_append_byte(&t, (uint8_t)(s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i]));
-    }
-    while (rc == DV_OK && t.len % 4)
-        rc = buf_append_byte(&t, '=');
-    if (rc == DV_OK)
-        rc = base64_decode((const char *)t.data, t.len, out);
-    buf_free(&t);
-    return rc;
-}
-
-static int b64url_encode(const void *p, size_t n, buf_t *out)
-{
-    size_t start = out->len;
-    int rc = base64_encode(p, n, out);
-    if (rc != DV_OK)
-        return rc;
-    size_t w = start;
-    for (size_t i = start; i < out->len; i++) {
-        char c = (char)out->data[i];
-        if (c == '=')
-            continue;
-        out->data[w++] = (uint8_t)(c == '+' ? '-' : c == '/' ? '_' : c);
-    }
-    out->len = w;
-    return DV_OK;
-}
+int http_auth_cookie_decode(const char *s, size_t n, buf_t *out) { return base64url_decode(s, n, out); }
 
 static int cookie_mac(const char *secret, const char *salt, const char *data, size_t n, unsigned char out[20])
 {
@@ -792,7 +759,7 @@ char *http_auth_cookie_value(const char *secret, const char *name, const char *s
     if (buf_printf(&data, "%s:%llX", name, (unsigned long long)t) != DV_OK ||
         cookie_mac(secret, salt, (const char *)data.data, data.len, mac) != DV_OK ||
         buf_append_byte(&data, ':') != DV_OK || buf_append(&data, mac, sizeof mac) != DV_OK ||
-        b64url_encode(data.data, data.len, &out) != DV_OK || buf_append_byte(&out, 0) != DV_OK)
+        base64url_encode(data.data, data.len, &out) != DV_OK || buf_append_byte(&out, 0) != DV_OK)
         goto done;
     res = (char *)buf_steal(&out, NULL);
 done:

@@ -71,51 +71,6 @@ static void fail(jwt_result *r, int status, const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- base64url (RFC 4648 §5, no padding, as RFC 7515 requires) ------- */
-
-static int b64url_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* DV_ERR_INVALID for a byte outside the alphabet, padding, or a length
- * that no encoding has (n % 4 == 1); out is appended to. */
-static int b64url_decode(const char *s, size_t n, buf_t *out)
-{
-    if (n % 4 == 1)
-        return DV_ERR_INVALID;
-    int rc = buf_reserve(out, n / 4 * 3 + 3);
-    if (rc != DV_OK)
-        return rc;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64url_val((unsigned char)s[i]);
-        if (v < 0)
-            return DV_ERR_INVALID;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out->data[out->len++] = (uint8_t)(acc >> bits);
-        }
-    }
-    /* Leftover bits must be zero (a canonical encoding). */
-    if (bits && (acc & ((1u << bits) - 1)))
-        return DV_ERR_INVALID;
-    return DV_OK;
-}
-
 /* ---- required_claims --------------------------------------------------- */
 
 typedef struct checks {
@@ -477,7 +432,7 @@ static int take_roles(const json_val *payload, const jwt_opts *o, jwt_result *r)
 
 static int decode_object(const char *s, size_t n, buf_t *raw, json_doc *doc, const json_val **out, jwt_result *r)
 {
-    int rc = b64url_decode(s, n, raw);
+    int rc = base64url_decode(s, n, raw);
     if (rc == DV_ERR_NOMEM)
         return rc;
     if (rc != DV_OK || json_doc_parse(doc, raw->data ? (const char *)raw->data : "", raw->len, 0, NULL) != DV_OK) {
@@ -566,7 +521,7 @@ int jwt_verify(const char *token, size_t len, const jwt_opts *o, jwt_result *r)
         goto done;
     }
 
-    rc = b64url_decode(d2 + 1, len - (size_t)(d2 + 1 - token), &sig);
+    rc = base64url_decode(d2 + 1, len - (size_t)(d2 + 1 - token), &sig);
     if (rc == DV_ERR_NOMEM)
         goto done;
     rc = DV_OK;

@@ -1,7 +1,8 @@
 /*
  * test_base64.c — RFC 4648 test vectors both ways, missing padding
- * accepted (Erlang's decoder does), stray characters rejected, and a
- * random round trip.
+ * accepted (Erlang's decoder does), stray characters rejected, a random
+ * round trip; base64url (no padding, url-safe alphabet, canonical) for JWS
+ * and cookies.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -71,12 +72,40 @@ static void test_round_trip(void **state)
     }
 }
 
+static void test_url(void **state)
+{
+    (void)state;
+    /* bytes whose standard encoding uses '+' and '/' */
+    static const uint8_t raw[] = {0xfb, 0xff, 0xbf, 0xfe};
+    buf_t e = BUF_INIT, d = BUF_INIT;
+    assert_int_equal(base64url_encode(raw, sizeof raw, &e), DV_OK);
+    assert_int_equal(e.len, 6);
+    assert_memory_equal(e.data, "-_-__g", 6);
+    assert_int_equal(base64url_decode((const char *)e.data, e.len, &d), DV_OK);
+    assert_int_equal(d.len, sizeof raw);
+    assert_memory_equal(d.data, raw, sizeof raw);
+    buf_reset(&d);
+    assert_int_equal(base64url_encode("", 0, &e), DV_OK); /* appends nothing */
+    assert_int_equal(e.len, 6);
+    /* padding, the standard alphabet, an impossible length, leftover bits */
+    static const char *const bad[] = {"Zg==", "+_-_", "/w", "Zm9vY", "Zh", "Zm9vYh"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(base64url_decode(bad[i], strlen(bad[i]), &d), DV_ERR_INVALID);
+    assert_int_equal(d.len, 0);
+    assert_int_equal(base64url_decode("Zg", 2, &d), DV_OK);
+    assert_int_equal(d.len, 1);
+    assert_int_equal(d.data[0], 'f');
+    buf_free(&e);
+    buf_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors),
         cmocka_unit_test(test_unpadded_and_bad),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
