@@ -10,6 +10,9 @@ done = common.done
 
 function init(args)
   local o = common.init(args)
+  -- wrk.format sends the headers it is given instead of wrk.headers, so
+  -- the credentials common.init set there are copied in.
+  headers["Authorization"] = wrk.headers["Authorization"]
   prefix = o.path
   docs = common.read_lines(o.docs)
 end
