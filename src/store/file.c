@@ -112,6 +112,7 @@ uint64_t store_file_map_min = 64u << 20; /* first mapping: 64 MiB of address spa
  * through them, their pages are dropped from the process (trim), so that
  * mapped reads cost page-cache, not resident memory, beyond the budget. */
 uint64_t store_file_map_trim = 32u << 20;
+#define MAP_GRANULE (64u << 10) /* what one mapped read is counted as making resident, at most */
 /* Records this large or larger (attachment chunks) are read with pread:
  * streaming a big attachment must not make its pages resident. */
 uint32_t store_file_map_max_record = 32u << 10;
@@ -420,9 +421,14 @@ int store_file_read_ref(store_file *f, store_ptr ptr, buf_t *scratch, const uint
         m = file_map_for(f, rec_end);
     if (m) {
         rec = m->base + ptr.off;
-        /* count the pages the read made resident, not its bytes */
-        uint64_t pages = (rec_end + 4095) / 4096 - ptr.off / 4096;
-        if (atomic_fetch_add_explicit(&f->map_read, pages * 4096, memory_order_relaxed) + pages * 4096 >=
+        /* Count what the read may have made resident, not its bytes: one
+         * fault maps a whole page-cache folio (up to 64 KiB on ext4 with
+         * large folios), so each 64 KiB granule the record touches counts
+         * in full.  Counting 4 KiB pages let the mappings grow to several
+         * times the budget under random reads. */
+        uint64_t granules = (rec_end + MAP_GRANULE - 1) / MAP_GRANULE - ptr.off / MAP_GRANULE;
+        if (atomic_fetch_add_explicit(&f->map_read, granules * MAP_GRANULE, memory_order_relaxed) +
+                granules * MAP_GRANULE >=
             store_file_map_trim)
             file_map_trim(f);
     } else {
