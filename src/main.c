@@ -230,30 +230,15 @@ static void collect_admin(void *ctx, const char *key, const char *value)
  * admin ("admin party" is gone): so does divan. */
 static int open_auth(const config_t *c, struct admin_list *al, const char **default_security, http_auth_t **out)
 {
-    long long timeout, iterations, lk_threshold, lk_objects, lk_lifetime;
-    int persistent, secure, rvu, rvu_up, only_all_dbs;
+    long long iterations, lk_objects, lk_lifetime;
+    http_auth_live_t live;
     int rc;
-    if ((rc = config_get_int(c, "chttpd_auth", "timeout", 600, 1, 1LL << 40, &timeout)) != DV_OK ||
+    if ((rc = http_auth_live_read(c, &live)) != DV_OK ||
         (rc = config_get_int(c, "chttpd_auth", "iterations", 50000, 1, 1000000000, &iterations)) != DV_OK ||
-        (rc = config_get_bool(c, "chttpd_auth", "allow_persistent_cookies", 1, &persistent)) != DV_OK ||
-        (rc = config_get_bool(c, "chttpd_auth", "secure_cookie", 0, &secure)) != DV_OK ||
-        (rc = config_get_bool(c, "chttpd", "require_valid_user", 0, &rvu)) != DV_OK ||
-        (rc = config_get_bool(c, "chttpd", "require_valid_user_except_for_up", 0, &rvu_up)) != DV_OK ||
-        (rc = config_get_bool(c, "chttpd", "admin_only_all_dbs", 1, &only_all_dbs)) != DV_OK ||
-        (rc = config_get_int(c, "chttpd_auth_lockout", "threshold", 5, 1, 1LL << 40, &lk_threshold)) != DV_OK ||
         (rc = config_get_int(c, "chttpd_auth_lockout", "max_objects", 10000, 1, 100000000, &lk_objects)) != DV_OK ||
         (rc = config_get_int(c, "chttpd_auth_lockout", "max_lifetime", 300000, 1, 1LL << 40, &lk_lifetime)) !=
             DV_OK)
         return rc;
-    const char *lk_mode = config_get_str(c, "chttpd_auth_lockout", "mode", "enforce");
-    int lockout = !strcmp(lk_mode, "enforce") ? HTTP_LOCKOUT_ENFORCE
-                  : !strcmp(lk_mode, "warn")  ? HTTP_LOCKOUT_WARN
-                  : !strcmp(lk_mode, "off")   ? HTTP_LOCKOUT_OFF
-                                              : -1;
-    if (lockout < 0) {
-        log_error("config: [chttpd_auth_lockout] mode must be enforce, warn or off, not %s", lk_mode);
-        return DV_ERR_INVALID;
-    }
     const char *defsec = config_get_str(c, "couchdb", "default_security", "admin_only");
     if (strcmp(defsec, "admin_only") != 0 && strcmp(defsec, "everyone") != 0) {
         log_error("config: [couchdb] default_security must be admin_only or everyone, not %s", defsec);
@@ -277,13 +262,13 @@ static int open_auth(const config_t *c, struct admin_list *al, const char **defa
     o.admin_hashes = al->hashes;
     o.nadmins = al->n;
     o.secret = config_get_str(c, "chttpd_auth", "secret", "");
-    o.timeout = timeout;
-    o.allow_persistent_cookies = persistent;
+    o.timeout = live.timeout;
+    o.allow_persistent_cookies = live.allow_persistent_cookies;
     o.same_site = config_get_str(c, "chttpd_auth", "same_site", "");
-    o.cookie_secure = secure;
-    o.require_valid_user = rvu;
-    o.require_valid_user_except_for_up = rvu_up;
-    o.admin_only_all_dbs = only_all_dbs;
+    o.cookie_secure = live.cookie_secure;
+    o.require_valid_user = live.require_valid_user;
+    o.require_valid_user_except_for_up = live.require_valid_user_except_for_up;
+    o.admin_only_all_dbs = live.admin_only_all_dbs;
     *default_security = strcmp(defsec, "admin_only") == 0 ? HTTP_AUTH_ADMIN_ONLY_SECURITY : NULL;
     o.users_prf = config_get_str(c, "chttpd_auth", "pbkdf2_prf", "sha256");
     o.users_iterations = (long)iterations;
@@ -324,8 +309,8 @@ static int open_auth(const config_t *c, struct admin_list *al, const char **defa
     o.x_auth_username = config_get_str(c, "chttpd_auth", "x_auth_username", "X-Auth-CouchDB-UserName");
     o.x_auth_roles = config_get_str(c, "chttpd_auth", "x_auth_roles", "X-Auth-CouchDB-Roles");
     o.x_auth_token = config_get_str(c, "chttpd_auth", "x_auth_token", "X-Auth-CouchDB-Token");
-    o.lockout_mode = lockout;
-    o.lockout_threshold = lk_threshold;
+    o.lockout_mode = live.lockout_mode;
+    o.lockout_threshold = live.lockout_threshold;
     o.lockout_max_objects = lk_objects;
     o.lockout_max_lifetime_ms = lk_lifetime;
     return http_auth_new(&o, out);

@@ -166,6 +166,51 @@ void http_auth_free(http_auth_t *a)
 
 const http_auth_opts_t *http_auth_opts(const http_auth_t *a) { return &a->o; }
 
+/* A live setting (http_auth_live_t) as of now: written by
+ * http_auth_reconfigure while requests read it, so both sides go through
+ * atomics (relaxed: each value stands alone). */
+#define LIVE(a, field) __atomic_load_n(&(a)->o.field, __ATOMIC_RELAXED)
+
+int http_auth_live_read(const struct config *c, http_auth_live_t *out)
+{
+    int rc;
+    if ((rc = config_get_int(c, "chttpd_auth", "timeout", 600, 1, 1LL << 40, &out->timeout)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd_auth", "allow_persistent_cookies", 1, &out->allow_persistent_cookies)) !=
+            DV_OK ||
+        (rc = config_get_bool(c, "chttpd_auth", "secure_cookie", 0, &out->cookie_secure)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd", "require_valid_user", 0, &out->require_valid_user)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd", "require_valid_user_except_for_up", 0,
+                              &out->require_valid_user_except_for_up)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd", "admin_only_all_dbs", 1, &out->admin_only_all_dbs)) != DV_OK ||
+        (rc = config_get_int(c, "chttpd_auth_lockout", "threshold", 5, 1, 1LL << 40, &out->lockout_threshold)) !=
+            DV_OK)
+        return rc;
+    const char *mode = config_get_str(c, "chttpd_auth_lockout", "mode", "enforce");
+    out->lockout_mode = !strcmp(mode, "enforce") ? HTTP_LOCKOUT_ENFORCE
+                        : !strcmp(mode, "warn")  ? HTTP_LOCKOUT_WARN
+                        : !strcmp(mode, "off")   ? HTTP_LOCKOUT_OFF
+                                                 : -1;
+    if (out->lockout_mode < 0) {
+        log_error("config: [chttpd_auth_lockout] mode must be enforce, warn or off, not %s", mode);
+        return DV_ERR_INVALID;
+    }
+    return DV_OK;
+}
+
+void http_auth_reconfigure(http_auth_t *a, const http_auth_live_t *l)
+{
+    __atomic_store_n(&a->o.timeout, l->timeout, __ATOMIC_RELAXED);
+    __atomic_store_n(&a->o.allow_persistent_cookies, l->allow_persistent_cookies, __ATOMIC_RELAXED);
+    __atomic_store_n(&a->o.cookie_secure, l->cookie_secure, __ATOMIC_RELAXED);
+    __atomic_store_n(&a->o.require_valid_user, l->require_valid_user, __ATOMIC_RELAXED);
+    __atomic_store_n(&a->o.require_valid_user_except_for_up, l->require_valid_user_except_for_up, __ATOMIC_RELAXED);
+    __atomic_store_n(&a->o.admin_only_all_dbs, l->admin_only_all_dbs, __ATOMIC_RELAXED);
+    __atomic_store_n(&a->o.lockout_mode, l->lockout_mode, __ATOMIC_RELAXED);
+    __atomic_store_n(&a->o.lockout_threshold, l->lockout_threshold, __ATOMIC_RELAXED);
+}
+
+int http_auth_admin_only_all_dbs(const http_auth_t *a) { return LIVE(a, admin_only_all_dbs); }
+
 size_t http_auth_handler_names(const http_auth_t *a, const char **out, size_t cap)
 {
     size_t n = 0;
@@ -506,14 +551,14 @@ static int lock_check(http_auth_t *a, http_req_t *r, const char *name, const cha
 {
     char key[512];
     size_t len;
-    if (a->o.lockout_mode == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
+    if (LIVE(a, lockout_mode) == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
         return 0;
     uint64_t h = fnv1a(key, len);
     pthread_mutex_lock(&a->mu);
     lock_entry *e = lock_find(a, key, len, h, now_ms());
-    int over = e && e->count >= a->o.lockout_threshold;
+    int over = e && e->count >= LIVE(a, lockout_threshold);
     pthread_mutex_unlock(&a->mu);
-    if (over && a->o.lockout_mode == HTTP_LOCKOUT_WARN) {
+    if (over && LIVE(a, lockout_mode) == HTTP_LOCKOUT_WARN) {
         log_warn("auth: authentication failure threshold reached for %s from %s", name, key);
         return 0;
     }
@@ -524,7 +569,7 @@ static void lock_fail(http_auth_t *a, http_req_t *r, const char *name, const cha
 {
     char key[512];
     size_t len;
-    if (a->o.lockout_mode == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
+    if (LIVE(a, lockout_mode) == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
         return;
     uint64_t h = fnv1a(key, len);
     long long now = now_ms();
@@ -783,7 +828,7 @@ static const char *cookie_attrs(http_req_t *r, const char *value, long long max_
         strftime(date, sizeof date, "%a, %d-%b-%Y %H:%M:%S GMT", &tm);
         k += (size_t)snprintf(extra + k, sizeof extra - k, "; Expires=%s; Max-Age=%lld", date, max_age);
     }
-    if (a && a->o.cookie_secure && k < sizeof extra)
+    if (a && LIVE(a, cookie_secure) && k < sizeof extra)
         k += (size_t)snprintf(extra + k, sizeof extra - k, "; Secure");
     if (a && *a->same_site && k < sizeof extra) {
         const char *ss = a->same_site;
@@ -805,7 +850,7 @@ const char *http_auth_session_cookie(http_req_t *r, const char *name)
     char *v = http_auth_cookie_value(a->secret, name, u.salt, (uint64_t)time(NULL));
     if (!v)
         return NULL;
-    const char *s = cookie_attrs(r, v, a->o.allow_persistent_cookies ? a->o.timeout : -1);
+    const char *s = cookie_attrs(r, v, LIVE(a, allow_persistent_cookies) ? LIVE(a, timeout) : -1);
     free(v);
     return s;
 }
@@ -831,7 +876,7 @@ static int is_up(http_req_t *r)
 static void finish(http_req_t *r, http_auth_next_fn next)
 {
     http_auth_t *a = req_auth(r);
-    if (a && !r->user && (a->o.require_valid_user || (a->o.require_valid_user_except_for_up && !is_up(r)))) {
+    if (a && !r->user && (LIVE(a, require_valid_user) || (LIVE(a, require_valid_user_except_for_up) && !is_up(r)))) {
         http_send_error(r, 401, "unauthorized", "Authentication required.");
         return;
     }
@@ -881,12 +926,12 @@ static int cookie_auth(http_req_t *r, http_auth_t *a)
     uint64_t now = (uint64_t)time(NULL);
     if (lookup_user(r, data, name_len, &u) == DV_OK &&
         cookie_mac(a->secret, u.salt, data, data_len, want) == DV_OK && mac_len == sizeof want &&
-        CRYPTO_memcmp(want, mac, sizeof want) == 0 && t + (uint64_t)a->o.timeout > now) {
+        CRYPTO_memcmp(want, mac, sizeof want) == 0 && t + (uint64_t)LIVE(a, timeout) > now) {
         u.ctx->handler = "cookie";
         r->user = u.ctx;
         /* CouchDB re-issues the cookie once 10% of its life is gone. */
-        long long left = (long long)(t + (uint64_t)a->o.timeout - now);
-        if (left * 10 < a->o.timeout * 9 && !(r->target.nseg >= 1 && !strcmp(r->target.seg[0].p, "_session"))) {
+        long long left = (long long)(t + (uint64_t)LIVE(a, timeout) - now);
+        if (left * 10 < LIVE(a, timeout) * 9 && !(r->target.nseg >= 1 && !strcmp(r->target.seg[0].p, "_session"))) {
             const char *c = http_auth_session_cookie(r, u.ctx->name);
             if (c)
                 http_add_header(r, "Set-Cookie", c);

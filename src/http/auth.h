@@ -75,6 +75,25 @@ int http_auth_new(const http_auth_opts_t *o, http_auth_t **out);
 void http_auth_free(http_auth_t *a);
 const http_auth_opts_t *http_auth_opts(const http_auth_t *a);
 
+/* The settings that change without a restart, as in CouchDB (which reads
+ * them per request): http_auth_live_read takes them from a configuration
+ * (the caller holds its read lock after start-up; a bad value is logged and
+ * DV_ERR_INVALID), http_auth_reconfigure puts them in force for the
+ * requests that follow.  Everything else in http_auth_opts_t is read once. */
+typedef struct http_auth_live {
+    long long timeout;
+    int allow_persistent_cookies, cookie_secure;
+    int require_valid_user, require_valid_user_except_for_up, admin_only_all_dbs;
+    int lockout_mode;
+    long long lockout_threshold;
+} http_auth_live_t;
+
+struct config;
+int http_auth_live_read(const struct config *c, http_auth_live_t *out);
+void http_auth_reconfigure(http_auth_t *a, const http_auth_live_t *l);
+/* [chttpd] admin_only_all_dbs in force. */
+int http_auth_admin_only_all_dbs(const http_auth_t *a);
+
 /* Authenticates r (see above), then calls next(r) on r's loop thread, now
  * or after a password check; or answers the error itself and never calls
  * next.  A server without an http_auth_t leaves every request anonymous. */

@@ -209,7 +209,7 @@ int http_authz_route(http_req_t *r)
     if (access == HTTP_ACCESS_SERVER_ADMIN)
         return http_authz_server_admin(r);
     if (access == HTTP_ACCESS_ALL_DBS)
-        return (a && !http_auth_opts(a)->admin_only_all_dbs) || http_authz_server_admin(r);
+        return (a && !http_auth_admin_only_all_dbs(a)) || http_authz_server_admin(r);
     /* Database routes.  A "_" name that is not a system database is a
      * server path CouchDB reserves for admins. */
     const char *db = r->match.db.p;

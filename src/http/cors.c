@@ -298,7 +298,7 @@ static void add_hdr_str(h2o_req_t *req, const char *name, const char *v) { add_h
 
 int http_cors_answer_preflight(http_req_t *r)
 {
-    const http_cors_t *c = http_server_opts(r->server)->cors;
+    const http_cors_t *c = http_server_cors(r->server);
     h2o_req_t *req = r->h2o;
     if (!c || r->method != HTTP_OPTIONS)
         return 0;
@@ -332,7 +332,7 @@ static int simple_response_header(const h2o_iovec_t *name)
 
 void http_cors_add_response_headers(http_req_t *r)
 {
-    http_cors_add_h2o_response_headers(http_server_opts(r->server)->cors, r->h2o);
+    http_cors_add_h2o_response_headers(http_server_cors(r->server), r->h2o);
 }
 
 void http_cors_add_h2o_response_headers(const http_cors_t *c, void *h2o_req)

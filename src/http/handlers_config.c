@@ -21,6 +21,8 @@
 #include "base/status.h"
 #include "base/workers.h"
 #include "config.h"
+#include "http/auth.h"
+#include "http/cors.h"
 #include "http/authz.h"
 #include "http/handlers.h"
 #include "http/hutil.h"
@@ -72,15 +74,28 @@ static void write_lossy(json_writer *w, const char *s, int is_key)
 }
 
 /* Re-applies the settings that take effect without a restart and are not
- * read per request. */
-static void apply_live(config_t *c)
+ * read per request: [log] level, the CORS settings (a new set replaces the
+ * old for the requests that follow) and the authentication settings of
+ * http_auth_live_t.  A value that does not parse keeps the old setting (and
+ * is logged): the change itself is already stored, as in CouchDB. */
+static void apply_live(config_t *c, http_server_t *s)
 {
+    http_cors_t *cors = NULL;
+    http_auth_live_t live;
     config_rdlock(c);
-    const char *level = config_get_str(c, "log", "level", "info");
-    int l = log_level_parse(level);
+    int l = log_level_parse(config_get_str(c, "log", "level", "info"));
+    int cors_rc = http_cors_new(c, &cors);
+    int auth_rc = http_auth_live_read(c, &live);
     config_unlock(c);
     if (l >= 0)
         log_set_level((enum log_level)l);
+    if (cors_rc == DV_OK)
+        (void)http_server_set_cors(s, cors); /* out of memory: the old set stays */
+    else
+        log_warn("config: the CORS settings stay as they were: %s", dv_strerror(cors_rc));
+    http_auth_t *a = http_server_opts(s)->auth;
+    if (a && auth_rc == DV_OK)
+        http_auth_reconfigure(a, &live);
 }
 
 /* ---- reads ---------------------------------------------------------------- */
@@ -201,6 +216,7 @@ enum { OP_SET, OP_DELETE, OP_RELOAD };
 
 typedef struct cfg_op {
     config_t *c;
+    http_server_t *server;
     http_async_t *async;
     int kind;
     int persist;
@@ -232,7 +248,7 @@ static void op_job(void *arg)
     else
         op->rc = config_reload(op->c);
     if (op->rc == DV_OK)
-        apply_live(op->c);
+        apply_live(op->c, op->server);
     http_async_post(op->async);
 }
 
@@ -263,6 +279,7 @@ static void op_done(http_req_t *r, void *arg)
 static void start_op(http_req_t *r, cfg_op *op)
 {
     op->c = http_server_opts(r->server)->config;
+    op->server = r->server;
     if (!(op->async = http_async_new(r, op_done, op))) {
         op_free(op);
         http_send_internal(r, DV_ERR_NOMEM);

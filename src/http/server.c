@@ -159,6 +159,13 @@ struct http_server {
     workers_t *workers;  /* blocking work (wstream.h) */
     atomic_llong nclients; /* client connections open, all loops */
     atomic_int refusing;   /* at max_connections (logged once per episode) */
+    /* CORS settings in force: opts.cors at start (the caller's), then each
+     * set by http_server_set_cors.  Replaced ones are retired, not freed:
+     * a request on another loop may still read them, and a server sees a
+     * handful of config changes, so keeping them until stop costs little. */
+    const struct http_cors *_Atomic cors;
+    struct http_cors **cors_owned; /* every one set after start (under mu) */
+    size_t ncors_owned;
 };
 
 static long long monotonic_ms(void)
@@ -333,6 +340,26 @@ void http_send_internal(http_req_t *r, int status)
 }
 
 const http_server_opts_t *http_server_opts(const http_server_t *s) { return &s->opts; }
+
+const struct http_cors *http_server_cors(const http_server_t *s)
+{
+    return atomic_load_explicit(&((http_server_t *)s)->cors, memory_order_acquire);
+}
+
+int http_server_set_cors(http_server_t *s, struct http_cors *c)
+{
+    pthread_mutex_lock(&s->mu);
+    struct http_cors **a = realloc(s->cors_owned, (s->ncors_owned + 1) * sizeof *a);
+    if (a) {
+        s->cors_owned = a;
+        a[s->ncors_owned++] = c;
+        atomic_store_explicit(&s->cors, c, memory_order_release);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!a)
+        http_cors_free(c);
+    return a ? DV_OK : DV_ERR_NOMEM;
+}
 struct workers *http_server_workers(http_server_t *s) { return s->workers; }
 struct http_uuids *http_server_uuids(http_server_t *s) { return &s->uuids; }
 int http_server_port(const http_server_t *s) { return s->port; }
@@ -666,14 +693,14 @@ static void couch_error_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *b
 
 typedef struct couch_errors_filter_t {
     h2o_filter_t super;
-    const struct http_cors *cors; /* CORS headers for these answers too */
+    const http_server_t *server; /* its CORS settings: headers for these answers too */
 } couch_errors_filter_t;
 
 static void couch_errors_filter(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     ssize_t ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
     if (req->res.status >= 400 && ct >= 0 && !strncmp(req->res.headers.entries[ct].value.base, "text/plain", 10)) {
-        http_cors_add_h2o_response_headers(((couch_errors_filter_t *)self)->cors, req);
+        http_cors_add_h2o_response_headers(http_server_cors(((couch_errors_filter_t *)self)->server), req);
         const char *text = req->res.status == 413
                                ? "{\"error\":\"too_large\",\"reason\":\"the request entity is too large\"}\n"
                                : "{\"error\":\"bad_request\",\"reason\":\"Bad request\"}\n";
@@ -926,6 +953,7 @@ static const char *keep(http_server_t *s, const char *str)
 static int copy_opts(http_server_t *s, const http_server_opts_t *o)
 {
     s->opts = *o;
+    atomic_init(&s->cors, o->cors);
     s->strings = calloc(6 + 2 * o->nvendor, sizeof(char *));
     s->vendor = calloc(o->nvendor + 1, sizeof *s->vendor);
     if (!s->strings || !s->vendor)
@@ -959,6 +987,9 @@ static void free_server(http_server_t *s)
         free(s->strings[i]);
     free(s->strings);
     free(s->vendor);
+    for (size_t i = 0; i < s->ncors_owned; i++)
+        http_cors_free(s->cors_owned[i]);
+    free(s->cors_owned);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -1103,7 +1134,7 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
     for (size_t i = 0; i < 2; i++) {
         couch_errors_filter_t *f = (couch_errors_filter_t *)h2o_create_filter(fpaths[i], sizeof *f);
         f->super.on_setup_ostream = couch_errors_filter;
-        f->cors = s->opts.cors;
+        f->server = s;
     }
     h->super.on_req = on_req;
     h->server = s;

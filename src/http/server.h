@@ -129,6 +129,11 @@ const char *http_req_header(http_req_t *r, const char *name);
 
 /* Server-wide values handlers read. */
 const http_server_opts_t *http_server_opts(const http_server_t *s);
+/* The CORS settings in force (NULL: CORS off): opts.cors until replaced. */
+const struct http_cors *http_server_cors(const http_server_t *s);
+/* Puts c in force (a change through /_node/_local/_config); the server owns
+ * it (and frees it, with every earlier one, when it stops). */
+int http_server_set_cors(http_server_t *s, struct http_cors *c);
 struct http_uuids *http_server_uuids(http_server_t *s);
 static inline db_server *http_dbs(http_req_t *r) { return http_server_opts(r->server)->dbs; }
 /* The pool for work that may block (http/wstream.h). */

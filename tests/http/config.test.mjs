@@ -246,6 +246,44 @@ test('[log] level applies without a restart', async () => {
   assert.ok(srv.log().slice(before).includes('[debug]'), 'debug lines appear once the level is debug');
 });
 
+test('authentication and CORS settings apply without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const set = async (k, v) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
+  const unset = async (k) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
+  const raw = (p, init = {}) => fetch(new URL(srv.url).origin + p, init).then(async (r) => { await r.arrayBuffer(); return r; });
+  // [chttpd] require_valid_user
+  assert.equal((await raw('/')).status, 200);
+  await set('chttpd/require_valid_user', 'true');
+  assert.equal((await raw('/')).status, 401);
+  await unset('chttpd/require_valid_user');
+  assert.equal((await raw('/')).status, 200);
+  // [chttpd] admin_only_all_dbs
+  assert.equal((await raw('/_all_dbs')).status, 401);
+  await set('chttpd/admin_only_all_dbs', 'false');
+  assert.equal((await raw('/_all_dbs')).status, 200);
+  await unset('chttpd/admin_only_all_dbs');
+  assert.equal((await raw('/_all_dbs')).status, 401);
+  // CORS: off, then on for one origin, then off again
+  const preflight = { method: 'OPTIONS', headers: { origin: 'http://app.example', 'access-control-request-method': 'GET' } };
+  assert.equal((await raw('/', preflight)).headers.get('access-control-allow-origin'), null);
+  await set('cors/origins', 'http://app.example');
+  await set('chttpd/enable_cors', 'true');
+  let r = await raw('/', preflight);
+  assert.equal(r.status, 204);
+  assert.equal(r.headers.get('access-control-allow-origin'), 'http://app.example');
+  r = await raw('/', { headers: { origin: 'http://app.example' } });
+  assert.equal(r.headers.get('access-control-allow-origin'), 'http://app.example');
+  await unset('chttpd/enable_cors');
+  await unset('cors/origins');
+  assert.equal((await raw('/', { headers: { origin: 'http://app.example' } })).headers.get('access-control-allow-origin'), null);
+  // a value that does not parse keeps the settings in force
+  await set('chttpd/require_valid_user', 'true');
+  await set('chttpd/require_valid_user', 'maybe');
+  assert.equal((await raw('/')).status, 401);
+  await unset('chttpd/require_valid_user');
+  assert.equal((await raw('/')).status, 200);
+});
+
 test('JWT: every algorithm, with a kid naming the key', async () => {
   const claims = { sub: 'alg-user', exp: now() + 600, '_couchdb.roles': ['_admin'] };
   const cases = [
