@@ -36,7 +36,10 @@ function rawClient(port) {
   const c = { sock: net.connect(port, '127.0.0.1'), data: '', closedByServer: false, closedAt: 0, t0: Date.now() };
   c.connected = new Promise((resolve, reject) => { c.sock.once('connect', resolve); c.sock.once('error', reject); });
   c.sock.on('data', (d) => { c.data += d; });
-  c.sock.on('error', () => {});
+  // The server's close is a FIN ('end'), or a reset when it closes with
+  // bytes of ours unread (a partial body, a drip in flight): both are its
+  // doing, since these clients never close first.
+  c.sock.on('error', (e) => { if (e.code === 'ECONNRESET' || e.code === 'EPIPE') c.closedByServer = true; });
   c.sock.on('end', () => { c.closedByServer = true; });
   c.closed = new Promise((resolve) => c.sock.on('close', () => { c.closedAt = Date.now(); resolve(c); }));
   return c;
