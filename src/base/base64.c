@@ -58,8 +58,7 @@ static int decode_chars(const uint8_t *s, size_t m, int url, int canonical, buf_
 {
     if (m % 4 == 1)
         return DV_ERR_INVALID;
-    if (m == 0)
-        return DV_OK;
+    /* Reserved even for nothing: callers may hand out->data to memchr. */
     int rc = buf_reserve(out, m / 4 * 3 + 2);
     if (rc)
         return rc;

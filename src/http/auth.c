@@ -757,6 +757,8 @@ const char *http_auth_cookie_find(const char *h, size_t *len)
 
 int http_auth_cookie_parse(const char *s, size_t n, size_t *name_len, uint64_t *t, const char **mac, size_t *mac_len)
 {
+    if (n == 0) /* s may be NULL then (an empty decoded buffer) */
+        return DV_ERR_INVALID;
     const char *c1 = memchr(s, ':', n);
     if (!c1)
         return DV_ERR_INVALID;
