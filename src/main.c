@@ -124,20 +124,22 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
 }
 
 /* The databases: [couchdb] max_dbs_open, [divan] durability
- * (always|periodic|never), sync_interval_ms, cache_mb, compression
- * (lz4|zstd|none). */
+ * (always|periodic|never), sync_interval_ms, cache_mb, map_resident_mb,
+ * compression (lz4|zstd|none). */
 static int open_dbs(const config_t *c, const char *default_security, db_server **out)
 {
-    long long max_open, sync_ms, cache_mb;
+    long long max_open, sync_ms, cache_mb, map_mb;
     int rc;
     if ((rc = config_get_int(c, "couchdb", "max_dbs_open", 500, 1, 1000000, &max_open)) != DV_OK ||
         (rc = config_get_int(c, "divan", "sync_interval_ms", 200, 1, 3600000, &sync_ms)) != DV_OK ||
-        (rc = config_get_int(c, "divan", "cache_mb", 64, 1, 1 << 20, &cache_mb)) != DV_OK)
+        (rc = config_get_int(c, "divan", "cache_mb", 64, 1, 1 << 20, &cache_mb)) != DV_OK ||
+        (rc = config_get_int(c, "divan", "map_resident_mb", 32, 1, 1 << 20, &map_mb)) != DV_OK)
         return rc;
     db_server_opts o = {0};
     o.dir = config_data_dir(c);
     o.max_dbs_open = (size_t)max_open;
     o.cache_bytes = (size_t)cache_mb << 20;
+    o.map_resident_bytes = (size_t)map_mb << 20;
     o.sync_interval_ms = (unsigned)sync_ms;
     o.default_security = default_security;
     const char *d = config_get_str(c, "divan", "durability", "always");

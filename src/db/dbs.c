@@ -20,6 +20,7 @@
  *     closed by its last db_release.
  */
 #include "db/db_int.h"
+#include "store/file.h"
 
 #include "base/log.h"
 #include "base/status.h"
@@ -295,6 +296,8 @@ int db_server_open(const db_server_opts *o, db_server **out)
     s->compression = o->compression;
     if (o->default_security && !(s->default_security = strdup(o->default_security)))
         goto fail;
+    if (o->map_resident_bytes)
+        store_file_map_trim = o->map_resident_bytes;
     if ((rc = store_btree_cache_new(o->cache_bytes ? o->cache_bytes : 64u << 20, &s->cache)) != DV_OK)
         goto fail;
     if ((rc = scan_dir(s)) != DV_OK)
