@@ -362,7 +362,8 @@ function report(res, info) {
   L.push('');
   const rel = path.relative(ROOT, cfg.divanBin);
   L.push(`Peers: divan \`${rel.startsWith('..') ? cfg.divanBin : rel} --data DIR --port 0${cfg.divanArgs.length ? ' ' + cfg.divanArgs.join(' ') : ''}\`` +
-    ` (default configuration: every commit synced). pouchdb-server ${info.pouchVersion} ` +
+    (cfg.divanArgs.length ? ' (its settings as BENCH_HTTP_DIVAN_ARGS gives them; by default every commit is synced). '
+      : ' (default configuration: every commit synced). ') + `pouchdb-server ${info.pouchVersion} ` +
     `\`-d DIR -c DIR/config.json -n${cfg.pouchArgs.length ? ' ' + cfg.pouchArgs.join(' ') : ''}\`, ` +
     `${cfg.pouchArgs.some((x) => x === '--in-memory' || x === '-m') ? 'in-memory adapter' : 'LevelDB adapter (LevelDB writes are not synced)'}` +
     `, request log to DIR/log.txt. nginx ${info.nginx}: worker_processes auto, ` +
