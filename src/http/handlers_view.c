@@ -56,7 +56,8 @@ static void job_free(view_job *j)
     free(j);
 }
 
-static view_job *job_new(http_req_t *r, db_t *db)
+/* A job on db (owned by the job once this succeeds). */
+static view_job *job_alloc(http_req_t *r, db_t *db)
 {
     view_job *j = calloc(1, sizeof *j);
     if (!j)
@@ -64,6 +65,29 @@ static view_job *job_new(http_req_t *r, db_t *db)
     j->db = db;
     j->views = http_server_opts(r->server)->views;
     query_args_init(&j->args);
+    return j;
+}
+
+/* A job on the request's database, for the maintenance endpoints; NULL
+ * when an answer was sent (no such database, out of memory). */
+static view_job *job_open(http_req_t *r)
+{
+    db_t *db = http_open_db(r);
+    if (!db)
+        return NULL;
+    view_job *j = job_alloc(r, db);
+    if (!j) {
+        db_release(db);
+        http_send_internal(r, DV_ERR_NOMEM);
+    }
+    return j;
+}
+
+static view_job *job_new(http_req_t *r, db_t *db)
+{
+    view_job *j = job_alloc(r, db);
+    if (!j)
+        return NULL;
     const http_str_t *id = &r->match.docid;
     if (!(j->ddoc_id = strndup(id->p, id->n))) {
         j->db = NULL;
@@ -454,18 +478,9 @@ void http_handle_compact_views(http_req_t *r)
 {
     if (http_require_ctype(r, "application/json") != DV_OK)
         return;
-    db_t *db = http_open_db(r);
-    if (!db)
+    view_job *j = job_open(r);
+    if (!j)
         return;
-    view_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        db_release(db);
-        http_send_internal(r, DV_ERR_NOMEM);
-        return;
-    }
-    j->db = db;
-    j->views = http_server_opts(r->server)->views;
-    query_args_init(&j->args);
     size_t n = r->match.rest.n;
     if (!(j->ddoc_id = malloc(n + 9))) {
         job_free(j);
@@ -565,18 +580,9 @@ void http_handle_view_cleanup(http_req_t *r)
 {
     if (http_require_ctype(r, "application/json") != DV_OK)
         return;
-    db_t *db = http_open_db(r);
-    if (!db)
+    view_job *j = job_open(r);
+    if (!j)
         return;
-    view_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        db_release(db);
-        http_send_internal(r, DV_ERR_NOMEM);
-        return;
-    }
-    j->db = db;
-    j->views = http_server_opts(r->server)->views;
-    query_args_init(&j->args);
     if (http_run_on_worker(r, cleanup_job_run, j) != DV_OK)
         job_free(j);
 }
