@@ -291,6 +291,33 @@ static void start_op(http_req_t *r, cfg_op *op)
     }
 }
 
+/* A PUT (value: the new value, taken over; NULL when it could not be
+ * copied: answered as out of memory) or DELETE of one key, honouring X-Couch-Persist. */
+static void start_key_op(http_req_t *r, int kind, const http_str_t *section, const http_str_t *key, char *value)
+{
+    cfg_op *op = calloc(1, sizeof *op);
+    if (op) {
+        op->kind = kind;
+        op->section = strdup(section->p);
+        op->key = strdup(key->p);
+        op->value = value;
+        value = NULL;
+    }
+    if (!op || !op->section || !op->key || (kind == OP_SET && !op->value)) {
+        if (value) { /* may be a password */
+            explicit_bzero(value, strlen(value));
+            free(value);
+        }
+        if (op)
+            op_free(op);
+        http_send_internal(r, DV_ERR_NOMEM);
+        return;
+    }
+    const char *p = http_req_header(r, "x-couch-persist");
+    op->persist = !(p && strcmp(p, "false") == 0);
+    start_op(r, op);
+}
+
 /* A section or key name that can round-trip through an ini file. */
 static int name_ok(const http_str_t *s, int is_key)
 {
@@ -341,23 +368,9 @@ static void put_key(http_req_t *r, const http_str_t *section, const http_str_t *
         http_send_error(r, 400, "bad_request", "A config value cannot contain \" ;\": it starts a comment in ini files.");
         return;
     }
-    cfg_op *op = calloc(1, sizeof *op);
-    if (op) {
-        op->kind = OP_SET;
-        op->section = strdup(section->p);
-        op->key = strdup(key->p);
-        op->value = strndup(s, (size_t)(e - s));
-    }
+    char *value = strndup(s, (size_t)(e - s));
     json_doc_free(&doc);
-    if (!op || !op->section || !op->key || !op->value) {
-        if (op)
-            op_free(op);
-        http_send_internal(r, DV_ERR_NOMEM);
-        return;
-    }
-    const char *p = http_req_header(r, "x-couch-persist");
-    op->persist = !(p && strcmp(p, "false") == 0);
-    start_op(r, op);
+    start_key_op(r, OP_SET, section, key, value);
 }
 
 static void delete_key(http_req_t *r, const http_str_t *section, const http_str_t *key)
@@ -370,21 +383,7 @@ static void delete_key(http_req_t *r, const http_str_t *section, const http_str_
         http_send_error(r, 404, "not_found", "unknown_config_value");
         return;
     }
-    cfg_op *op = calloc(1, sizeof *op);
-    if (op) {
-        op->kind = OP_DELETE;
-        op->section = strdup(section->p);
-        op->key = strdup(key->p);
-    }
-    if (!op || !op->section || !op->key) {
-        if (op)
-            op_free(op);
-        http_send_internal(r, DV_ERR_NOMEM);
-        return;
-    }
-    const char *p = http_req_header(r, "x-couch-persist");
-    op->persist = !(p && strcmp(p, "false") == 0);
-    start_op(r, op);
+    start_key_op(r, OP_DELETE, section, key, NULL);
 }
 
 static void reload(http_req_t *r)
