@@ -399,6 +399,68 @@ static void *kill_later(void *arg)
     return NULL;
 }
 
+/* CPU time of a process so far, ms (utime + stime of /proc/PID/stat). */
+static long cpu_ms(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long utime = 0, stime = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        return -1;
+    return (long)((utime + stime) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
+}
+
+/* Kills the working child twice: each child once it has spent 400 ms of
+ * CPU (so inside the document's busy loop, not starting or compiling). */
+static void *kill_twice(void *arg)
+{
+    killer *k = arg;
+    int last = 0, kills = 0;
+    for (int i = 0; i < 1000 && kills < 2; i++) { /* 10 s at most */
+        int pid = qserver_proc_pid(k->p);
+        if (pid > 0 && pid != last && cpu_ms(pid) >= 400 && kill(pid, SIGKILL) == 0) {
+            last = pid;
+            kills++;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    k->killed = kills;
+    return NULL;
+}
+
+/* A document whose child dies on it twice is skipped (not tried forever);
+ * the next document is mapped by a third child. */
+static void test_process_dies_twice(void **state)
+{
+    (void)state;
+    qserver *qs = open_pool(1, 10000, 0);
+    qserver_proc *p;
+    assert_int_equal(qserver_acquire(qs, NULL, &p), DV_OK);
+    define_ok(p, "ex2", "{\"views\":[{\"map\":\"function(doc){ if (doc.wait) { var t = Date.now();"
+                        " while (Date.now() - t < 1500) {} } emit(doc._id, 1); }\"}]}");
+    const char *docs[] = {"{\"_id\":\"b\",\"wait\":true}", "{\"_id\":\"c\"}"};
+    killer k = {p, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, kill_twice, &k), 0);
+    rows r;
+    map_docs(p, "ex2", docs, 2, &r);
+    pthread_join(th, NULL);
+    assert_int_equal(k.killed, 2);
+    assert_str(r.text[0], "FAILED:process exited");
+    assert_str(r.text[1], "[[[\"c\",1]]]");
+    rows_free(&r);
+    qserver_release(qs, p);
+    qserver_close(qs);
+}
+
 static void test_process_exits(void **state)
 {
     (void)state;
@@ -744,6 +806,7 @@ int main(void)
         cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_endless_loop),
         cmocka_unit_test(test_process_exits),
+        cmocka_unit_test(test_process_dies_twice),
         cmocka_unit_test(test_memory_hog),
         cmocka_unit_test(test_reduce),
         cmocka_unit_test(test_filter_validate),
