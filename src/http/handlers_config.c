@@ -78,20 +78,30 @@ static void write_lossy(json_writer *w, const char *s, int is_key)
  * old for the requests that follow) and the authentication settings of
  * http_auth_live_t.  A value that does not parse keeps the old setting (and
  * is logged): the change itself is already stored, as in CouchDB. */
-static void apply_live(config_t *c, http_server_t *s)
+/* Whether a change of section/key (NULL section: a reload, anything) may
+ * change the CORS settings.  A replaced set is kept until the server stops,
+ * so only such changes build a new one. */
+static int touches_cors(const char *section, const char *key)
+{
+    return !section || !strcmp(section, "cors") ||
+           ((!strcmp(section, "chttpd") || !strcmp(section, "httpd")) && !strcmp(key, "enable_cors"));
+}
+
+static void apply_live(config_t *c, http_server_t *s, const char *section, const char *key)
 {
     http_cors_t *cors = NULL;
     http_auth_live_t live;
+    int rebuild_cors = touches_cors(section, key);
     config_rdlock(c);
     int l = log_level_parse(config_get_str(c, "log", "level", "info"));
-    int cors_rc = http_cors_new(c, &cors);
+    int cors_rc = rebuild_cors ? http_cors_new(c, &cors) : DV_OK;
     int auth_rc = http_auth_live_read(c, &live);
     config_unlock(c);
     if (l >= 0)
         log_set_level((enum log_level)l);
-    if (cors_rc == DV_OK)
+    if (rebuild_cors && cors_rc == DV_OK)
         (void)http_server_set_cors(s, cors); /* out of memory: the old set stays */
-    else
+    else if (cors_rc != DV_OK)
         log_warn("config: the CORS settings stay as they were: %s", dv_strerror(cors_rc));
     http_auth_t *a = http_server_opts(s)->auth;
     if (a && auth_rc == DV_OK)
@@ -248,7 +258,7 @@ static void op_job(void *arg)
     else
         op->rc = config_reload(op->c);
     if (op->rc == DV_OK)
-        apply_live(op->c, op->server);
+        apply_live(op->c, op->server, op->kind == OP_RELOAD ? NULL : op->section, op->key);
     http_async_post(op->async);
 }
 
