@@ -359,17 +359,35 @@ done:
 
 static const char *const admin_roles[] = {"_admin"};
 
+/* A server admin named name whose [admins] value is stored (strings that
+ * outlive the request); a value that is not a hash logs nobody in. */
+static int admin_user(http_req_t *r, const char *name, const char *stored, auth_user *u)
+{
+    if (!passwd_is_hashed(stored))
+        return DV_ERR_NOTFOUND;
+    http_user_ctx_t *ctx = pool_alloc(r, sizeof *ctx);
+    ctx->name = name;
+    ctx->roles = admin_roles;
+    ctx->nroles = 1;
+    ctx->handler = NULL;
+    u->stored = stored;
+    u->salt = stored_salt(r, stored);
+    u->ctx = ctx;
+    return DV_OK;
+}
+
 /* A server admin first (config wins, as in CouchDB), then _users. */
 static int lookup_user(http_req_t *r, const char *name, size_t n, auth_user *u)
 {
     http_auth_t *a = req_auth(r);
     if (!a || n == 0 || memchr(name, 0, n))
         return DV_ERR_NOTFOUND;
+    /* The live [admins] (changed through /_node/_local/_config without a
+     * restart, as CouchDB): the hash is copied into the request's pool under
+     * the read lock, since a change frees the old string.  A server started
+     * without a configuration (fuzz_http_server) has the start-up copy. */
     struct config *c = http_server_opts(r->server)->config;
     if (c) {
-        /* The live [admins] (changed through /_node/_local/_config without
-         * a restart, as CouchDB): the hash is copied into the request's
-         * pool under the read lock, since a change frees the old string. */
         char *name0 = pool_strndup(r, name, n), *stored = NULL;
         config_rdlock(c);
         const char *h = config_get(c, "admins", name0);
@@ -378,32 +396,11 @@ static int lookup_user(http_req_t *r, const char *name, size_t n, auth_user *u)
         config_unlock(c);
         if (!stored)
             goto users_db;
-        if (!passwd_is_hashed(stored))
-            return DV_ERR_NOTFOUND;
-        http_user_ctx_t *ctx = pool_alloc(r, sizeof *ctx);
-        ctx->name = name0;
-        ctx->roles = admin_roles;
-        ctx->nroles = 1;
-        ctx->handler = NULL;
-        u->stored = stored;
-        u->salt = stored_salt(r, stored);
-        u->ctx = ctx;
-        return DV_OK;
+        return admin_user(r, name0, stored, u);
     }
     for (size_t i = 0; i < a->o.nadmins; i++) {
-        if (strlen(a->names[i]) == n && memcmp(a->names[i], name, n) == 0) {
-            if (!passwd_is_hashed(a->hashes[i]))
-                return DV_ERR_NOTFOUND;
-            http_user_ctx_t *ctx = pool_alloc(r, sizeof *ctx);
-            ctx->name = a->names[i];
-            ctx->roles = admin_roles;
-            ctx->nroles = 1;
-            ctx->handler = NULL;
-            u->stored = a->hashes[i];
-            u->salt = stored_salt(r, a->hashes[i]);
-            u->ctx = ctx;
-            return DV_OK;
-        }
+        if (strlen(a->names[i]) == n && memcmp(a->names[i], name, n) == 0)
+            return admin_user(r, a->names[i], a->hashes[i], u);
     }
 users_db:;
     int rc = lookup_users_doc(r, name, n, u);
