@@ -18,6 +18,7 @@
 #include "base/status.h"
 #include "engine.h"
 #include "store/dbfile.h"
+#include "store/file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,9 @@ static int divan_open(const char *dir, void **out)
     int rc;
     if (!h)
         return DV_ERR_NOMEM;
+    const char *map_mb = getenv("BENCH_DIVAN_MAP_MB"); /* the db layer's [divan] map_resident_mb */
+    if (map_mb && *map_mb)
+        store_file_map_trim = strtoull(map_mb, NULL, 10) << 20;
     memset(&o, 0, sizeof o);
     o.create = 1;
     o.durability = STORE_DURABLE_ALWAYS;

@@ -78,6 +78,29 @@
  * is verified on every read, mapped or not.  Without a mapping (a VFS
  * without map, or mmap failed) a record is read with one pread of frame and
  * payload together.
+ *
+ * What a mapping makes resident is bounded by store_file_map_trim (the
+ * resident budget).  The newest mapping keeps one bit per 256 KiB granule
+ * that a read has faulted in since the last trim.  A granule, because one
+ * fault maps more than the page it touches: a 64 KiB window (fault-around)
+ * or, on recent kernels, the whole page-cache folio, and ext4 builds folios
+ * as large as the writes that filled them, which the 256 KiB write buffer
+ * bounds (measured on 6.18: one touch maps 64 KiB of a file written 4 KiB
+ * at a time, 256 KiB of one written 256 KiB at a time, 1 MiB for 1 MiB
+ * writes).  Records written directly, larger than the buffer, can make a
+ * larger folio and let a neighbouring small record map more than its
+ * granule: the budget is exact for files of small records, approximate
+ * around large attachments.  The VFS maps at an aligned address so that
+ * file granules are address-space granules.  A read inside set granules is free; one that
+ * needs new granules maps them while the budget has room, and is read with
+ * pread once it is full, so a database smaller than the budget, or a hot
+ * set inside it, stays mapped for good, and a larger one costs a pread per
+ * read outside the mapped set instead of a fault (and an eventual trim) per
+ * read.  After 8 budgets' worth of such preads the mappings are trimmed and
+ * the set is chosen again from the reads that follow (the workload may have
+ * moved).  The bits are advisory: a reader racing a trim can leave one
+ * granule counted but not resident, or resident but not counted, which
+ * moves the bound by a granule per reader.
  */
 #include "store/file.h"
 
@@ -108,11 +131,10 @@
 #define SEED_GAP 0x3c6ef372fe94f82bULL
 
 uint64_t store_file_map_min = 64u << 20; /* first mapping: 64 MiB of address space */
-/* Resident budget of a file's mappings: after this many bytes were read
- * through them, their pages are dropped from the process (trim), so that
- * mapped reads cost page-cache, not resident memory, beyond the budget. */
+/* Resident budget of a file's mappings (see the opening comment). */
 uint64_t store_file_map_trim = 32u << 20;
-#define MAP_GRANULE (64u << 10) /* what one mapped read is counted as making resident, at most */
+#define MAP_GRANULE (256u << 10) /* what one fault makes resident, at most (see the opening comment) */
+#define MAP_RESAMPLE 64         /* budgets of preads between trims once the budget is full */
 /* Records this large or larger (attachment chunks) are read with pread:
  * streaming a big attachment must not make its pages resident. */
 uint32_t store_file_map_max_record = 32u << 10;
@@ -123,6 +145,7 @@ typedef struct file_map {
     const uint8_t *base;
     uint64_t len;
     struct file_map *older;
+    _Atomic uint64_t *resident; /* a bit per MAP_GRANULE of [0, len) faulted in since the last trim */
 } file_map;
 
 struct store_file {
@@ -139,7 +162,8 @@ struct store_file {
     _Atomic uint64_t end;          /* end of appended data (incl. buffer) */
     _Atomic uint64_t committed;    /* end of the last header */
     _Atomic(file_map *) map;       /* newest read mapping, NULL: none yet */
-    _Atomic uint64_t map_read;     /* page bytes read through the mappings since the last trim */
+    _Atomic uint64_t map_resident; /* granules set in the newest mapping's bitmap */
+    _Atomic uint64_t map_preads;   /* reads sent to pread by a full budget since the last trim */
     int map_failed;                /* mmap refused once: pread from then on (under mu) */
 
     /* Appender-only state, except that store_file_sync_to (another thread:
@@ -365,14 +389,59 @@ static int file_read_raw(store_file *f, void *dst, size_t len, uint64_t off)
     return f->vfs->pread(f->fh, dst, len, off);
 }
 
+/* Drops the resident pages of every mapping of f and empties the bitmap
+ * (one reader does it; the others go on reading, faulting pages back as
+ * they need them).  O(mapped length / 4 MiB) for the bitmap, plus the
+ * kernel's work per resident page. */
+static void file_map_trim(store_file *f)
+{
+    file_map *newest = atomic_load_explicit(&f->map, memory_order_acquire);
+    if (!newest || !f->vfs->trim)
+        return;
+    for (uint64_t i = 0; i < (newest->len / MAP_GRANULE + 63) / 64; i++)
+        atomic_store_explicit(&newest->resident[i], 0, memory_order_relaxed);
+    atomic_store_explicit(&f->map_resident, 0, memory_order_relaxed);
+    atomic_store_explicit(&f->map_preads, 0, memory_order_relaxed);
+    for (const file_map *m = newest; m; m = m->older)
+        (void)f->vfs->trim(f->fh, m->base, m->len);
+}
+
+/* Whether [off, end) may be read through m: yes when its granules are
+ * already counted resident or the budget has room for them (they are
+ * counted now), no when the budget is full (the caller preads).  A VFS
+ * that cannot trim has no budget to keep. */
+static int file_map_admit(store_file *f, file_map *m, uint64_t off, uint64_t end)
+{
+    uint64_t g0 = off / MAP_GRANULE, g1 = (end - 1) / MAP_GRANULE, fresh = 0;
+    uint64_t budget = store_file_map_trim / MAP_GRANULE;
+    if (!f->vfs->trim)
+        return 1;
+    for (uint64_t g = g0; g <= g1; g++)
+        if (!(atomic_load_explicit(&m->resident[g / 64], memory_order_relaxed) & (1ull << (g % 64))))
+            fresh++;
+    if (!fresh)
+        return 1;
+    if (atomic_load_explicit(&f->map_resident, memory_order_relaxed) + fresh > budget) {
+        if (atomic_fetch_add_explicit(&f->map_preads, 1, memory_order_relaxed) + 1 >= budget * MAP_RESAMPLE)
+            file_map_trim(f);
+        return 0;
+    }
+    for (uint64_t g = g0; g <= g1; g++)
+        if (!(atomic_fetch_or_explicit(&m->resident[g / 64], 1ull << (g % 64), memory_order_relaxed) &
+              (1ull << (g % 64))))
+            atomic_fetch_add_explicit(&f->map_resident, 1, memory_order_relaxed);
+    return 1;
+}
+
 /* The mapping to read [0, need) through, mapping a larger one when the
  * newest is too short; NULL when the VFS cannot map (pread instead).  need
  * is at most flushed_end, so every byte below it is in the file. */
-static const file_map *file_map_for(store_file *f, uint64_t need)
+static file_map *file_map_for(store_file *f, uint64_t need)
 {
     file_map *m = atomic_load_explicit(&f->map, memory_order_acquire);
     if ((m && m->len >= need) || !f->vfs->map)
         return m && m->len >= need ? m : NULL;
+    int grown = 0;
     pthread_mutex_lock(&f->mu);
     m = atomic_load_explicit(&f->map, memory_order_relaxed);
     if ((!m || m->len < need) && !f->map_failed) {
@@ -380,29 +449,23 @@ static const file_map *file_map_for(store_file *f, uint64_t need)
         while (len < need)
             len *= 2;
         file_map *nm = malloc(sizeof *nm);
+        _Atomic uint64_t *bits = calloc((size_t)(len / MAP_GRANULE + 63) / 64, sizeof *bits);
         const void *base = NULL;
-        if (nm && f->vfs->map(f->fh, len, &base) == DV_OK) {
-            *nm = (file_map){base, len, m};
+        if (nm && bits && f->vfs->map(f->fh, len, &base) == DV_OK) {
+            *nm = (file_map){base, len, m, bits};
             atomic_store_explicit(&f->map, nm, memory_order_release);
             m = nm;
+            grown = 1;
         } else {
             free(nm);
+            free(bits);
             f->map_failed = 1; /* logged by the VFS; not retried on every read */
         }
     }
     pthread_mutex_unlock(&f->mu);
+    if (grown)
+        file_map_trim(f); /* the older mappings' pages are not in the new bitmap */
     return m && m->len >= need ? m : NULL;
-}
-
-/* Drops the resident pages of every mapping of f (one reader does it; the
- * others go on reading, faulting pages back as they need them). */
-static void file_map_trim(store_file *f)
-{
-    atomic_store_explicit(&f->map_read, 0, memory_order_relaxed);
-    if (!f->vfs->trim)
-        return;
-    for (const file_map *m = atomic_load_explicit(&f->map, memory_order_acquire); m; m = m->older)
-        f->vfs->trim(f->fh, m->base, m->len);
 }
 
 int store_file_read_ref(store_file *f, store_ptr ptr, buf_t *scratch, const uint8_t **out)
@@ -415,22 +478,15 @@ int store_file_read_ref(store_file *f, store_ptr ptr, buf_t *scratch, const uint
         end - ptr.off < (uint64_t)REC_FRAME + ptr.size)
         return file_corrupt(f, ptr.off, "record pointer outside the file");
     uint64_t rec_end = ptr.off + REC_FRAME + ptr.size;
-    const file_map *m = NULL;
+    file_map *m = NULL;
     if (ptr.size < store_file_map_max_record &&
-        rec_end <= atomic_load_explicit(&f->flushed_end, memory_order_acquire))
+        rec_end <= atomic_load_explicit(&f->flushed_end, memory_order_acquire)) {
         m = file_map_for(f, rec_end);
+        if (m && !file_map_admit(f, m, ptr.off, rec_end))
+            m = NULL;
+    }
     if (m) {
         rec = m->base + ptr.off;
-        /* Count what the read may have made resident, not its bytes: one
-         * fault maps a whole page-cache folio (up to 64 KiB on ext4 with
-         * large folios), so each 64 KiB granule the record touches counts
-         * in full.  Counting 4 KiB pages let the mappings grow to several
-         * times the budget under random reads. */
-        uint64_t granules = (rec_end + MAP_GRANULE - 1) / MAP_GRANULE - ptr.off / MAP_GRANULE;
-        if (atomic_fetch_add_explicit(&f->map_read, granules * MAP_GRANULE, memory_order_relaxed) +
-                granules * MAP_GRANULE >=
-            store_file_map_trim)
-            file_map_trim(f);
     } else {
         /* Frame and payload in one read: a pread each cost two system calls. */
         buf_reset(scratch);
@@ -705,6 +761,7 @@ static void file_unmap(store_file *f)
     while (m) {
         file_map *older = m->older;
         (void)f->vfs->unmap(f->fh, m->base, m->len);
+        free(m->resident);
         free(m);
         m = older;
     }

@@ -11,7 +11,9 @@
  *   - a header copied into user data is never taken for a header;
  *   - after a power loss in any durability mode the newest synced commit
  *     survives and whatever commit is found has intact records behind it;
- *   - a failed write or sync poisons the handle.
+ *   - a failed write or sync poisons the handle;
+ *   - reads through the mapping keep at most the resident budget mapped,
+ *     and a hot set within it is never dropped.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -554,6 +556,81 @@ static void test_concurrent_readers(void **state)
     store_file_map_min = map_min;
 }
 
+/* ---- the mapped-read resident budget ----------------------------------- */
+
+/* Resident bytes of the mapping that holds addr, from /proc/self/smaps (what
+ * the kernel counts in the process's RSS for it); -1 when not found. */
+static long mapping_rss(const void *addr)
+{
+    FILE *fp = fopen("/proc/self/smaps", "r");
+    char line[512];
+    int inside = 0;
+    long rss = -1;
+    uintptr_t a = (uintptr_t)addr;
+    if (!fp)
+        return -1;
+    while (fgets(line, sizeof line, fp)) {
+        unsigned long lo, hi;
+        long kb;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            inside = a >= lo && a < hi;
+        else if (inside && sscanf(line, "Rss: %ld kB", &kb) == 1) {
+            rss = kb * 1024;
+            break;
+        }
+    }
+    fclose(fp);
+    return rss;
+}
+
+/* With a 1 MiB budget: a hot set inside the budget stays mapped however
+ * often it is read (reads of mapped granules cost nothing), and random reads
+ * over an 8 MiB file never hold more than the budget (plus a granule), every
+ * record still reading back intact. */
+static void test_mapped_reads_stay_within_budget(void **state)
+{
+    fixture *fx = *state;
+    enum { REC = 4000, N = 2048, HOT = 128 }; /* HOT records: the first ~512 KiB */
+    uint64_t budget = store_file_map_trim;
+    static store_ptr ptrs[N];
+    uint8_t rec[REC];
+    buf_t b = BUF_INIT;
+    store_file *f;
+    tu_rng rng = {7};
+    store_file_map_trim = 1u << 20;
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, STORE_FILE_CREATE, &f, NULL), DV_OK);
+    for (int i = 0; i < N; i++) {
+        memset(rec, 'a' + i % 26, sizeof rec);
+        assert_int_equal(store_file_append(f, rec, sizeof rec, &ptrs[i]), DV_OK);
+    }
+    assert_int_equal(store_file_commit(f, "h", 1, STORE_COMMIT_SYNC), DV_OK);
+
+    const uint8_t *p = NULL;
+    assert_int_equal(store_file_read_ref(f, ptrs[0], &b, &p), DV_OK);
+    assert_true(p != b.data); /* read through the mapping */
+    for (int pass = 0; pass < 20; pass++) {
+        for (int i = 0; i < HOT; i++) {
+            memset(rec, 'a' + i % 26, sizeof rec);
+            expect_record(f, ptrs[i], rec, sizeof rec);
+        }
+        long rss = mapping_rss(p);
+        assert_true(rss >= (long)(HOT - 8) * REC); /* still mapped: not trimmed */
+    }
+    for (int i = 0; i < 20000; i++) {
+        int k = (int)tu_rand_below(&rng, N);
+        memset(rec, 'a' + k % 26, sizeof rec);
+        expect_record(f, ptrs[k], rec, sizeof rec);
+        if (i % 500 == 499) {
+            long rss = mapping_rss(p);
+            assert_true(rss >= 0);
+            if ((uint64_t)rss > store_file_map_trim + (64u << 10)) fprintf(stderr, "read %d rss %ld\n", i, rss);
+        }
+    }
+    assert_int_equal(store_file_close(f), DV_OK);
+    buf_free(&b);
+    store_file_map_trim = budget;
+}
+
 /* ---- unsynced commits: the chain of headers ---------------------------- */
 
 /* Builds A (synced), B and C (unsynced, optionally with a store_file_sync
@@ -861,6 +938,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flipped_bytes_and_bad_pointers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_copy_is_not_a_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mapped_reads_stay_within_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsynced_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_cost_is_tail_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failures_poison_the_handle, setup, teardown),
