@@ -300,7 +300,9 @@ static void test_quiet_compaction(void **state)
     assert_int_equal(store_dbfile_snapshot(db, &after), DV_OK);
     store_dbinfo ia;
     store_snap_info(after, &ia);
-    assert_int_equal(ia.file_size, size_after);
+    /* sizes.file is the end of the last commit; the file may go on with
+     * the zeros written ahead of small commits (at most 1 MiB). */
+    assert_true(ia.file_size <= size_after && size_after <= ia.file_size + (1u << 20));
     assert_true(ia.active_size <= ia.file_size);
     assert_false(ia.compact_running);
     /* the old snapshot reads the old (unlinked) file */
