@@ -435,6 +435,10 @@ static int file_read_raw(store_file *f, void *dst, size_t len, uint64_t off)
     return f->vfs->pread(f->fh, dst, len, off);
 }
 
+/* Words of the granule bitmap of a mapping of len bytes (a partial last
+ * granule counts: mappings need not be granule multiples). */
+static uint64_t map_words(uint64_t len) { return ((len + MAP_GRANULE - 1) / MAP_GRANULE + 63) / 64; }
+
 /* Drops the resident pages of every mapping of f and empties the bitmap
  * (one reader does it; the others go on reading, faulting pages back as
  * they need them).  O(mapped length / 4 MiB) for the bitmap, plus the
@@ -444,7 +448,7 @@ static void file_map_trim(store_file *f)
     file_map *newest = atomic_load_explicit(&f->map, memory_order_acquire);
     if (!newest || !f->vfs->trim)
         return;
-    for (uint64_t i = 0; i < (newest->len / MAP_GRANULE + 63) / 64; i++)
+    for (uint64_t i = 0; i < map_words(newest->len); i++)
         atomic_store_explicit(&newest->resident[i], 0, memory_order_relaxed);
     atomic_store_explicit(&f->map_resident, 0, memory_order_relaxed);
     atomic_store_explicit(&f->map_preads, 0, memory_order_relaxed);
@@ -495,7 +499,7 @@ static file_map *file_map_for(store_file *f, uint64_t need)
         while (len < need)
             len *= 2;
         file_map *nm = malloc(sizeof *nm);
-        _Atomic uint64_t *bits = calloc((size_t)(len / MAP_GRANULE + 63) / 64, sizeof *bits);
+        _Atomic uint64_t *bits = calloc((size_t)map_words(len), sizeof *bits);
         const void *base = NULL;
         if (nm && bits && f->vfs->map(f->fh, len, &base) == DV_OK) {
             *nm = (file_map){base, len, m, bits};
