@@ -798,8 +798,14 @@ int store_btree_modify(const store_btree *t, const uint8_t *root, size_t root_le
     if (!rc)
         rc = finish_root(&m, r.height, &content, new_root);
     vec_free(&content);
-    for (size_t i = 0; i < m.npins; i++)
+    /* Every node loaded here was rewritten (its rows copied into new nodes),
+     * except a thin node finish_root kept as the new root's child, which is
+     * then reloaded on its next use. */
+    for (size_t i = 0; i < m.npins; i++) {
+        if (!rc && t->cache)
+            bt_cache_retire(t->cache, m.pins[i]);
         bt_node_release(m.pins[i]);
+    }
     free(m.pins);
     while (m.arena) {
         arena_chunk *c = m.arena;

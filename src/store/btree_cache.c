@@ -10,7 +10,12 @@
  * tail node back to the head instead of dropping it, so the hit path never
  * touches neighbouring nodes' memory.  Nodes are immutable, so the cache never
  * invalidates: it only forgets a file's nodes when the file is closed (a new
- * file could be allocated at the same address).
+ * file could be allocated at the same address).  A modification retires the
+ * nodes it rewrote (bt_cache_retire): copy-on-write leaves them to older
+ * snapshots only, and kept until CLOCK reached them they filled the cache
+ * to its cap under any write load (measured: the HTTP benchmark's server
+ * held 64 MiB of nodes for a 100,000-doc database whose live trees decode
+ * to far less).
  *
  * Reference counting: a resident node holds one reference owned by the
  * cache; lookups add one for the caller.  Eviction drops the cache's
@@ -162,6 +167,17 @@ bt_node *bt_cache_lookup(store_btree_cache *c, const store_file *f, uint64_t off
     }
     pthread_mutex_unlock(&c->mu);
     return nd;
+}
+
+void bt_cache_retire(store_btree_cache *c, bt_node *nd)
+{
+    pthread_mutex_lock(&c->mu);
+    int drop = nd->in_cache && c->tab[probe(c, nd->file, nd->off)].nd == nd;
+    if (drop)
+        remove_node(c, nd);
+    pthread_mutex_unlock(&c->mu);
+    if (drop)
+        bt_node_release(nd); /* the cache's reference; the caller still holds one */
 }
 
 /* Doubles the table when it passes half full.  A failed allocation keeps

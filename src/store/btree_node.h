@@ -179,5 +179,9 @@ bt_node *bt_cache_lookup(store_btree_cache *c, const store_file *f, uint64_t off
  * (file, off): nd itself, or an equal node another thread inserted first (nd
  * is then released). */
 bt_node *bt_cache_insert(store_btree_cache *c, bt_node *nd);
+/* Drops nd from the cache if it is there (the caller's reference is kept):
+ * a modification superseded it, so only older snapshots can still read it,
+ * and they reload it if they do. */
+void bt_cache_retire(store_btree_cache *c, bt_node *nd);
 
 #endif
