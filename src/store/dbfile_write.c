@@ -1045,7 +1045,7 @@ static void hand_over_locked(store_dbfile *db, dbf_pending *p)
  * takes them out of npend.  Returns the batch's status.  Every handed-over
  * group belongs to db->fr: the writer reopens, and compaction swaps files,
  * only once nothing is handed over. */
-static int sync_batch_locked(store_dbfile *db, dbf_pending *batch)
+static int sync_batch_locked(store_dbfile *db, dbf_pending *batch, int by_writer)
 {
     uint64_t upto = 0;
     for (dbf_pending *p = batch; p; p = p->next)
@@ -1078,7 +1078,8 @@ static int sync_batch_locked(store_dbfile *db, dbf_pending *batch)
         dbf_state_unref(db->tip);
         db->tip = NULL;
     }
-    pthread_cond_broadcast(&db->cv_sync);
+    if (!by_writer) /* a writer waiting for the drain; by the writer: only the idle syncer would wake */
+        pthread_cond_broadcast(&db->cv_sync);
     return rc;
 }
 
@@ -1154,7 +1155,7 @@ static void *syncer_main(void *arg)
         dbf_pending *batch = take_locked(db, &db->phead, &db->ptail, &db->syncer_stop, &db->cv_sync);
         if (!batch)
             break;
-        sync_batch_locked(db, batch);
+        sync_batch_locked(db, batch, 0);
         finish_batch_locked(db, batch);
     }
     pthread_mutex_unlock(&db->mu);
@@ -1213,7 +1214,7 @@ static void *writer_main(void *arg)
                  * (two thread hops fewer on its latency). */
                 db->npend++;
                 p->next = NULL;
-                sync_batch_locked(db, p);
+                sync_batch_locked(db, p, 1);
                 finish_batch_locked(db, p);
             } else if (p) {
                 hand_over_locked(db, p);
