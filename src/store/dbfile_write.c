@@ -1426,17 +1426,21 @@ static const dbf_prep *prep_for_writer(store_dbfile *db, dbf_item *it, size_t i)
 
 static int enqueue(store_dbfile *db, dbf_item *it)
 {
-    if (db->stop)
-        return DV_ERR_CLOSED;
-    it->next = NULL;
-    it->group = db->groups_taken + 1;
-    if (db->qtail)
-        db->qtail->next = it;
-    else
-        db->qhead = it;
-    db->qtail = it;
-    pthread_cond_signal(&db->cv_work);
-    return DV_OK;
+    pthread_mutex_lock(&db->mu);
+    int stopped = db->stop;
+    if (!stopped) {
+        it->next = NULL;
+        it->group = db->groups_taken + 1;
+        if (db->qtail)
+            db->qtail->next = it;
+        else
+            db->qhead = it;
+        db->qtail = it;
+    }
+    pthread_mutex_unlock(&db->mu);
+    if (!stopped)
+        pthread_cond_signal(&db->cv_work); /* unlocked: the writer need not wake into a held mutex */
+    return stopped ? DV_ERR_CLOSED : DV_OK;
 }
 
 int store_dbfile_write(store_dbfile *db, store_write *w)
@@ -1453,9 +1457,7 @@ int store_dbfile_write(store_dbfile *db, store_write *w)
     int prep = prep_alloc(&it), shared = prep && it.nprep >= PREP_SHARED_MIN;
     if (prep && !shared)
         prep_by_caller(db, &it);
-    pthread_mutex_lock(&db->mu);
     int rc = enqueue(db, &it);
-    pthread_mutex_unlock(&db->mu);
     if (!rc && shared)
         prep_by_caller(db, &it);
     if (!rc) {
@@ -1489,9 +1491,7 @@ int store_dbfile_write_async(store_dbfile *db, store_write *w, store_write_done 
             atomic_init(&it->prep[i].state, DBF_PREP_DONE);
         }
     }
-    pthread_mutex_lock(&db->mu);
     int rc = enqueue(db, it);
-    pthread_mutex_unlock(&db->mu);
     if (rc) {
         dbf_prep_free(it);
         free(it);
