@@ -63,16 +63,15 @@ static int default_threads(void)
  * malformed (already logged). */
 static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_list *v)
 {
-    long long port, threads, max_count, max_size, drain, max_doc, depth, zlevel, purge_ids, purge_revs, workers;
+    long long port, threads, max_count, drain, zlevel, purge_ids, purge_revs, workers;
+    http_limits_live_t limits;
     long long max_conns, req_timeout;
     int rc;
     if ((rc = config_get_int(c, "chttpd", "port", 5984, 0, 65535, &port)) != DV_OK ||
         (rc = config_get_int(c, "divan", "http_threads", default_threads(), 1, 256, &threads)) != DV_OK ||
         (rc = config_get_int(c, "uuids", "max_count", 1000, 0, 1000000, &max_count)) != DV_OK ||
-        (rc = config_get_int(c, "chttpd", "max_http_request_size", 4294967296LL, 1, 1LL << 40, &max_size)) != DV_OK ||
+        (rc = http_limits_read(c, &limits)) != DV_OK ||
         (rc = config_get_int(c, "divan", "shutdown_drain_ms", 10000, 0, 3600000, &drain)) != DV_OK ||
-        (rc = config_get_int(c, "couchdb", "max_document_size", 8000000, 1, 1LL << 40, &max_doc)) != DV_OK ||
-        (rc = config_get_int(c, "chttpd", "max_json_depth", 512, 1, 100000, &depth)) != DV_OK ||
         (rc = config_get_int(c, "attachments", "compression_level", DB_ATT_COMPRESSION_LEVEL_DEFAULT, 0, 9,
                              &zlevel)) != DV_OK ||
         (rc = config_get_int(c, "purge", "max_document_id_number", 100, 1, 1000000, &purge_ids)) != DV_OK ||
@@ -89,10 +88,10 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
     o->uuids_max_count = max_count;
     o->uuids_algorithm = config_get_str(c, "uuids", "algorithm", "sequential");
     o->uuids_utc_id_suffix = config_get_str(c, "uuids", "utc_id_suffix", "");
-    o->max_request_size = max_size;
+    o->max_request_size = limits.max_request_size;
     o->drain_ms = (int)drain;
-    o->max_document_size = max_doc;
-    o->max_json_depth = (unsigned)depth;
+    o->max_document_size = limits.max_document_size;
+    o->max_json_depth = limits.max_json_depth;
     o->worker_threads = (int)workers;
     o->att_compressible_types = config_get_str(c, "attachments", "compressible_types", DB_ATT_COMPRESSIBLE_DEFAULT);
     o->att_compression_level = (int)zlevel;

@@ -279,7 +279,7 @@ int http_doc_assign_id(http_req_t *r, db_doc *d)
 
 int http_doc_size_ok(http_req_t *r, const db_doc *d)
 {
-    if ((long long)d->body.len <= http_server_opts(r->server)->max_document_size)
+    if ((long long)d->body.len <= http_server_max_document_size(r->server))
         return 1;
     db_err e;
     db_err_from_status(&e, DV_ERR_TOO_LARGE, d->id.data, d->id.len);

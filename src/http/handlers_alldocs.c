@@ -544,7 +544,7 @@ static int check_keys_param(http_req_t *r)
     if (!v)
         return DV_OK;
     json_doc jd = JSON_DOC_INIT;
-    int rc = json_doc_parse(&jd, v->p, v->n, http_server_opts(r->server)->max_json_depth, NULL);
+    int rc = json_doc_parse(&jd, v->p, v->n, http_server_max_json_depth(r->server), NULL);
     int array = rc == DV_OK && json_is_array(json_doc_root(&jd));
     json_doc_free(&jd);
     if (rc == DV_ERR_NOMEM) {
@@ -602,7 +602,7 @@ void http_handle_all_docs(http_req_t *r)
         return;
     }
     c->db = db;
-    unsigned depth = http_server_opts(r->server)->max_json_depth;
+    unsigned depth = http_server_max_json_depth(r->server);
     int rc = r->method == HTTP_POST ? body_args(r, &c->q[0]) : check_keys_param(r);
     if (rc != DV_OK)
         goto fail;
@@ -647,7 +647,7 @@ void http_handle_all_docs_queries(http_req_t *r)
     c->db = db;
     db = NULL;
     c->multi = 1;
-    if ((rc = query_args_from_target(&base, &r->target, http_server_opts(r->server)->max_json_depth, &e)) != DV_OK) {
+    if ((rc = query_args_from_target(&base, &r->target, http_server_max_json_depth(r->server), &e)) != DV_OK) {
         send_args_err(r, rc, &e);
         goto fail;
     }

@@ -13,8 +13,9 @@
  * the write succeeded.
  *
  * Applied at once: everything read per request from the live config
- * ([chttpd] authentication_handlers, [jwt_keys], [jwt_auth]) and [log]
- * level, re-applied after every change.  Every other setting is read at
+ * ([chttpd] authentication_handlers, [jwt_keys], [jwt_auth]); [log] level,
+ * the request limits (http/limits.h), CORS and the authentication settings
+ * of http_auth_live_t, re-applied after every change.  Every other setting is read at
  * start-up and takes effect at the next start (README lists them).
  */
 #include "base/log.h"
@@ -26,6 +27,7 @@
 #include "http/authz.h"
 #include "http/handlers.h"
 #include "http/hutil.h"
+#include "http/limits.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,11 +75,6 @@ static void write_lossy(json_writer *w, const char *s, int is_key)
     free(copy);
 }
 
-/* Re-applies the settings that take effect without a restart and are not
- * read per request: [log] level, the CORS settings (a new set replaces the
- * old for the requests that follow) and the authentication settings of
- * http_auth_live_t.  A value that does not parse keeps the old setting (and
- * is logged): the change itself is already stored, as in CouchDB. */
 /* Whether a change of section/key (NULL section: a reload, anything) may
  * change the CORS settings.  A replaced set is kept until the server stops,
  * so only such changes build a new one. */
@@ -87,18 +84,28 @@ static int touches_cors(const char *section, const char *key)
            ((!strcmp(section, "chttpd") || !strcmp(section, "httpd")) && !strcmp(key, "enable_cors"));
 }
 
+/* Re-applies the settings that take effect without a restart and are not
+ * read per request: [log] level, the request limits, the CORS settings (a
+ * new set replaces the old for the requests that follow) and the
+ * authentication settings of http_auth_live_t.  A value that does not
+ * parse keeps the old setting (and is logged): the change itself is
+ * already stored, as in CouchDB. */
 static void apply_live(config_t *c, http_server_t *s, const char *section, const char *key)
 {
     http_cors_t *cors = NULL;
     http_auth_live_t live;
+    http_limits_live_t limits;
     int rebuild_cors = touches_cors(section, key);
     config_rdlock(c);
     int l = log_level_parse(config_get_str(c, "log", "level", "info"));
     int cors_rc = rebuild_cors ? http_cors_new(c, &cors) : DV_OK;
     int auth_rc = http_auth_live_read(c, &live);
+    int limits_rc = http_limits_read(c, &limits);
     config_unlock(c);
     if (l >= 0)
         log_set_level((enum log_level)l);
+    if (limits_rc == DV_OK)
+        http_server_set_limits(s, &limits);
     if (rebuild_cors && cors_rc == DV_OK)
         (void)http_server_set_cors(s, cors); /* out of memory: the old set stays */
     else if (cors_rc != DV_OK)

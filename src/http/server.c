@@ -24,6 +24,7 @@
 #include "base/status.h"
 #include "base/workers.h"
 #include "http/cors.h"
+#include "http/limits.h"
 #include "http/auth.h"
 #include "http/authz.h"
 #include "http/handlers.h"
@@ -360,6 +361,30 @@ int http_server_set_cors(http_server_t *s, struct http_cors *c)
         http_cors_free(c);
     return a ? DV_OK : DV_ERR_NOMEM;
 }
+/* The limits live in s->opts (and h2o's globalconf for the body size),
+ * written by a config change on a worker while loops read them: every
+ * access is atomic (relaxed: each limit stands alone).  h2o reads
+ * max_request_entity_size with a plain load when a request's body starts;
+ * an aligned word store cannot tear, so the worst case is that a request
+ * already being read keeps the old limit. */
+void http_server_set_limits(http_server_t *s, const struct http_limits_live *l)
+{
+    __atomic_store_n(&s->opts.max_request_size, l->max_request_size, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->config.max_request_entity_size, (size_t)l->max_request_size, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->opts.max_document_size, l->max_document_size, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->opts.max_json_depth, l->max_json_depth, __ATOMIC_RELAXED);
+}
+
+long long http_server_max_document_size(const http_server_t *s)
+{
+    return __atomic_load_n(&s->opts.max_document_size, __ATOMIC_RELAXED);
+}
+
+unsigned http_server_max_json_depth(const http_server_t *s)
+{
+    return __atomic_load_n(&s->opts.max_json_depth, __ATOMIC_RELAXED);
+}
+
 struct workers *http_server_workers(http_server_t *s) { return s->workers; }
 struct http_uuids *http_server_uuids(http_server_t *s) { return &s->uuids; }
 int http_server_port(const http_server_t *s) { return s->port; }

@@ -53,12 +53,13 @@ typedef struct http_server_opts {
     long long uuids_max_count;  /* [uuids] max_count */
     const char *uuids_algorithm; /* [uuids] algorithm (NULL: sequential) */
     const char *uuids_utc_id_suffix;
-    long long max_request_size; /* bytes; larger bodies get 413 */
+    long long max_request_size; /* bytes; larger bodies get 413 (at start: see http_server_set_limits) */
     int drain_ms;               /* how long stop waits for requests in flight */
     db_server *dbs;             /* the databases (not owned) */
     struct views *views;        /* the view engine (not owned) */
-    long long max_document_size; /* [couchdb] max_document_size, bytes */
-    unsigned max_json_depth;    /* [chttpd] max_json_depth: deeper bodies get 400 */
+    long long max_document_size; /* [couchdb] max_document_size, bytes, at start: handlers read
+                                  * http_server_max_document_size */
+    unsigned max_json_depth;    /* [chttpd] max_json_depth at start: handlers read http_server_max_json_depth */
     int worker_threads;         /* [divan] worker_threads: blocking work (view queries) */
     const char *att_compressible_types; /* [attachments] compressible_types (NULL: none) */
     int att_compression_level;  /* [attachments] compression_level, 0 (off) .. 9 */
@@ -134,6 +135,14 @@ const struct http_cors *http_server_cors(const http_server_t *s);
 /* Puts c in force (a change through /_node/_local/_config); the server owns
  * it (and frees it, with every earlier one, when it stops). */
 int http_server_set_cors(http_server_t *s, struct http_cors *c);
+/* The request limits in force (http/limits.h): opts' until replaced by
+ * http_server_set_limits (a change through /_node/_local/_config), which
+ * applies to the requests that follow.  Atomic loads and stores: any
+ * thread, no lock. */
+struct http_limits_live;
+void http_server_set_limits(http_server_t *s, const struct http_limits_live *l);
+long long http_server_max_document_size(const http_server_t *s);
+unsigned http_server_max_json_depth(const http_server_t *s);
 struct http_uuids *http_server_uuids(http_server_t *s);
 static inline db_server *http_dbs(http_req_t *r) { return http_server_opts(r->server)->dbs; }
 /* The pool for work that may block (http/wstream.h). */

@@ -399,3 +399,42 @@ test('Basic admin credentials; admins added, changed and removed through the API
     rmSync(d, { recursive: true, force: true });
   }
 });
+
+test('request limits apply without a restart: max_document_size, max_http_request_size, max_json_depth', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const set = async (k, v) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
+  const unset = async (k) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
+  const put = (id, body) => admin(`/cfglimits/${id}`, { method: 'PUT', body, headers: { 'content-type': 'application/json' } });
+  assert.equal((await admin('/cfglimits', { method: 'PUT' })).status, 201);
+  const big = JSON.stringify({ v: 'x'.repeat(3000) });
+  assert.equal((await put('a', big)).status, 201);
+  // [couchdb] max_document_size
+  await set('couchdb/max_document_size', '1000');
+  let r = await put('b', big);
+  assert.equal(r.status, 413);
+  assert.deepEqual(r.json, { error: 'document_too_large', reason: 'b' });
+  assert.equal((await put('small', '{"v":1}')).status, 201);
+  await unset('couchdb/max_document_size');
+  assert.equal((await put('b', big)).status, 201);
+  // [chttpd] max_http_request_size: the body itself, before any parsing
+  await set('chttpd/max_http_request_size', '2000');
+  r = await put('c', big);
+  assert.equal(r.status, 413);
+  assert.deepEqual(r.json, { error: 'too_large', reason: 'the request entity is too large' });
+  await unset('chttpd/max_http_request_size');
+  assert.equal((await put('c', big)).status, 201);
+  // [chttpd] max_json_depth
+  const deep = JSON.stringify({ a: { b: { c: { d: 1 } } } });
+  await set('chttpd/max_json_depth', '3');
+  r = await put('d', deep);
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error, 'bad_request');
+  await unset('chttpd/max_json_depth');
+  assert.equal((await put('d', deep)).status, 201);
+  // A value that does not parse keeps the limit in force.
+  await set('couchdb/max_document_size', '1000');
+  await set('couchdb/max_document_size', 'lots');
+  assert.equal((await put('e', big)).status, 413);
+  await unset('couchdb/max_document_size');
+  assert.equal((await put('e', big)).status, 201);
+});
