@@ -231,11 +231,10 @@ static void collect_admin(void *ctx, const char *key, const char *value)
  * admin ("admin party" is gone): so does divan. */
 static int open_auth(const config_t *c, struct admin_list *al, const char **default_security, http_auth_t **out)
 {
-    long long iterations, lk_objects, lk_lifetime;
-    http_auth_live_t live;
+    long long lk_objects, lk_lifetime;
+    http_auth_opts_t o = {0};
     int rc;
-    if ((rc = http_auth_live_read(c, &live)) != DV_OK ||
-        (rc = config_get_int(c, "chttpd_auth", "iterations", 50000, 1, 1000000000, &iterations)) != DV_OK ||
+    if ((rc = http_auth_live_read(c, &o.live)) != DV_OK ||
         (rc = config_get_int(c, "chttpd_auth_lockout", "max_objects", 10000, 1, 100000000, &lk_objects)) != DV_OK ||
         (rc = config_get_int(c, "chttpd_auth_lockout", "max_lifetime", 300000, 1, 1LL << 40, &lk_lifetime)) !=
             DV_OK)
@@ -258,60 +257,10 @@ static int open_auth(const config_t *c, struct admin_list *al, const char **defa
     if (!al->names || !al->hashes)
         return DV_ERR_NOMEM;
     config_foreach(c, "admins", collect_admin, al);
-    http_auth_opts_t o = {0};
     o.admin_names = al->names;
     o.admin_hashes = al->hashes;
     o.nadmins = al->n;
-    o.secret = config_get_str(c, "chttpd_auth", "secret", "");
-    o.timeout = live.timeout;
-    o.allow_persistent_cookies = live.allow_persistent_cookies;
-    o.same_site = config_get_str(c, "chttpd_auth", "same_site", "");
-    o.cookie_secure = live.cookie_secure;
-    o.require_valid_user = live.require_valid_user;
-    o.require_valid_user_except_for_up = live.require_valid_user_except_for_up;
-    o.admin_only_all_dbs = live.admin_only_all_dbs;
     *default_security = strcmp(defsec, "admin_only") == 0 ? HTTP_AUTH_ADMIN_ONLY_SECURITY : NULL;
-    o.users_prf = config_get_str(c, "chttpd_auth", "pbkdf2_prf", "sha256");
-    o.users_iterations = (long)iterations;
-    /* [chttpd] authentication_handlers, CouchDB's syntax:
-     * "{chttpd_auth, cookie_authentication_handler}, {chttpd_auth, …}". */
-    const char *hl = config_get_str(c, "chttpd", "authentication_handlers",
-                                    "{chttpd_auth, cookie_authentication_handler}, "
-                                    "{chttpd_auth, default_authentication_handler}");
-    static const struct { const char *name; int id; } known[] = {
-        {"cookie_authentication_handler", HTTP_AUTHN_COOKIE},
-        {"default_authentication_handler", HTTP_AUTHN_DEFAULT},
-        {"proxy_authentication_handler", HTTP_AUTHN_PROXY},
-        {"jwt_authentication_handler", HTTP_AUTHN_JWT},
-    };
-    for (const char *p = hl; *p && o.nhandlers < 4;) {
-        const char *end = strchr(p, '}');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        int found = 0;
-        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
-            const char *m = strstr(p, known[k].name);
-            if (m && m < p + len) {
-                o.handlers[o.nhandlers++] = known[k].id;
-                found = 1;
-            }
-        }
-        if (!found && memchr(p, '_', len))
-            log_warn("config: [chttpd] authentication_handlers: %.*s is not supported", (int)len, p);
-        p += len + (end ? 1 : 0);
-    }
-    if (o.nhandlers == 0) {
-        log_error("config: [chttpd] authentication_handlers names no supported handler");
-        return DV_ERR_INVALID;
-    }
-    int proxy_secret;
-    if ((rc = config_get_bool(c, "chttpd_auth", "proxy_use_secret", 0, &proxy_secret)) != DV_OK)
-        return rc;
-    o.proxy_use_secret = proxy_secret;
-    o.x_auth_username = config_get_str(c, "chttpd_auth", "x_auth_username", "X-Auth-CouchDB-UserName");
-    o.x_auth_roles = config_get_str(c, "chttpd_auth", "x_auth_roles", "X-Auth-CouchDB-Roles");
-    o.x_auth_token = config_get_str(c, "chttpd_auth", "x_auth_token", "X-Auth-CouchDB-Token");
-    o.lockout_mode = live.lockout_mode;
-    o.lockout_threshold = live.lockout_threshold;
     o.lockout_max_objects = lk_objects;
     o.lockout_max_lifetime_ms = lk_lifetime;
     return http_auth_new(&o, out);

@@ -90,17 +90,29 @@ static int touches_cors(const char *section, const char *key)
  * authentication settings of http_auth_live_t.  A value that does not
  * parse keeps the old setting (and is logged): the change itself is
  * already stored, as in CouchDB. */
+/* Whether a change of section (NULL: a reload) may change the
+ * authentication settings: only those build a new set (auth.c keeps
+ * replaced ones until stop). */
+static int touches_auth(const char *section)
+{
+    return !section || !strcmp(section, "chttpd") || !strcmp(section, "chttpd_auth") ||
+           !strcmp(section, "chttpd_auth_lockout");
+}
+
 static void apply_live(config_t *c, http_server_t *s, const char *section, const char *key)
 {
     http_cors_t *cors = NULL;
     http_auth_live_t live;
     http_limits_live_t limits;
-    int rebuild_cors = touches_cors(section, key);
+    http_auth_t *a = http_server_opts(s)->auth;
+    int rebuild_cors = touches_cors(section, key), auth_rc = DV_OK;
     config_rdlock(c);
     int l = log_level_parse(config_get_str(c, "log", "level", "info"));
     int cors_rc = rebuild_cors ? http_cors_new(c, &cors) : DV_OK;
-    int auth_rc = http_auth_live_read(c, &live);
     int limits_rc = http_limits_read(c, &limits);
+    /* live's strings point into c: copied before the lock is dropped. */
+    if (a && touches_auth(section) && (auth_rc = http_auth_live_read(c, &live)) == DV_OK)
+        auth_rc = http_auth_reconfigure(a, &live);
     config_unlock(c);
     if (l >= 0)
         log_set_level((enum log_level)l);
@@ -110,9 +122,8 @@ static void apply_live(config_t *c, http_server_t *s, const char *section, const
         (void)http_server_set_cors(s, cors); /* out of memory: the old set stays */
     else if (cors_rc != DV_OK)
         log_warn("config: the CORS settings stay as they were: %s", dv_strerror(cors_rc));
-    http_auth_t *a = http_server_opts(s)->auth;
-    if (a && auth_rc == DV_OK)
-        http_auth_reconfigure(a, &live);
+    if (auth_rc != DV_OK)
+        log_warn("config: the authentication settings stay as they were: %s", dv_strerror(auth_rc));
 }
 
 /* ---- reads ---------------------------------------------------------------- */

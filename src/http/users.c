@@ -399,8 +399,12 @@ void http_users_submit(http_req_t *r, http_doc_ctx *c, int new_edits, http_users
         return;
     }
     const http_auth_t *a = http_server_opts(r->server)->auth;
+    const char *prf = PASSWD_DEFAULT_PRF;
+    long iterations = PASSWD_DEFAULT_ITERATIONS;
+    if (a)
+        http_auth_users_hash(a, &prf, &iterations);
     users_job *j = calloc(1, sizeof *j);
-    if (!j || !(j->prf = strdup(a ? http_auth_opts(a)->users_prf : PASSWD_DEFAULT_PRF)) ||
+    if (!j || !(j->prf = strdup(prf)) ||
         !(j->async = http_async_new(r, hash_done, j))) {
         if (j)
             free(j->prf);
@@ -413,7 +417,7 @@ void http_users_submit(http_req_t *r, http_doc_ctx *c, int new_edits, http_users
     }
     j->password = pw;
     j->pw_len = pn;
-    j->iterations = a ? http_auth_opts(a)->users_iterations : PASSWD_DEFAULT_ITERATIONS;
+    j->iterations = iterations;
     j->c = c;
     j->new_edits = new_edits;
     j->cont = cont;

@@ -366,10 +366,12 @@ test('JWT settings apply without a restart: roles_claim_name, required_claims, a
   r = await anon('/_node/_local/_config', { headers: bearer('garbage') });
   assert.equal(r.status, 401, 'not parsed at all while JWT is off');
   assert.equal(r.json.reason, 'You are not a server admin.');
-  // Back on at the next start (the change was not persisted).
-  await srv.stop();
-  srv = await startServer({ dataDir: path.join(dir, 'data'), args: ['--config', iniPath] });
+  // Back on at once when it is listed again (Basic admin credentials: JWT is off).
+  r = await request(srv.url, '/_node/_local/_config/chttpd/authentication_handlers', { method: 'PUT', body: JSON.stringify(HANDLERS), headers: np });
+  assert.equal(r.status, 200);
   assert.equal((await admin('/_node/_local/_config/couchdb/uuid')).status, 200);
+  r = await anon('/_node/_local/_config', { headers: bearer('garbage') });
+  assert.deepEqual(r.json, { error: 'bad_request', reason: 'Malformed token' });
 });
 
 test('Basic admin credentials; admins added, changed and removed through the API count at once', async () => {
@@ -437,4 +439,64 @@ test('request limits apply without a restart: max_document_size, max_http_reques
   assert.equal((await put('e', big)).status, 413);
   await unset('couchdb/max_document_size');
   assert.equal((await put('e', big)).status, 201);
+});
+
+test('cookie and proxy settings apply without a restart: secret, same_site, proxy handler, header names, proxy_use_secret', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const set = async (k, v) => assert.equal((await request(srv.url, `/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
+  const unset = async (k) => assert.equal((await request(srv.url, `/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
+  const session = async () => {
+    const res = await fetch(new URL(srv.url).origin + '/_session', {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'admin', password: 'test-admin-pw' }),
+    });
+    assert.equal(res.status, 200);
+    return res.headers.get('set-cookie');
+  };
+  const whoami = async (headers) => (await anon('/_session', { headers })).json.userCtx;
+  const cookieOf = (sc) => sc.split(';')[0];
+
+  // [chttpd_auth] secret: a new one voids every cookie issued before, at once.
+  const old = cookieOf(await session());
+  assert.equal((await whoami({ cookie: old })).name, 'admin');
+  const prev = (await request(srv.url, '/_node/_local/_config/chttpd_auth/secret')).json;
+  await set('chttpd_auth/secret', 'a-brand-new-secret');
+  assert.equal((await whoami({ cookie: old })).name, null, 'the old cookie no longer names anyone');
+  const fresh = cookieOf(await session());
+  assert.equal((await whoami({ cookie: fresh })).name, 'admin');
+  await set('chttpd_auth/secret', prev);
+  assert.equal((await whoami({ cookie: fresh })).name, null);
+  assert.equal((await whoami({ cookie: old })).name, 'admin', 'the old secret back: its cookies count again');
+  // No secret at all: a random one, so cookies from before are void and logins still work.
+  await unset('chttpd_auth/secret');
+  assert.equal((await whoami({ cookie: old })).name, null);
+  assert.equal((await whoami({ cookie: cookieOf(await session()) })).name, 'admin');
+  await set('chttpd_auth/secret', prev);
+
+  // [chttpd_auth] same_site on the next cookie.
+  assert.doesNotMatch(await session(), /SameSite/);
+  await set('chttpd_auth/same_site', 'strict');
+  assert.match(await session(), /; SameSite=Strict/);
+  await unset('chttpd_auth/same_site');
+  assert.doesNotMatch(await session(), /SameSite/);
+
+  // The proxy handler: added to authentication_handlers, it counts at once.
+  const proxied = { 'x-auth-couchdb-username': 'bob', 'x-auth-couchdb-roles': 'a, b' };
+  assert.equal((await whoami(proxied)).name, null);
+  await set('chttpd/authentication_handlers', `${HANDLERS}, {chttpd_auth, proxy_authentication_handler}`);
+  assert.deepEqual(await whoami(proxied), { name: 'bob', roles: ['a', 'b'] });
+  // Other header names.
+  await set('chttpd_auth/x_auth_username', 'X-Proxy-User');
+  await set('chttpd_auth/x_auth_roles', 'X-Proxy-Roles');
+  assert.equal((await whoami(proxied)).name, null);
+  assert.deepEqual(await whoami({ 'x-proxy-user': 'carol', 'x-proxy-roles': 'c' }), { name: 'carol', roles: ['c'] });
+  // proxy_use_secret: only with the token, HMAC-SHA1(secret, name) in hex.
+  await set('chttpd_auth/proxy_use_secret', 'true');
+  assert.equal((await whoami({ 'x-proxy-user': 'carol' })).name, null);
+  const token = crypto.createHmac('sha1', prev).update('carol').digest('hex');
+  await set('chttpd_auth/x_auth_token', 'X-Proxy-Token');
+  assert.equal((await whoami({ 'x-proxy-user': 'carol', 'x-auth-couchdb-token': token })).name, null);
+  assert.equal((await whoami({ 'x-proxy-user': 'carol', 'x-proxy-token': token })).name, 'carol');
+  for (const k of ['proxy_use_secret', 'x_auth_username', 'x_auth_roles', 'x_auth_token']) await unset(`chttpd_auth/${k}`);
+  await set('chttpd/authentication_handlers', HANDLERS);
+  assert.equal((await whoami(proxied)).name, null);
 });
