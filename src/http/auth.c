@@ -332,11 +332,13 @@ void http_auth_users_hash(const http_auth_t *a, const char **prf, long *iteratio
     *iterations = l->users_iterations;
 }
 
-int http_auth_users_listable(const http_auth_t *a)
+int http_auth_public_fields_set(const http_auth_t *a)
 {
-    const http_auth_live_t *l = live(a);
-    return l->users_db_public && l->public_fields && *l->public_fields;
+    const char *p = live(a)->public_fields;
+    return p && p[strspn(p, " \t,")] != 0;
 }
+
+int http_auth_users_listable(const http_auth_t *a) { return live(a)->users_db_public && http_auth_public_fields_set(a); }
 
 /* The comma-separated field that starts at p, without the blanks around
  * it, as [*b, *e) (CouchDB splits such lists with "\\s*,\\s*"); returns

@@ -500,3 +500,53 @@ test('cookie and proxy settings apply without a restart: secret, same_site, prox
   await set('chttpd/authentication_handlers', HANDLERS);
   assert.equal((await whoami(proxied)).name, null);
 });
+
+test('public_fields and users_db_public apply without a restart: other users\' documents show only public fields', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const set = async (k, v) => assert.equal((await request(srv.url, `/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
+  const unset = async (k) => assert.equal((await request(srv.url, `/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
+  const basic = (n, p) => ({ authorization: `Basic ${Buffer.from(`${n}:${p}`).toString('base64')}` });
+  for (const [name, city] of [['pf-alice', 'Oslo'], ['pf-bob', 'Lima']]) {
+    const r = await request(srv.url, `/_users/org.couchdb.user:${name}`, {
+      method: 'PUT', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name, password: `${name}-pw`, roles: [], type: 'user', city }),
+    });
+    assert.equal(r.status, 201, r.text);
+  }
+  const alice = basic('pf-alice', 'pf-alice-pw');
+  const bobDoc = '/_users/org.couchdb.user:pf-bob';
+  const missing = { error: 'not_found', reason: 'missing' };
+  // Nothing public: another user's document is not there.
+  let r = await anon(bobDoc, { headers: alice });
+  assert.equal(r.status, 404);
+  assert.deepEqual(r.json, missing);
+  assert.equal((await anon(`/_users/org.couchdb.user:pf-alice`, { headers: alice })).json.city, 'Oslo', 'one\'s own document, whole');
+
+  await set('chttpd_auth/public_fields', 'name, city');
+  r = await anon(bobDoc, { headers: alice });
+  assert.equal(r.status, 200);
+  assert.deepEqual(Object.keys(r.json).sort(), ['_id', '_rev', 'city', 'name']);
+  assert.equal(r.json.city, 'Lima');
+  assert.equal(r.json._id, 'org.couchdb.user:pf-bob');
+  // Anonymous users still see nothing; admins see everything.
+  assert.deepEqual((await anon(bobDoc)).json, missing);
+  assert.ok((await request(srv.url, bobDoc)).json.derived_key);
+  // _all_docs needs users_db_public too.
+  assert.equal((await anon('/_users/_all_docs?include_docs=true', { headers: alice })).status, 403);
+  await set('chttpd_auth/users_db_public', 'true');
+  r = await anon('/_users/_all_docs?include_docs=true', { headers: alice });
+  assert.equal(r.status, 200);
+  const bobRow = r.json.rows.find((row) => row.id === 'org.couchdb.user:pf-bob');
+  assert.deepEqual(bobRow.doc, { name: 'pf-bob', city: 'Lima' }, 'CouchDB strips _id and _rev too');
+  assert.ok(r.json.rows.every((row) => !row.doc || !('derived_key' in row.doc || 'salt' in row.doc)));
+  await unset('chttpd_auth/users_db_public');
+  assert.equal((await anon('/_users/_all_docs', { headers: alice })).status, 403);
+
+  // A field list bob's document has none of: not found.
+  await set('chttpd_auth/public_fields', 'nickname');
+  assert.deepEqual((await anon(bobDoc, { headers: alice })).json, missing);
+  await unset('chttpd_auth/public_fields');
+  r = await anon(bobDoc, { headers: alice });
+  assert.equal(r.status, 404);
+  assert.deepEqual(r.json, missing);
+});
