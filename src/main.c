@@ -16,6 +16,7 @@
 #include "http/cors.h"
 #include "http/limits.h"
 #include "http/tls.h"
+#include "http/uuids.h"
 #include "http/auth.h"
 #include "http/server.h"
 #include "views/qserver.h"
@@ -63,13 +64,14 @@ static int default_threads(void)
  * malformed (already logged). */
 static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_list *v)
 {
-    long long port, threads, max_count, drain, zlevel, purge_ids, purge_revs, workers;
+    long long port, threads, drain, zlevel, purge_ids, purge_revs, workers;
     http_limits_live_t limits;
+    http_uuids_conf_t uuids;
     long long max_conns, req_timeout;
     int rc;
     if ((rc = config_get_int(c, "chttpd", "port", 5984, 0, 65535, &port)) != DV_OK ||
         (rc = config_get_int(c, "divan", "http_threads", default_threads(), 1, 256, &threads)) != DV_OK ||
-        (rc = config_get_int(c, "uuids", "max_count", 1000, 0, 1000000, &max_count)) != DV_OK ||
+        (rc = http_uuids_conf_read(c, &uuids)) != DV_OK ||
         (rc = http_limits_read(c, &limits)) != DV_OK ||
         (rc = config_get_int(c, "divan", "shutdown_drain_ms", 10000, 0, 3600000, &drain)) != DV_OK ||
         (rc = config_get_int(c, "attachments", "compression_level", DB_ATT_COMPRESSION_LEVEL_DEFAULT, 0, 9,
@@ -85,9 +87,9 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
     o->port = (int)port;
     o->threads = (int)threads;
     o->uuid = config_uuid(c);
-    o->uuids_max_count = max_count;
-    o->uuids_algorithm = config_get_str(c, "uuids", "algorithm", "sequential");
-    o->uuids_utc_id_suffix = config_get_str(c, "uuids", "utc_id_suffix", "");
+    o->uuids_max_count = uuids.max_count;
+    o->uuids_algorithm = uuids.algorithm;
+    o->uuids_utc_id_suffix = uuids.utc_id_suffix;
     o->max_request_size = limits.max_request_size;
     o->drain_ms = (int)drain;
     o->max_document_size = limits.max_document_size;

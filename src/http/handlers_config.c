@@ -28,6 +28,7 @@
 #include "http/handlers.h"
 #include "http/hutil.h"
 #include "http/limits.h"
+#include "http/uuids.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,11 @@ static void apply_live(config_t *c, http_server_t *s, const char *section, const
     int l = log_level_parse(config_get_str(c, "log", "level", "info"));
     int cors_rc = rebuild_cors ? http_cors_new(c, &cors) : DV_OK;
     int limits_rc = http_limits_read(c, &limits);
+    /* [uuids]: a new state only when they may have changed (CouchDB starts
+     * afresh on such a change); the strings are copied under the lock. */
+    http_uuids_conf_t uc;
+    if ((!section || !strcmp(section, "uuids")) && http_uuids_conf_read(c, &uc) == DV_OK)
+        (void)http_uuids_configure(http_server_uuids(s), &uc); /* refused: logged, the old settings stay */
     /* live's strings point into c: copied before the lock is dropped. */
     if (a && touches_auth(section) && (auth_rc = http_auth_live_read(c, &live)) == DV_OK)
         auth_rc = http_auth_reconfigure(a, &live);

@@ -110,7 +110,6 @@ static void set_etag(http_req_t *r, const buf_t *b)
 
 void http_handle_uuids(http_req_t *r)
 {
-    const http_server_opts_t *o = http_server_opts(r->server);
     long long count = 1;
     const http_str_t *p = http_target_param(&r->target, "count");
     if (p) {
@@ -118,7 +117,7 @@ void http_handle_uuids(http_req_t *r)
             http_send_error(r, 400, "bad_request", "count must be a positive integer");
             return;
         }
-        if (count > o->uuids_max_count) {
+        if (count > http_uuids_max_count(http_server_uuids(r->server))) {
             http_send_error(r, 400, "bad_request", "count parameter too large");
             return;
         }

@@ -1134,11 +1134,9 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
     int rc = copy_opts(s, o);
     if (rc != DV_OK)
         goto fail;
-    if ((rc = http_uuids_init(&s->uuids, o->uuids_algorithm, o->uuids_utc_id_suffix)) != DV_OK) {
-        log_error("http: [uuids] algorithm %s is not one of sequential, random, utc_random, utc_id",
-                  o->uuids_algorithm);
-        goto fail;
-    }
+    http_uuids_conf_t uc = {o->uuids_algorithm, o->uuids_utc_id_suffix, o->uuids_max_count};
+    if ((rc = http_uuids_init(&s->uuids, &uc)) != DV_OK)
+        goto fail; /* logged */
     snprintf(s->server_header, sizeof s->server_header, "CouchDB/%s (divan/%s)", DIVAN_COUCHDB_VERSION,
              DIVAN_VERSION);
     s->config.server_name = h2o_iovec_init(s->server_header, strlen(s->server_header));

@@ -50,8 +50,8 @@ typedef struct http_server_opts {
     const char *uuid;         /* server uuid for the welcome body */
     const http_vendor_field_t *vendor; /* [vendor] fields, in order */
     size_t nvendor;
-    long long uuids_max_count;  /* [uuids] max_count */
-    const char *uuids_algorithm; /* [uuids] algorithm (NULL: sequential) */
+    long long uuids_max_count;  /* [uuids] max_count, algorithm (NULL: sequential), utc_id_suffix at */
+    const char *uuids_algorithm; /* start; then http_server_uuids (http/uuids.h) holds them */
     const char *uuids_utc_id_suffix;
     long long max_request_size; /* bytes; larger bodies get 413 (at start: see http_server_set_limits) */
     int drain_ms;               /* how long stop waits for requests in flight */

@@ -550,3 +550,29 @@ test('public_fields and users_db_public apply without a restart: other users\' d
   assert.equal(r.status, 404);
   assert.deepEqual(r.json, missing);
 });
+
+test('[uuids] algorithm, utc_id_suffix and max_count apply without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const set = async (k, v) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
+  const unset = async (k) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
+  const uuids = async (q = '') => (await anon(`/_uuids${q}`)).json.uuids;
+  let ids = await uuids('?count=3');
+  assert.ok(ids.every((id) => /^[0-9a-f]{32}$/.test(id) && id.slice(0, 26) === ids[0].slice(0, 26)), 'sequential: one prefix');
+  await set('uuids/utc_id_suffix', '-cfgtest');
+  await set('uuids/algorithm', 'utc_id');
+  ids = await uuids('?count=2');
+  assert.ok(ids.every((id) => /^[0-9a-f]{14}-cfgtest$/.test(id)), ids.join());
+  await set('uuids/algorithm', 'random');
+  ids = await uuids('?count=2');
+  assert.ok(ids.every((id) => /^[0-9a-f]{32}$/.test(id)) && ids[0].slice(0, 26) !== ids[1].slice(0, 26));
+  // an unknown algorithm keeps the [uuids] settings in force
+  await set('uuids/algorithm', 'bogus');
+  assert.match((await uuids())[0], /^[0-9a-f]{32}$/);
+  await unset('uuids/algorithm');
+  await set('uuids/max_count', '2');
+  const r = await anon('/_uuids?count=3');
+  assert.equal(r.status, 400);
+  assert.deepEqual(r.json, { error: 'bad_request', reason: 'count parameter too large' });
+  for (const k of ['utc_id_suffix', 'max_count']) await unset(`uuids/${k}`);
+  assert.equal((await uuids('?count=3')).length, 3);
+});
