@@ -11,7 +11,6 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "config.h"
-#include "db/att_codec.h"
 #include "db/db.h"
 #include "http/cors.h"
 #include "http/limits.h"
@@ -64,9 +63,11 @@ static int default_threads(void)
  * malformed (already logged). */
 static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_list *v)
 {
-    long long port, threads, drain, zlevel, purge_ids, purge_revs, workers;
+    long long port, threads, drain, purge_ids, purge_revs, workers;
     http_limits_live_t limits;
     http_uuids_conf_t uuids;
+    const char *att_types;
+    int att_level;
     long long max_conns, req_timeout;
     int rc;
     if ((rc = config_get_int(c, "chttpd", "port", 5984, 0, 65535, &port)) != DV_OK ||
@@ -74,8 +75,7 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
         (rc = http_uuids_conf_read(c, &uuids)) != DV_OK ||
         (rc = http_limits_read(c, &limits)) != DV_OK ||
         (rc = config_get_int(c, "divan", "shutdown_drain_ms", 10000, 0, 3600000, &drain)) != DV_OK ||
-        (rc = config_get_int(c, "attachments", "compression_level", DB_ATT_COMPRESSION_LEVEL_DEFAULT, 0, 9,
-                             &zlevel)) != DV_OK ||
+        (rc = http_att_conf_read(c, &att_types, &att_level)) != DV_OK ||
         (rc = config_get_int(c, "purge", "max_document_id_number", 100, 1, 1000000, &purge_ids)) != DV_OK ||
         (rc = config_get_int(c, "purge", "max_revisions_number", 1000, 1, 100000000, &purge_revs)) != DV_OK ||
         (rc = config_get_int(c, "divan", "worker_threads", 4, 1, 256, &workers)) != DV_OK ||
@@ -95,8 +95,8 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
     o->max_document_size = limits.max_document_size;
     o->max_json_depth = limits.max_json_depth;
     o->worker_threads = (int)workers;
-    o->att_compressible_types = config_get_str(c, "attachments", "compressible_types", DB_ATT_COMPRESSIBLE_DEFAULT);
-    o->att_compression_level = (int)zlevel;
+    o->att_compressible_types = att_types;
+    o->att_compression_level = att_level;
     o->purge_max_ids = purge_ids;
     o->purge_max_revs = purge_revs;
     /* Each connection is a descriptor: raise the soft limit as far as the

@@ -111,6 +111,10 @@ static void apply_live(config_t *c, http_server_t *s, const char *section, const
     int l = log_level_parse(config_get_str(c, "log", "level", "info"));
     int cors_rc = rebuild_cors ? http_cors_new(c, &cors) : DV_OK;
     int limits_rc = http_limits_read(c, &limits);
+    const char *att_types;
+    int att_level;
+    if ((!section || !strcmp(section, "attachments")) && http_att_conf_read(c, &att_types, &att_level) == DV_OK)
+        (void)http_server_set_att_conf(s, att_types, att_level); /* out of memory: the old settings stay */
     /* [uuids]: a new state only when they may have changed (CouchDB starts
      * afresh on such a change); the strings are copied under the lock. */
     http_uuids_conf_t uc;

@@ -23,6 +23,8 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "base/workers.h"
+#include "config.h"
+#include "db/att_codec.h"
 #include "http/cors.h"
 #include "http/limits.h"
 #include "http/auth.h"
@@ -164,10 +166,47 @@ struct http_server {
      * set by http_server_set_cors.  Replaced ones are retired, not freed:
      * a request on another loop may still read them, and a server sees a
      * handful of config changes, so keeping them until stop costs little. */
-    const struct http_cors *_Atomic cors;
-    struct http_cors **cors_owned; /* every one set after start (under mu) */
-    size_t ncors_owned;
+    _Atomic(const void *) cors;
+    /* [attachments] settings in force (an http_att_conf_t), replaced and
+     * retired the same way. */
+    _Atomic(const void *) att;
+    struct kept *kept; /* every set published after start (under mu), freed at stop */
+    size_t nkept;
 };
+
+/* A replaced (or current) settings set, freed when the server stops. */
+struct kept {
+    void *p;
+    void (*free_fn)(void *);
+};
+
+/* Adds p to the sets freed at stop; mu held.  DV_ERR_NOMEM: not added. */
+static int keep_until_stop(http_server_t *s, void *p, void (*free_fn)(void *))
+{
+    struct kept *k = realloc(s->kept, (s->nkept + 1) * sizeof *k);
+    if (!k)
+        return DV_ERR_NOMEM;
+    s->kept = k;
+    k[s->nkept++] = (struct kept){p, free_fn};
+    return DV_OK;
+}
+
+/* Puts p in force in *slot for the requests that follow (they load it with
+ * acquire) and keeps it until stop; out of memory: p is freed and the old
+ * set stays. */
+static int publish(http_server_t *s, _Atomic(const void *) *slot, void *p, void (*free_fn)(void *))
+{
+    pthread_mutex_lock(&s->mu);
+    int rc = keep_until_stop(s, p, free_fn);
+    if (rc == DV_OK)
+        atomic_store_explicit(slot, p, memory_order_release);
+    pthread_mutex_unlock(&s->mu);
+    if (rc != DV_OK)
+        free_fn(p);
+    return rc;
+}
+
+static void free_cors(void *p) { http_cors_free(p); }
 
 static long long monotonic_ms(void)
 {
@@ -349,17 +388,7 @@ const struct http_cors *http_server_cors(const http_server_t *s)
 
 int http_server_set_cors(http_server_t *s, struct http_cors *c)
 {
-    pthread_mutex_lock(&s->mu);
-    struct http_cors **a = realloc(s->cors_owned, (s->ncors_owned + 1) * sizeof *a);
-    if (a) {
-        s->cors_owned = a;
-        a[s->ncors_owned++] = c;
-        atomic_store_explicit(&s->cors, c, memory_order_release);
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (!a)
-        http_cors_free(c);
-    return a ? DV_OK : DV_ERR_NOMEM;
+    return publish(s, &s->cors, c, free_cors);
 }
 /* The limits live in s->opts (and h2o's globalconf for the body size),
  * written by a config change on a worker while loops read them: every
@@ -383,6 +412,31 @@ long long http_server_max_document_size(const http_server_t *s)
 unsigned http_server_max_json_depth(const http_server_t *s)
 {
     return __atomic_load_n(&s->opts.max_json_depth, __ATOMIC_RELAXED);
+}
+
+int http_att_conf_read(const struct config *c, const char **types, int *level)
+{
+    long long z;
+    int rc = config_get_int(c, "attachments", "compression_level", DB_ATT_COMPRESSION_LEVEL_DEFAULT, 0, 9, &z);
+    *types = config_get_str(c, "attachments", "compressible_types", DB_ATT_COMPRESSIBLE_DEFAULT);
+    *level = (int)z;
+    return rc;
+}
+
+const http_att_conf_t *http_server_att_conf(const http_server_t *s)
+{
+    return atomic_load_explicit(&((http_server_t *)s)->att, memory_order_acquire);
+}
+
+int http_server_set_att_conf(http_server_t *s, const char *types, int level)
+{
+    size_t n = types ? strlen(types) : 0;
+    http_att_conf_t *c = malloc(sizeof *c + n + 1);
+    if (!c)
+        return DV_ERR_NOMEM;
+    c->level = level;
+    memcpy(c->types, types ? types : "", n + 1);
+    return publish(s, &s->att, c, free);
 }
 
 struct workers *http_server_workers(http_server_t *s) { return s->workers; }
@@ -985,8 +1039,9 @@ static int copy_opts(http_server_t *s, const http_server_opts_t *o)
         return DV_ERR_NOMEM;
     if (!(s->opts.bind_address = keep(s, o->bind_address)) || !(s->opts.uuid = keep(s, o->uuid ? o->uuid : "")))
         return DV_ERR_NOMEM;
-    if (o->att_compressible_types && !(s->opts.att_compressible_types = keep(s, o->att_compressible_types)))
+    if (http_server_set_att_conf(s, o->att_compressible_types, o->att_compression_level) != DV_OK)
         return DV_ERR_NOMEM;
+    s->opts.att_compressible_types = NULL; /* copied: read through http_server_att_conf */
     for (size_t i = 0; i < o->nvendor; i++) {
         if (!(s->vendor[i].key = keep(s, o->vendor[i].key)) || !(s->vendor[i].value = keep(s, o->vendor[i].value)))
             return DV_ERR_NOMEM;
@@ -1012,9 +1067,9 @@ static void free_server(http_server_t *s)
         free(s->strings[i]);
     free(s->strings);
     free(s->vendor);
-    for (size_t i = 0; i < s->ncors_owned; i++)
-        http_cors_free(s->cors_owned[i]);
-    free(s->cors_owned);
+    for (size_t i = 0; i < s->nkept; i++)
+        s->kept[i].free_fn(s->kept[i].p);
+    free(s->kept);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);

@@ -61,8 +61,8 @@ typedef struct http_server_opts {
                                   * http_server_max_document_size */
     unsigned max_json_depth;    /* [chttpd] max_json_depth at start: handlers read http_server_max_json_depth */
     int worker_threads;         /* [divan] worker_threads: blocking work (view queries) */
-    const char *att_compressible_types; /* [attachments] compressible_types (NULL: none) */
-    int att_compression_level;  /* [attachments] compression_level, 0 (off) .. 9 */
+    const char *att_compressible_types; /* [attachments] compressible_types (NULL: none) and */
+    int att_compression_level;  /* compression_level, 0 (off) .. 9, at start: see http_server_att_conf */
     long long purge_max_ids;    /* [purge] max_document_id_number: more ids per _purge get 400 */
     long long purge_max_revs;   /* [purge] max_revisions_number: more revs per _purge get 400 */
     struct config *config;      /* the live configuration (not owned; locking rules in config.h) */
@@ -143,6 +143,19 @@ struct http_limits_live;
 void http_server_set_limits(http_server_t *s, const struct http_limits_live *l);
 long long http_server_max_document_size(const http_server_t *s);
 unsigned http_server_max_json_depth(const http_server_t *s);
+/* The [attachments] settings in force: opts' until replaced by
+ * http_server_set_att_conf (a change through /_node/_local/_config), which
+ * copies them; replaced ones are kept until the server stops, as CORS
+ * sets are.  http_att_conf_read takes them from a configuration (strings
+ * pointing into it): DV_ERR_INVALID (logged) for a bad level. */
+typedef struct http_att_conf {
+    int level;     /* compression_level */
+    char types[];  /* compressible_types ("": none) */
+} http_att_conf_t;
+struct config;
+int http_att_conf_read(const struct config *c, const char **types, int *level);
+const http_att_conf_t *http_server_att_conf(const http_server_t *s);
+int http_server_set_att_conf(http_server_t *s, const char *types, int level);
 struct http_uuids *http_server_uuids(http_server_t *s);
 static inline db_server *http_dbs(http_req_t *r) { return http_server_opts(r->server)->dbs; }
 /* The pool for work that may block (http/wstream.h). */

@@ -576,3 +576,32 @@ test('[uuids] algorithm, utc_id_suffix and max_count apply without a restart', a
   for (const k of ['utc_id_suffix', 'max_count']) await unset(`uuids/${k}`);
   assert.equal((await uuids('?count=3')).length, 3);
 });
+
+test('[attachments] compressible_types and compression_level apply without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const set = async (k, v) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
+  const unset = async (k) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
+  const data = Buffer.from('compress me '.repeat(200)).toString('base64');
+  let n = 0;
+  // The stored encoding of a new attachment of type ctype ('gzip' or undefined).
+  const encodingOf = async (ctype) => {
+    const id = `att${n++}`;
+    const put = await admin(`/cfgatts/${id}`, {
+      method: 'PUT', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ _attachments: { a: { content_type: ctype, data } } }),
+    });
+    assert.equal(put.status, 201, put.text);
+    return (await admin(`/cfgatts/${id}?att_encoding_info=true`)).json._attachments.a.encoding;
+  };
+  assert.equal((await admin('/cfgatts', { method: 'PUT' })).status, 201);
+  assert.equal(await encodingOf('text/plain'), 'gzip');
+  assert.equal(await encodingOf('image/x-test'), undefined);
+  await set('attachments/compression_level', '0');
+  assert.equal(await encodingOf('text/plain'), undefined, 'level 0 stores as sent');
+  await unset('attachments/compression_level');
+  await set('attachments/compressible_types', 'image/*');
+  assert.equal(await encodingOf('text/plain'), undefined);
+  assert.equal(await encodingOf('image/x-test'), 'gzip');
+  await unset('attachments/compressible_types');
+  assert.equal(await encodingOf('text/plain'), 'gzip');
+});
