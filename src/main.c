@@ -40,19 +40,6 @@ const char *__lsan_default_suppressions(void)
 }
 #endif
 
-struct vendor_list {
-    http_vendor_field_t *f;
-    size_t n;
-};
-
-static void collect_vendor(void *ctx, const char *key, const char *value)
-{
-    struct vendor_list *v = ctx;
-    v->f[v->n].key = key;
-    v->f[v->n].value = value;
-    v->n++;
-}
-
 static int default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -61,9 +48,9 @@ static int default_threads(void)
 
 /* Reads the server options from the config; DV_ERR_INVALID when a value is
  * malformed (already logged). */
-static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_list *v)
+static int server_opts(const config_t *c, http_server_opts_t *o, http_vendor_field_t **vendor)
 {
-    long long port, threads, drain, purge_ids, purge_revs, workers;
+    long long port, threads, drain, workers;
     http_limits_live_t limits;
     http_uuids_conf_t uuids;
     const char *att_types;
@@ -76,8 +63,6 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
         (rc = http_limits_read(c, &limits)) != DV_OK ||
         (rc = config_get_int(c, "divan", "shutdown_drain_ms", 10000, 0, 3600000, &drain)) != DV_OK ||
         (rc = http_att_conf_read(c, &att_types, &att_level)) != DV_OK ||
-        (rc = config_get_int(c, "purge", "max_document_id_number", 100, 1, 1000000, &purge_ids)) != DV_OK ||
-        (rc = config_get_int(c, "purge", "max_revisions_number", 1000, 1, 100000000, &purge_revs)) != DV_OK ||
         (rc = config_get_int(c, "divan", "worker_threads", 4, 1, 256, &workers)) != DV_OK ||
         (rc = config_get_int(c, "divan", "max_connections", 2048, 1, 10000000, &max_conns)) != DV_OK ||
         (rc = config_get_int(c, "divan", "request_timeout_ms", 60000, 1, 86400000, &req_timeout)) != DV_OK)
@@ -97,8 +82,8 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
     o->worker_threads = (int)workers;
     o->att_compressible_types = att_types;
     o->att_compression_level = att_level;
-    o->purge_max_ids = purge_ids;
-    o->purge_max_revs = purge_revs;
+    o->purge_max_ids = limits.purge_max_ids;
+    o->purge_max_revs = limits.purge_max_revs;
     /* Each connection is a descriptor: raise the soft limit as far as the
      * hard one allows, and keep max_connections within what fits. */
     long long nofile = http_limits_raise_nofile(), fit = http_limits_connections_for(nofile);
@@ -110,17 +95,9 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
     }
     o->max_connections = max_conns;
     o->request_timeout_ms = req_timeout;
-    v->n = 0;
-    v->f = calloc(config_count(c, "vendor") + 1, sizeof *v->f);
-    if (!v->f)
-        return DV_ERR_NOMEM;
-    config_foreach(c, "vendor", collect_vendor, v);
-    if (v->n == 0) {
-        v->f[0] = (http_vendor_field_t){"name", "divan"};
-        v->n = 1;
-    }
-    o->vendor = v->f;
-    o->nvendor = v->n;
+    if ((rc = http_vendor_read(c, vendor, &o->nvendor)) != DV_OK)
+        return rc;
+    o->vendor = *vendor;
     return DV_OK;
 }
 
@@ -285,7 +262,7 @@ int main(int argc, char **argv)
     db_server *dbs = NULL;
     qserver *qs = NULL;
     views *vws = NULL;
-    struct vendor_list vendor = {NULL, 0};
+    http_vendor_field_t *vendor = NULL;
     http_cors_t *cors = NULL;
     SSL_CTX *tls = NULL;
     struct admin_list admins = {NULL, NULL, 0};
@@ -360,7 +337,7 @@ done:
     db_server_close(dbs); /* commits what is queued */
     if (exit_code == 0)
         log_notice("stopped");
-    free(vendor.f);
+    free(vendor);
     http_cors_free(cors);
     http_tls_ctx_free(tls);
     http_auth_free(auth);

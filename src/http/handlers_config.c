@@ -111,6 +111,12 @@ static void apply_live(config_t *c, http_server_t *s, const char *section, const
     int l = log_level_parse(config_get_str(c, "log", "level", "info"));
     int cors_rc = rebuild_cors ? http_cors_new(c, &cors) : DV_OK;
     int limits_rc = http_limits_read(c, &limits);
+    http_vendor_field_t *vf;
+    size_t nvf;
+    if ((!section || !strcmp(section, "vendor")) && http_vendor_read(c, &vf, &nvf) == DV_OK) {
+        (void)http_server_set_vendor(s, vf, nvf); /* out of memory: the old object stays */
+        free(vf);
+    }
     const char *att_types;
     int att_level;
     if ((!section || !strcmp(section, "attachments")) && http_att_conf_read(c, &att_types, &att_level) == DV_OK)

@@ -37,17 +37,18 @@ void http_handle_welcome(http_req_t *r)
      * divan advertises none it does not implement. */
     if (rc == DV_OK)
         rc = buf_append_str(&b, ",\"features\":[]");
-    if (rc == DV_OK && o->nvendor) {
+    const http_vendor_t *v = http_server_vendor(r->server);
+    if (rc == DV_OK && v->n) {
         rc = buf_append_str(&b, ",\"vendor\":{");
-        for (size_t i = 0; rc == DV_OK && i < o->nvendor; i++) {
+        for (size_t i = 0; rc == DV_OK && i < v->n; i++) {
             if (i)
                 rc = buf_append_byte(&b, ',');
             if (rc == DV_OK)
-                rc = http_json_cstr(&b, o->vendor[i].key);
+                rc = http_json_cstr(&b, v->f[i].key);
             if (rc == DV_OK)
                 rc = buf_append_byte(&b, ':');
             if (rc == DV_OK)
-                rc = http_json_cstr(&b, o->vendor[i].value);
+                rc = http_json_cstr(&b, v->f[i].value);
         }
         if (rc == DV_OK)
             rc = buf_append_byte(&b, '}');

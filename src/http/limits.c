@@ -69,7 +69,11 @@ int http_limits_read(const struct config *c, http_limits_live_t *out)
                              &out->max_request_size)) != DV_OK ||
         (rc = config_get_int(c, "couchdb", "max_document_size", 8000000, 1, 1LL << 40, &out->max_document_size)) !=
             DV_OK ||
-        (rc = config_get_int(c, "chttpd", "max_json_depth", 512, 1, 100000, &depth)) != DV_OK)
+        (rc = config_get_int(c, "chttpd", "max_json_depth", 512, 1, 100000, &depth)) != DV_OK ||
+        (rc = config_get_int(c, "purge", "max_document_id_number", 100, 1, 1000000, &out->purge_max_ids)) !=
+            DV_OK ||
+        (rc = config_get_int(c, "purge", "max_revisions_number", 1000, 1, 100000000, &out->purge_max_revs)) !=
+            DV_OK)
         return rc;
     out->max_json_depth = (unsigned)depth;
     return DV_OK;

@@ -20,6 +20,8 @@ typedef struct http_limits_live {
     long long max_request_size;  /* [chttpd] max_http_request_size: larger bodies get 413 too_large */
     long long max_document_size; /* [couchdb] max_document_size: larger documents get 413 document_too_large */
     unsigned max_json_depth;     /* [chttpd] max_json_depth: deeper JSON gets 400 */
+    long long purge_max_ids;     /* [purge] max_document_id_number: more ids per _purge get 400 */
+    long long purge_max_revs;    /* [purge] max_revisions_number: more revs per _purge get 400 */
 } http_limits_live_t;
 
 /* Reads them from c (the caller holds its read lock once the server runs):

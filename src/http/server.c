@@ -151,7 +151,6 @@ struct http_server {
     size_t nloops;
     atomic_int stop_requested;
     http_server_opts_t opts;
-    http_vendor_field_t *vendor;
     char **strings; /* copies owned by the server */
     size_t nstrings;
     http_uuids_t uuids;
@@ -170,6 +169,7 @@ struct http_server {
     /* [attachments] settings in force (an http_att_conf_t), replaced and
      * retired the same way. */
     _Atomic(const void *) att;
+    _Atomic(const void *) vendor; /* [vendor] (an http_vendor_t), the same way */
     struct kept *kept; /* every set published after start (under mu), freed at stop */
     size_t nkept;
 };
@@ -402,6 +402,14 @@ void http_server_set_limits(http_server_t *s, const struct http_limits_live *l)
     __atomic_store_n(&s->config.max_request_entity_size, (size_t)l->max_request_size, __ATOMIC_RELAXED);
     __atomic_store_n(&s->opts.max_document_size, l->max_document_size, __ATOMIC_RELAXED);
     __atomic_store_n(&s->opts.max_json_depth, l->max_json_depth, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->opts.purge_max_ids, l->purge_max_ids, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->opts.purge_max_revs, l->purge_max_revs, __ATOMIC_RELAXED);
+}
+
+void http_server_purge_limits(const http_server_t *s, long long *max_ids, long long *max_revs)
+{
+    *max_ids = __atomic_load_n(&s->opts.purge_max_ids, __ATOMIC_RELAXED);
+    *max_revs = __atomic_load_n(&s->opts.purge_max_revs, __ATOMIC_RELAXED);
 }
 
 long long http_server_max_document_size(const http_server_t *s)
@@ -412,6 +420,55 @@ long long http_server_max_document_size(const http_server_t *s)
 unsigned http_server_max_json_depth(const http_server_t *s)
 {
     return __atomic_load_n(&s->opts.max_json_depth, __ATOMIC_RELAXED);
+}
+
+struct vendor_list {
+    http_vendor_field_t *f;
+    size_t n;
+};
+
+static void collect_vendor(void *ctx, const char *key, const char *value)
+{
+    struct vendor_list *v = ctx;
+    v->f[v->n++] = (http_vendor_field_t){key, value};
+}
+
+int http_vendor_read(const struct config *c, http_vendor_field_t **f, size_t *n)
+{
+    struct vendor_list v = {calloc(config_count(c, "vendor") + 1, sizeof *v.f), 0};
+    if (!v.f)
+        return DV_ERR_NOMEM;
+    config_foreach(c, "vendor", collect_vendor, &v);
+    if (v.n == 0)
+        v.f[v.n++] = (http_vendor_field_t){"name", "divan"};
+    *f = v.f;
+    *n = v.n;
+    return DV_OK;
+}
+
+const http_vendor_t *http_server_vendor(const http_server_t *s)
+{
+    return atomic_load_explicit(&((http_server_t *)s)->vendor, memory_order_acquire);
+}
+
+int http_server_set_vendor(http_server_t *s, const http_vendor_field_t *f, size_t n)
+{
+    size_t bytes = sizeof(http_vendor_t) + n * sizeof *f;
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(f[i].key) + strlen(f[i].value) + 2;
+    http_vendor_t *v = malloc(bytes);
+    if (!v)
+        return DV_ERR_NOMEM;
+    /* One block: the fields, then their strings. */
+    char *p = (char *)&v->f[n];
+    v->n = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t kl = strlen(f[i].key) + 1, vl = strlen(f[i].value) + 1;
+        v->f[i].key = memcpy(p, f[i].key, kl);
+        v->f[i].value = memcpy(p + kl, f[i].value, vl);
+        p += kl + vl;
+    }
+    return publish(s, &s->vendor, v, free);
 }
 
 int http_att_conf_read(const struct config *c, const char **types, int *level)
@@ -1033,20 +1090,16 @@ static int copy_opts(http_server_t *s, const http_server_opts_t *o)
 {
     s->opts = *o;
     atomic_init(&s->cors, o->cors);
-    s->strings = calloc(6 + 2 * o->nvendor, sizeof(char *));
-    s->vendor = calloc(o->nvendor + 1, sizeof *s->vendor);
-    if (!s->strings || !s->vendor)
+    s->strings = calloc(6, sizeof(char *));
+    if (!s->strings || http_server_set_vendor(s, o->vendor, o->nvendor) != DV_OK)
         return DV_ERR_NOMEM;
     if (!(s->opts.bind_address = keep(s, o->bind_address)) || !(s->opts.uuid = keep(s, o->uuid ? o->uuid : "")))
         return DV_ERR_NOMEM;
     if (http_server_set_att_conf(s, o->att_compressible_types, o->att_compression_level) != DV_OK)
         return DV_ERR_NOMEM;
     s->opts.att_compressible_types = NULL; /* copied: read through http_server_att_conf */
-    for (size_t i = 0; i < o->nvendor; i++) {
-        if (!(s->vendor[i].key = keep(s, o->vendor[i].key)) || !(s->vendor[i].value = keep(s, o->vendor[i].value)))
-            return DV_ERR_NOMEM;
-    }
-    s->opts.vendor = s->vendor;
+    s->opts.vendor = NULL; /* copied: read through http_server_vendor */
+    s->opts.nvendor = 0;
     s->opts.uuids_algorithm = s->opts.uuids_utc_id_suffix = NULL; /* consumed by http_uuids_init */
     if (s->opts.threads < 1)
         s->opts.threads = 1;
@@ -1066,7 +1119,6 @@ static void free_server(http_server_t *s)
     for (size_t i = 0; i < s->nstrings; i++)
         free(s->strings[i]);
     free(s->strings);
-    free(s->vendor);
     for (size_t i = 0; i < s->nkept; i++)
         s->kept[i].free_fn(s->kept[i].p);
     free(s->kept);

@@ -48,7 +48,7 @@ typedef struct http_server_opts {
     int port;                 /* 0: the kernel picks one (see http_server_port) */
     int threads;              /* event loops, >= 1 */
     const char *uuid;         /* server uuid for the welcome body */
-    const http_vendor_field_t *vendor; /* [vendor] fields, in order */
+    const http_vendor_field_t *vendor; /* [vendor] fields, in order, at start: see http_server_vendor */
     size_t nvendor;
     long long uuids_max_count;  /* [uuids] max_count, algorithm (NULL: sequential), utc_id_suffix at */
     const char *uuids_algorithm; /* start; then http_server_uuids (http/uuids.h) holds them */
@@ -63,8 +63,8 @@ typedef struct http_server_opts {
     int worker_threads;         /* [divan] worker_threads: blocking work (view queries) */
     const char *att_compressible_types; /* [attachments] compressible_types (NULL: none) and */
     int att_compression_level;  /* compression_level, 0 (off) .. 9, at start: see http_server_att_conf */
-    long long purge_max_ids;    /* [purge] max_document_id_number: more ids per _purge get 400 */
-    long long purge_max_revs;   /* [purge] max_revisions_number: more revs per _purge get 400 */
+    long long purge_max_ids;    /* [purge] max_document_id_number: more ids per _purge get 400, and */
+    long long purge_max_revs;   /* max_revisions_number, at start: handlers read http_server_purge_limits */
     struct config *config;      /* the live configuration (not owned; locking rules in config.h) */
     const struct http_cors *cors; /* CORS config (http/cors.h; NULL: disabled; not owned) */
     long long max_connections;  /* [divan] max_connections: more are closed at once (0: no limit) */
@@ -143,6 +143,7 @@ struct http_limits_live;
 void http_server_set_limits(http_server_t *s, const struct http_limits_live *l);
 long long http_server_max_document_size(const http_server_t *s);
 unsigned http_server_max_json_depth(const http_server_t *s);
+void http_server_purge_limits(const http_server_t *s, long long *max_ids, long long *max_revs);
 /* The [attachments] settings in force: opts' until replaced by
  * http_server_set_att_conf (a change through /_node/_local/_config), which
  * copies them; replaced ones are kept until the server stops, as CORS
@@ -156,6 +157,18 @@ struct config;
 int http_att_conf_read(const struct config *c, const char **types, int *level);
 const http_att_conf_t *http_server_att_conf(const http_server_t *s);
 int http_server_set_att_conf(http_server_t *s, const char *types, int level);
+/* GET /'s vendor object in force: opts' until replaced by
+ * http_server_set_vendor (a change to [vendor]), which copies the fields;
+ * replaced ones are kept until stop.  http_vendor_read: the [vendor]
+ * fields of c, {"name":"divan"} when it has none, as a malloc'd array
+ * (strings pointing into c). */
+typedef struct http_vendor {
+    size_t n;
+    http_vendor_field_t f[];
+} http_vendor_t;
+int http_vendor_read(const struct config *c, http_vendor_field_t **f, size_t *n);
+const http_vendor_t *http_server_vendor(const http_server_t *s);
+int http_server_set_vendor(http_server_t *s, const http_vendor_field_t *f, size_t n);
 struct http_uuids *http_server_uuids(http_server_t *s);
 static inline db_server *http_dbs(http_req_t *r) { return http_server_opts(r->server)->dbs; }
 /* The pool for work that may block (http/wstream.h). */

@@ -402,7 +402,7 @@ test('Basic admin credentials; admins added, changed and removed through the API
   }
 });
 
-test('request limits apply without a restart: max_document_size, max_http_request_size, max_json_depth', async () => {
+test('request limits apply without a restart: max_document_size, max_http_request_size, max_json_depth, [purge]', async () => {
   const np = { 'x-couch-persist': 'false' };
   const set = async (k, v) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
   const unset = async (k) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
@@ -433,6 +433,19 @@ test('request limits apply without a restart: max_document_size, max_http_reques
   assert.equal(r.json.error, 'bad_request');
   await unset('chttpd/max_json_depth');
   assert.equal((await put('d', deep)).status, 201);
+  // [purge] max_document_id_number, max_revisions_number
+  const purge = (body) => admin('/cfglimits/_purge', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const three = { x: ['1-a'], y: ['1-b'], z: ['1-c'] };
+  assert.equal((await purge(three)).status, 201);
+  await set('purge/max_document_id_number', '2');
+  await set('purge/max_revisions_number', '1');
+  r = await purge(three);
+  assert.deepEqual([r.status, r.json], [400, { error: 'bad_request', reason: 'Exceeded maximum number of documents.' }]);
+  r = await purge({ x: ['1-a', '1-b'] });
+  assert.deepEqual([r.status, r.json], [400, { error: 'bad_request', reason: 'Exceeded maximum number of revisions.' }]);
+  await unset('purge/max_document_id_number');
+  await unset('purge/max_revisions_number');
+  assert.equal((await purge(three)).status, 201);
   // A value that does not parse keeps the limit in force.
   await set('couchdb/max_document_size', '1000');
   await set('couchdb/max_document_size', 'lots');
@@ -604,4 +617,16 @@ test('[attachments] compressible_types and compression_level apply without a res
   assert.equal(await encodingOf('image/x-test'), 'gzip');
   await unset('attachments/compressible_types');
   assert.equal(await encodingOf('text/plain'), 'gzip');
+});
+
+test('[vendor] applies without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  assert.deepEqual((await anon('/')).json.vendor, { from_file: 'yes' });
+  assert.equal((await admin('/_node/_local/_config/vendor/version', { method: 'PUT', body: '"9.9"', headers: np })).status, 200);
+  assert.deepEqual((await anon('/')).json.vendor, { from_file: 'yes', version: '9.9' });
+  assert.equal((await admin('/_node/_local/_config/vendor/version', { method: 'DELETE', headers: np })).status, 200);
+  assert.equal((await admin('/_node/_local/_config/vendor/from_file', { method: 'DELETE', headers: np })).status, 200);
+  assert.deepEqual((await anon('/')).json.vendor, { name: 'divan' }, 'an empty [vendor] is divan\'s default');
+  assert.equal((await admin('/_node/_local/_config/_reload', { method: 'POST' })).status, 200);
+  assert.deepEqual((await anon('/')).json.vendor, { from_file: 'yes' });
 });
