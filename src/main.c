@@ -106,16 +106,17 @@ static int server_opts(const config_t *c, http_server_opts_t *o, http_vendor_fie
  * compression (lz4|zstd|none). */
 static int open_dbs(const config_t *c, const char *default_security, db_server **out)
 {
-    long long max_open, sync_ms, cache_mb, map_mb;
+    long long sync_ms, cache_mb, map_mb;
+    http_limits_live_t limits; /* for max_dbs_open, which a config change may alter later */
     int rc;
-    if ((rc = config_get_int(c, "couchdb", "max_dbs_open", 500, 1, 1000000, &max_open)) != DV_OK ||
+    if ((rc = http_limits_read(c, &limits)) != DV_OK ||
         (rc = config_get_int(c, "divan", "sync_interval_ms", 200, 1, 3600000, &sync_ms)) != DV_OK ||
         (rc = config_get_int(c, "divan", "cache_mb", 64, 1, 1 << 20, &cache_mb)) != DV_OK ||
         (rc = config_get_int(c, "divan", "map_resident_mb", 32, 1, 1 << 20, &map_mb)) != DV_OK)
         return rc;
     db_server_opts o = {0};
     o.dir = config_data_dir(c);
-    o.max_dbs_open = (size_t)max_open;
+    o.max_dbs_open = (size_t)limits.max_dbs_open;
     o.cache_bytes = (size_t)cache_mb << 20;
     o.map_resident_bytes = (size_t)map_mb << 20;
     o.sync_interval_ms = (unsigned)sync_ms;
@@ -218,11 +219,8 @@ static int open_auth(const config_t *c, struct admin_list *al, const char **defa
         (rc = config_get_int(c, "chttpd_auth_lockout", "max_lifetime", 300000, 1, 1LL << 40, &lk_lifetime)) !=
             DV_OK)
         return rc;
-    const char *defsec = config_get_str(c, "couchdb", "default_security", "admin_only");
-    if (strcmp(defsec, "admin_only") != 0 && strcmp(defsec, "everyone") != 0) {
-        log_error("config: [couchdb] default_security must be admin_only or everyone, not %s", defsec);
-        return DV_ERR_INVALID;
-    }
+    if ((rc = http_auth_default_security(c, default_security)) != DV_OK)
+        return rc;
     size_t n = config_count(c, "admins");
     if (n == 0) {
         log_error("no server admin is configured, refusing to start (CouchDB 3 has no admin party): "
@@ -239,7 +237,6 @@ static int open_auth(const config_t *c, struct admin_list *al, const char **defa
     o.admin_names = al->names;
     o.admin_hashes = al->hashes;
     o.nadmins = al->n;
-    *default_security = strcmp(defsec, "admin_only") == 0 ? HTTP_AUTH_ADMIN_ONLY_SECURITY : NULL;
     o.lockout_max_objects = lk_objects;
     o.lockout_max_lifetime_ms = lk_lifetime;
     return http_auth_new(&o, out);

@@ -323,6 +323,17 @@ int http_auth_live_read(const struct config *c, http_auth_live_t *out)
     return DV_OK;
 }
 
+int http_auth_default_security(const struct config *c, const char **json)
+{
+    const char *v = config_get_str(c, "couchdb", "default_security", "admin_only");
+    if (strcmp(v, "admin_only") != 0 && strcmp(v, "everyone") != 0) {
+        log_error("config: [couchdb] default_security must be admin_only or everyone, not %s", v);
+        return DV_ERR_INVALID;
+    }
+    *json = strcmp(v, "admin_only") == 0 ? HTTP_AUTH_ADMIN_ONLY_SECURITY : NULL;
+    return DV_OK;
+}
+
 int http_auth_admin_only_all_dbs(const http_auth_t *a) { return live(a)->admin_only_all_dbs; }
 
 void http_auth_users_hash(const http_auth_t *a, const char **prf, long *iterations)

@@ -96,6 +96,10 @@ int http_auth_live_read(const struct config *c, http_auth_live_t *out);
  * call it only for changes that may alter it.  DV_ERR_NOMEM: the old set
  * stays. */
 int http_auth_reconfigure(http_auth_t *a, const http_auth_live_t *l);
+/* [couchdb] default_security as the _security JSON of a new database
+ * (admin_only: HTTP_AUTH_ADMIN_ONLY_SECURITY; everyone: NULL, "{}"):
+ * DV_ERR_INVALID (logged) for any other value. */
+int http_auth_default_security(const struct config *c, const char **json);
 /* [chttpd] admin_only_all_dbs in force. */
 int http_auth_admin_only_all_dbs(const http_auth_t *a);
 /* How a _users password is hashed now ([chttpd_auth] pbkdf2_prf,

@@ -73,7 +73,8 @@ int http_limits_read(const struct config *c, http_limits_live_t *out)
         (rc = config_get_int(c, "purge", "max_document_id_number", 100, 1, 1000000, &out->purge_max_ids)) !=
             DV_OK ||
         (rc = config_get_int(c, "purge", "max_revisions_number", 1000, 1, 100000000, &out->purge_max_revs)) !=
-            DV_OK)
+            DV_OK ||
+        (rc = config_get_int(c, "couchdb", "max_dbs_open", 500, 1, 1000000, &out->max_dbs_open)) != DV_OK)
         return rc;
     out->max_json_depth = (unsigned)depth;
     return DV_OK;

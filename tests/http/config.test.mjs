@@ -630,3 +630,21 @@ test('[vendor] applies without a restart', async () => {
   assert.equal((await admin('/_node/_local/_config/_reload', { method: 'POST' })).status, 200);
   assert.deepEqual((await anon('/')).json.vendor, { from_file: 'yes' });
 });
+
+test('[couchdb] default_security applies to the next database created, without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  assert.equal((await admin('/cfgsec1', { method: 'PUT' })).status, 201);
+  assert.equal((await anon('/cfgsec1')).status, 401, 'admin_only by default');
+  assert.equal((await admin('/_node/_local/_config/couchdb/default_security', { method: 'PUT', body: '"everyone"', headers: np })).status, 200);
+  assert.equal((await admin('/cfgsec2', { method: 'PUT' })).status, 201);
+  assert.deepEqual((await admin('/cfgsec2/_security')).json, {});
+  assert.equal((await anon('/cfgsec2')).status, 200);
+  assert.equal((await anon('/cfgsec1')).status, 401, 'databases created before keep their _security');
+  // a value that is neither admin_only nor everyone keeps the one in force
+  assert.equal((await admin('/_node/_local/_config/couchdb/default_security', { method: 'PUT', body: '"nobody"', headers: np })).status, 200);
+  assert.equal((await admin('/cfgsec3', { method: 'PUT' })).status, 201);
+  assert.equal((await anon('/cfgsec3')).status, 200);
+  assert.equal((await admin('/_node/_local/_config/couchdb/default_security', { method: 'DELETE', headers: np })).status, 200);
+  assert.equal((await admin('/cfgsec4', { method: 'PUT' })).status, 201);
+  assert.equal((await anon('/cfgsec4')).status, 401);
+});
