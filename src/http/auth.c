@@ -79,6 +79,7 @@ typedef struct live_set {
     http_auth_live_t v;
     struct live_set *prev; /* the set it replaced (retired), freed with a */
     char *secret, *same_site, *xu, *xr, *xt, *users_prf, *public_fields;
+    int random_secret; /* secret made here, none being configured */
 } live_set;
 
 struct http_auth {
@@ -122,8 +123,10 @@ static void live_set_free(live_set *l)
 
 /* A copy of v with CouchDB's defaults filled in; NULL when out of memory.
  * An empty secret gets a random one, as CouchDB makes a new secret when
- * none is set: cookies issued under the old one are void either way. */
-static live_set *live_set_new(const http_auth_live_t *v)
+ * none is set: cookies issued under the old one are void either way.  cur
+ * (the set in force, or NULL) keeps its random secret, so that later
+ * changes to other settings do not void the cookies issued under it. */
+static live_set *live_set_new(const http_auth_live_t *v, const live_set *cur)
 {
     live_set *l = calloc(1, sizeof *l);
     if (!l)
@@ -131,7 +134,11 @@ static live_set *live_set_new(const http_auth_live_t *v)
     l->v = *v;
     if (v->secret && *v->secret) {
         l->secret = strdup(v->secret);
+    } else if (cur && cur->random_secret) {
+        l->secret = strdup(cur->secret);
+        l->random_secret = 1;
     } else {
+        l->random_secret = 1;
         unsigned char rnd[16];
         if (RAND_bytes(rnd, sizeof rnd) == 1 && (l->secret = malloc(2 * sizeof rnd + 1)))
             for (size_t i = 0; i < sizeof rnd; i++)
@@ -173,10 +180,13 @@ static const http_auth_live_t *live(const http_auth_t *a)
 
 int http_auth_reconfigure(http_auth_t *a, const http_auth_live_t *v)
 {
-    live_set *l = live_set_new(v);
-    if (!l)
-        return DV_ERR_NOMEM;
+    /* Sets are published under mu only, so a->newest is the one in force. */
     pthread_mutex_lock(&a->mu);
+    live_set *l = live_set_new(v, a->newest);
+    if (!l) {
+        pthread_mutex_unlock(&a->mu);
+        return DV_ERR_NOMEM;
+    }
     l->prev = a->newest;
     a->newest = l;
     atomic_store_explicit(&a->live, l, memory_order_release);

@@ -482,7 +482,12 @@ test('cookie and proxy settings apply without a restart: secret, same_site, prox
   // No secret at all: a random one, so cookies from before are void and logins still work.
   await unset('chttpd_auth/secret');
   assert.equal((await whoami({ cookie: old })).name, null);
-  assert.equal((await whoami({ cookie: cookieOf(await session()) })).name, 'admin');
+  const underRandom = cookieOf(await session());
+  assert.equal((await whoami({ cookie: underRandom })).name, 'admin');
+  // other authentication changes keep that random secret (and its cookies)
+  await set('chttpd_auth/allow_persistent_cookies', 'false');
+  await unset('chttpd_auth/allow_persistent_cookies');
+  assert.equal((await whoami({ cookie: underRandom })).name, 'admin');
   await set('chttpd_auth/secret', prev);
 
   // [chttpd_auth] same_site on the next cookie.
