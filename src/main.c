@@ -152,9 +152,10 @@ static int open_dbs(const config_t *c, const char *default_security, db_server *
  * query_server_path, view_batch_docs. */
 static int open_views(const config_t *c, qserver **qs, views **v)
 {
-    long long timeout, memlimit, procs, batch;
+    long long memlimit, procs, batch;
+    http_limits_live_t limits; /* for os_process_timeout, which a config change may alter later */
     int rc;
-    if ((rc = config_get_int(c, "couchdb", "os_process_timeout", 5000, 1, 3600000, &timeout)) != DV_OK ||
+    if ((rc = http_limits_read(c, &limits)) != DV_OK ||
         (rc = config_get_int(c, "query_server_config", "os_process_memory_limit", 0, 0, 1LL << 40, &memlimit)) !=
             DV_OK ||
         (rc = config_get_int(c, "divan", "query_servers", 0, 0, 256, &procs)) != DV_OK ||
@@ -163,7 +164,7 @@ static int open_views(const config_t *c, qserver **qs, views **v)
     qserver_config qc = {0};
     qc.path = config_get(c, "divan", "query_server_path");
     qc.pool_size = (unsigned)procs;
-    qc.timeout_ms = (unsigned)timeout;
+    qc.timeout_ms = (unsigned)limits.os_process_timeout;
     qc.memory_limit = (uint64_t)memlimit;
     qc.reduce_limit = config_get(c, "query_server_config", "reduce_limit");
     if ((rc = qserver_open(&qc, qs)) != DV_OK) {

@@ -16,8 +16,9 @@
  * ([jwt_keys], [jwt_auth], [admins]); and, re-applied after a change
  * (apply_live), [log] level, the request limits (http/limits.h), CORS, the
  * authentication set (http_auth_live_t), [uuids], [attachments],
- * [vendor], [couchdb] max_dbs_open and default_security.  The rest is read
- * at start-up and takes effect at the next start (docs/config.md).
+ * [vendor], [couchdb] max_dbs_open, default_security, os_process_timeout.
+ * The rest is read at start-up and takes effect at the next start
+ * (docs/config.md).
  */
 #include "base/log.h"
 #include "base/status.h"
@@ -30,6 +31,8 @@
 #include "http/hutil.h"
 #include "http/limits.h"
 #include "http/uuids.h"
+#include "views/qserver.h"
+#include "views/views.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,8 +132,8 @@ static void apply_copied(config_t *c, http_server_t *s, const char *section)
 
 /* Re-applies the settings that take effect without a restart and are not
  * read per request (docs/config.md lists them): [log] level, the request
- * limits, [couchdb] max_dbs_open and default_security, CORS, and the sets
- * of apply_copied.  A value that does not parse keeps the old setting
+ * limits, [couchdb] max_dbs_open, default_security, os_process_timeout,
+ * CORS, and the sets of apply_copied.  A value that does not parse keeps the old setting
  * (and is logged): the change itself is already stored, as in CouchDB. */
 static void apply_live(config_t *c, http_server_t *s, const char *section, const char *key)
 {
@@ -152,6 +155,9 @@ static void apply_live(config_t *c, http_server_t *s, const char *section, const
         http_server_set_limits(s, &limits);
     if (limits_rc == DV_OK && dbs_rc == DV_OK) /* defsec: a constant, not c's */
         (void)db_server_configure(dbs, (size_t)limits.max_dbs_open, defsec); /* out of memory: as they were */
+    struct views *v = http_server_opts(s)->views;
+    if (limits_rc == DV_OK && v)
+        qserver_set_timeout(views_qserver(v), (unsigned)limits.os_process_timeout);
     if (rebuild_cors && cors_rc == DV_OK)
         (void)http_server_set_cors(s, cors); /* out of memory: the old set stays */
     else if (cors_rc != DV_OK)

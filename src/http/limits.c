@@ -74,7 +74,9 @@ int http_limits_read(const struct config *c, http_limits_live_t *out)
             DV_OK ||
         (rc = config_get_int(c, "purge", "max_revisions_number", 1000, 1, 100000000, &out->purge_max_revs)) !=
             DV_OK ||
-        (rc = config_get_int(c, "couchdb", "max_dbs_open", 500, 1, 1000000, &out->max_dbs_open)) != DV_OK)
+        (rc = config_get_int(c, "couchdb", "max_dbs_open", 500, 1, 1000000, &out->max_dbs_open)) != DV_OK ||
+        (rc = config_get_int(c, "couchdb", "os_process_timeout", 5000, 1, 3600000, &out->os_process_timeout)) !=
+            DV_OK)
         return rc;
     out->max_json_depth = (unsigned)depth;
     return DV_OK;

@@ -23,6 +23,7 @@ typedef struct http_limits_live {
     long long purge_max_ids;     /* [purge] max_document_id_number: more ids per _purge get 400 */
     long long purge_max_revs;    /* [purge] max_revisions_number: more revs per _purge get 400 */
     long long max_dbs_open;      /* [couchdb] max_dbs_open: open databases kept (db_server_configure) */
+    long long os_process_timeout; /* [couchdb] os_process_timeout, ms a query-server call may take */
 } http_limits_live_t;
 
 /* Reads them from c (the caller holds its read lock once the server runs):

@@ -94,7 +94,7 @@ struct qserver {
     char *path;
     char *argv[10];
     char mem_arg[24];
-    unsigned timeout_ms;
+    unsigned timeout_ms; /* atomic: qserver_set_timeout may change it at any time (qs_timeout) */
     size_t nprocs;
     qserver_proc *procs;
     pthread_mutex_t mu;
@@ -390,6 +390,14 @@ static void proc_log(qserver_proc *p, const qframe *f)
                  f->len > INT_MAX ? INT_MAX : (int)f->len, msg);
 }
 
+/* The os_process_timeout in force (qserver_set_timeout). */
+static unsigned qs_timeout(const qserver *qs) { return __atomic_load_n(&qs->timeout_ms, __ATOMIC_RELAXED); }
+
+void qserver_set_timeout(qserver *qs, unsigned timeout_ms)
+{
+    __atomic_store_n(&qs->timeout_ms, timeout_ms ? timeout_ms : QS_DEFAULT_TIMEOUT_MS, __ATOMIC_RELAXED);
+}
+
 /* Waits for the next frame from the child, writing w[*woff..) meanwhile.
  * *deadline moves forward on write progress.  Returns DV_OK (f valid until
  * the next call), DV_ERR_TIMEOUT, DV_ERR_IO (EOF, error) or DV_ERR_CORRUPT
@@ -442,7 +450,7 @@ static int proc_frame(qserver_proc *p, const buf_t *w, size_t *woff, int64_t *de
             ssize_t s = send(p->fd, w->data + *woff, w->len - *woff, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (s > 0) {
                 *woff += (size_t)s;
-                *deadline = now_ms() + p->qs->timeout_ms;
+                *deadline = now_ms() + qs_timeout(p->qs);
             } else if (s < 0 && errno != EAGAIN && errno != EINTR) {
                 return DV_ERR_IO;
             }
@@ -533,7 +541,7 @@ static int proc_ready(qserver_proc *p, qs_def *d, qserver_error *err)
             proc_kill(p);
         }
     }
-    unsigned timeout_ms = p->qs->timeout_ms;
+    unsigned timeout_ms = qs_timeout(p->qs);
     if (p->pid == 0) {
         if ((rc = proc_spawn(p, err)) != DV_OK)
             return rc;
@@ -821,7 +829,7 @@ static size_t batch_culprit(const qserver_proc *p, size_t i, size_t j, int64_t *
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         long long now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-        long long left = started + (long long)p->qs->timeout_ms * 1000000LL - now;
+        long long left = started + (long long)qs_timeout(p->qs) * 1000000LL - now;
         *still_ms = cur < j && left > 0 ? left / 1000000 + 1 : 0;
     }
     return cur;
@@ -868,7 +876,7 @@ int qserver_map(qserver_proc *p, const char *handle, const char *const *docs, co
         __atomic_store_n(&p->prog->done, 0, __ATOMIC_RELEASE);
         __atomic_store_n(&p->prog->started_ns, 0, __ATOMIC_RELEASE); /* not started: no extension */
         size_t woff = 0, k = i, culprit;
-        int64_t deadline = now_ms() + p->qs->timeout_ms;
+        int64_t deadline = now_ms() + qs_timeout(p->qs);
         qframe f;
         for (;;) {
             const char *failure = NULL;
@@ -896,7 +904,7 @@ int qserver_map(qserver_proc *p, const char *handle, const char *const *docs, co
                 } else {
                     int crc = cb(cb_ctx, k, (const char *)f.payload, f.len, NULL);
                     k++;
-                    deadline = now_ms() + p->qs->timeout_ms;
+                    deadline = now_ms() + qs_timeout(p->qs);
                     if (crc != 0) {
                         proc_kill(p); /* rows still coming: start afresh next time */
                         return crc;
@@ -974,7 +982,7 @@ static int call_end(qserver_proc *p, json_writer *w, char first, qframe *f, qser
     int rc;
     if (json_write_end_object(w) != DV_OK)
         return w->err;
-    if ((rc = wbuf_end(p)) != DV_OK || (rc = proc_roundtrip(p, p->qs->timeout_ms, f, err)) != DV_OK)
+    if ((rc = wbuf_end(p)) != DV_OK || (rc = proc_roundtrip(p, qs_timeout(p->qs), f, err)) != DV_OK)
         return rc;
     if ((first && (f->len == 0 || f->payload[0] != (uint8_t)first)) ||
         json_validate(f->payload, f->len, 0, NULL) != DV_OK) {

@@ -67,6 +67,10 @@ int qserver_open(const qserver_config *cfg, qserver **out);
 /* Stops every process (EOF on its stdin, then SIGKILL after 1 s) and
  * reaps it.  Every process must have been released. */
 void qserver_close(qserver *qs);
+/* A new [couchdb] os_process_timeout (0: 5000 ms) for the calls that start
+ * from now on, from any thread (an atomic store; calls read it once each,
+ * as CouchDB reads it at use). */
+void qserver_set_timeout(qserver *qs, unsigned timeout_ms);
 
 /* Waits for a free process.  `handle` (may be NULL) is a hint: a free
  * process that already compiled it is preferred. */

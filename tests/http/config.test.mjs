@@ -653,3 +653,20 @@ test('[couchdb] default_security applies to the next database created, without a
   assert.equal((await admin('/cfgsec4', { method: 'PUT' })).status, 201);
   assert.equal((await anon('/cfgsec4')).status, 401);
 });
+
+test('[couchdb] os_process_timeout applies to the next query-server call, without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const put = (p, body) => admin(p, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  assert.equal((await admin('/cfgtimeout', { method: 'PUT' })).status, 201);
+  assert.equal((await put('/cfgtimeout/_design/spin', { validate_doc_update: 'function (n) { if (n.spin) while (true) {} }' })).status, 201);
+  assert.equal((await put('/cfgtimeout/warm', { v: 1 })).status, 201); // the process is up and has compiled the function
+  assert.equal((await admin('/_node/_local/_config/couchdb/os_process_timeout', { method: 'PUT', body: '"200"', headers: np })).status, 200);
+  const t0 = Date.now();
+  const r = await put('/cfgtimeout/s', { spin: true });
+  const took = Date.now() - t0;
+  assert.equal(r.status, 500);
+  // The default (5000 ms) would still be running: the lowered one ended it.
+  assert.ok(took < 4500, `stopped after ${took} ms`);
+  assert.equal((await admin('/_node/_local/_config/couchdb/os_process_timeout', { method: 'DELETE', headers: np })).status, 200);
+  assert.equal((await put('/cfgtimeout/t', { v: 2 })).status, 201);
+});
