@@ -278,8 +278,11 @@ static int parse_handlers(const char *hl, http_auth_live_t *out)
                 found = 1;
             }
         }
-        if (!found && memchr(p, '_', len))
-            log_warn("config: [chttpd] authentication_handlers: %.*s is not supported", (int)len, p);
+        if (!found && memchr(p, '_', len)) {
+            size_t skip = strspn(p, ", \t{");
+            log_warn("config: [chttpd] authentication_handlers: {%.*s} is not supported",
+                     (int)(len > skip ? len - skip : 0), p + skip);
+        }
         p += len + (end ? 1 : 0);
     }
     if (out->nhandlers == 0) {
