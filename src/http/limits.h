@@ -2,11 +2,13 @@
  * limits.h — process-wide resource limits the HTTP server depends on.
  *
  * The process-wide ones are set once at start-up, before the loop threads
- * exist.  The request limits (http_limits_live_t) are read from the
- * configuration at start and again after every change through
- * /_node/_local/_config, as CouchDB reads them at use; the server publishes
- * them with atomic stores (http_server_set_limits).  What each limit
- * protects and what it costs is in docs/security.md.
+ * exist.  The numeric limits that change without a restart
+ * (http_limits_live_t) are read from the configuration at start and again
+ * after every change through /_node/_local/_config, as CouchDB reads them
+ * at use: the server publishes the request limits with atomic stores
+ * (http_server_set_limits), the database catalogue and the query-server
+ * pool take theirs (db_server_configure, qserver_set_timeout).  What each
+ * limit protects and what it costs is in docs/security.md.
  */
 #ifndef DV_HTTP_LIMITS_H
 #define DV_HTTP_LIMITS_H
@@ -15,7 +17,8 @@
 
 struct config;
 
-/* The request limits that change without a restart. */
+/* The numeric limits that change without a restart: one parse, so a bad
+ * value in any of them keeps all as they were. */
 typedef struct http_limits_live {
     long long max_request_size;  /* [chttpd] max_http_request_size: larger bodies get 413 too_large */
     long long max_document_size; /* [couchdb] max_document_size: larger documents get 413 document_too_large */
