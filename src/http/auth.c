@@ -379,9 +379,11 @@ static const char *list_field(const char *p, const char **b, const char **e)
     return end;
 }
 
-int http_auth_public_field(const http_auth_t *a, const char *name, size_t n)
+const char *http_auth_public_fields(const http_auth_t *a) { return live(a)->public_fields; }
+
+int http_auth_list_has(const char *list, const char *name, size_t n)
 {
-    for (const char *p = live(a)->public_fields, *b, *e, *end; p && *p; p = *end ? end + 1 : end) {
+    for (const char *p = list, *b, *e, *end; p && *p; p = *end ? end + 1 : end) {
         end = list_field(p, &b, &e);
         if ((size_t)(e - b) == n && memcmp(b, name, n) == 0)
             return 1;

@@ -106,11 +106,13 @@ int http_auth_admin_only_all_dbs(const http_auth_t *a);
  * iterations); *prf lives as long as a. */
 void http_auth_users_hash(const http_auth_t *a, const char **prf, long *iterations);
 /* Whether a non-admin may list _users (users_db_public with public_fields
- * set, as CouchDB); whether public_fields names any field; whether field
- * `name` (n bytes) is one of them. */
+ * set, as CouchDB); whether public_fields names any field; the
+ * public_fields in force (lives as long as a: read it once per request);
+ * whether a comma-separated list names `name` (n bytes). */
 int http_auth_users_listable(const http_auth_t *a);
 int http_auth_public_fields_set(const http_auth_t *a);
-int http_auth_public_field(const http_auth_t *a, const char *name, size_t n);
+const char *http_auth_public_fields(const http_auth_t *a);
+int http_auth_list_has(const char *list, const char *name, size_t n);
 
 /* Authenticates r (see above), then calls next(r) on r's loop thread, now
  * or after a password check; or answers the error itself and never calls

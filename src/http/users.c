@@ -86,7 +86,7 @@ int http_users_public_only(http_req_t *r, db_t *db)
 }
 
 typedef struct public_filter {
-    const http_auth_t *a;
+    const char *fields; /* [chttpd_auth] public_fields, read once per document */
     int keep_meta;
     size_t npublic;
 } public_filter;
@@ -96,7 +96,7 @@ static bool skip_private(const char *name, size_t n, void *ctx)
     public_filter *f = ctx;
     if (f->keep_meta && n > 0 && name[0] == '_')
         return false;
-    if (!http_auth_public_field(f->a, name, n))
+    if (!http_auth_list_has(f->fields, name, n))
         return true;
     f->npublic++;
     return false;
@@ -108,14 +108,14 @@ int http_users_render_public(const http_auth_t *a, const store_snap *s, const st
     buf_t b = BUF_INIT;
     json_doc jd = JSON_DOC_INIT;
     json_writer tw;
-    public_filter f = {a, keep_meta, 0};
+    public_filter f = {a ? http_auth_public_fields(a) : NULL, keep_meta, 0};
     json_writer_init(&tw, &b);
     int rc = db_render_doc(s, di, idx, o, &tw, NULL);
     if (rc == DV_OK)
         rc = tw.err;
     if (rc == DV_OK)
         rc = json_doc_parse(&jd, b.data, b.len, 0, NULL);
-    if (rc == DV_OK && !f.a)
+    if (rc == DV_OK && !a)
         rc = DV_ERR_INVALID; /* no settings, nothing public: not reached, authz refuses first */
     if (rc == DV_OK)
         rc = json_write_object_filtered(w, json_doc_root(&jd), skip_private, &f);

@@ -207,11 +207,11 @@ static void test_live_settings(void **state)
     http_auth_t *a;
     assert_int_equal(http_auth_new(&o, &a), DV_OK);
     assert_int_equal(http_auth_users_listable(a), 1);
-    assert_int_equal(http_auth_public_field(a, "name", 4), 1);
-    assert_int_equal(http_auth_public_field(a, "type", 4), 1);
-    assert_int_equal(http_auth_public_field(a, "x", 1), 1);
-    assert_int_equal(http_auth_public_field(a, "nam", 3), 0);
-    assert_int_equal(http_auth_public_field(a, "salt", 4), 0);
+    assert_int_equal(http_auth_list_has(http_auth_public_fields(a), "name", 4), 1);
+    assert_int_equal(http_auth_list_has(http_auth_public_fields(a), "type", 4), 1);
+    assert_int_equal(http_auth_list_has(http_auth_public_fields(a), "x", 1), 1);
+    assert_int_equal(http_auth_list_has(http_auth_public_fields(a), "nam", 3), 0);
+    assert_int_equal(http_auth_list_has(http_auth_public_fields(a), "salt", 4), 0);
     const char *names[4];
     assert_int_equal(http_auth_handler_names(a, names, 4), 2);
     assert_string_equal(names[0], "proxy");
@@ -226,7 +226,7 @@ static void test_live_settings(void **state)
     assert_int_equal(http_auth_handler_names(a, names, 4), 2);
     assert_string_equal(names[0], "cookie");
     assert_int_equal(http_auth_users_listable(a), 0); /* users_db_public without public_fields */
-    assert_int_equal(http_auth_public_field(a, "name", 4), 0);
+    assert_int_equal(http_auth_list_has(http_auth_public_fields(a), "name", 4), 0);
     http_auth_free(a);
     config_free(c);
 }
