@@ -16,9 +16,9 @@
  * ([jwt_keys], [jwt_auth], [admins]); and, re-applied after a change
  * (apply_live), [log] level, the request limits (http/limits.h), CORS, the
  * authentication set (http_auth_live_t), [uuids], [attachments],
- * [vendor], [couchdb] max_dbs_open, default_security, os_process_timeout.
- * The rest is read at start-up and takes effect at the next start
- * (docs/config.md).
+ * [vendor], [couchdb] max_dbs_open, default_security, os_process_timeout,
+ * [query_server_config] reduce_limit.  The rest is read at start-up and
+ * takes effect at the next start (docs/config.md).
  */
 #include "base/log.h"
 #include "base/status.h"
@@ -133,7 +133,7 @@ static void apply_copied(config_t *c, http_server_t *s, const char *section)
 /* Re-applies the settings that take effect without a restart and are not
  * read per request (docs/config.md lists them): [log] level, the request
  * limits, [couchdb] max_dbs_open, default_security, os_process_timeout,
- * CORS, and the sets of apply_copied.  A value that does not parse keeps the old setting
+ * [query_server_config] reduce_limit, CORS, and the sets of apply_copied.  A value that does not parse keeps the old setting
  * (and is logged): the change itself is already stored, as in CouchDB. */
 static void apply_live(config_t *c, http_server_t *s, const char *section, const char *key)
 {
@@ -147,6 +147,7 @@ static void apply_live(config_t *c, http_server_t *s, const char *section, const
     int cors_rc = rebuild_cors ? http_cors_new(c, &cors) : DV_OK;
     int limits_rc = http_limits_read(c, &limits);
     int dbs_rc = dbs && touches(section, "couchdb") ? http_auth_default_security(c, &defsec) : DV_ERR_INVALID;
+    int reduce_limit = qserver_reduce_limit_parse(config_get(c, "query_server_config", "reduce_limit"));
     apply_copied(c, s, section);
     config_unlock(c);
     if (l >= 0)
@@ -158,6 +159,8 @@ static void apply_live(config_t *c, http_server_t *s, const char *section, const
     struct views *v = http_server_opts(s)->views;
     if (limits_rc == DV_OK && v)
         qserver_set_timeout(views_qserver(v), (unsigned)limits.os_process_timeout);
+    if (v && touches(section, "query_server_config"))
+        qserver_set_reduce_limit(views_qserver(v), reduce_limit);
     if (rebuild_cors && cors_rc == DV_OK)
         (void)http_server_set_cors(s, cors); /* out of memory: the old set stays */
     else if (cors_rc != DV_OK)

@@ -670,3 +670,25 @@ test('[couchdb] os_process_timeout applies to the next query-server call, withou
   assert.equal((await admin('/_node/_local/_config/couchdb/os_process_timeout', { method: 'DELETE', headers: np })).status, 200);
   assert.equal((await put('/cfgtimeout/t', { v: 2 })).status, 201);
 });
+
+test('[query_server_config] reduce_limit applies to the query servers without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const put = (p, body) => admin(p, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  // A reduce that does not reduce, in a fresh database each time (an index keeps what it computed).
+  const grow = async (db) => {
+    assert.equal((await admin(`/${db}`, { method: 'PUT' })).status, 201);
+    const docs = Array.from({ length: 100 }, (_, i) => ({ _id: `x${i}`, s: 'y'.repeat(200) }));
+    assert.equal((await admin(`/${db}/_bulk_docs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ docs }) })).status, 201);
+    assert.equal((await put(`/${db}/_design/r`, { views: { grow: { map: 'function(doc){ emit(null, doc.s); }', reduce: 'function(k, v){ return v.join(""); }' } } })).status, 201);
+    const r = await admin(`/${db}/_design/r/_view/grow`);
+    assert.equal(r.status, 200, r.text);
+    return JSON.stringify(r.json.rows[0].value);
+  };
+  assert.match(await grow('cfgrl1'), /reduce_overflow_error/);
+  assert.equal((await admin('/_node/_local/_config/query_server_config/reduce_limit', { method: 'PUT', body: '"false"', headers: np })).status, 200);
+  const v = await grow('cfgrl2');
+  assert.doesNotMatch(v, /reduce_overflow_error/);
+  assert.equal(v.length, 100 * 200 + 2, 'the whole concatenation');
+  assert.equal((await admin('/_node/_local/_config/query_server_config/reduce_limit', { method: 'DELETE', headers: np })).status, 200);
+  assert.match(await grow('cfgrl3'), /reduce_overflow_error/);
+});
