@@ -1240,12 +1240,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     ao.admin_names = &admin_name;
     ao.admin_hashes = &admin_hash;
     ao.nadmins = 1;
-    ao.secret = "fuzz-secret";
-    ao.timeout = 600;
-    ao.allow_persistent_cookies = 1;
-    ao.admin_only_all_dbs = 1;
-    ao.users_prf = "sha256";
-    ao.users_iterations = 10;
+    ao.live.secret = "fuzz-secret";
+    ao.live.timeout = 600;
+    ao.live.allow_persistent_cookies = 1;
+    ao.live.admin_only_all_dbs = 1;
+    ao.live.users_prf = "sha256";
+    ao.live.users_iterations = 10;
     if (http_auth_new(&ao, &g_auth) != DV_OK)
         abort();
     o.auth = g_auth;

@@ -11,11 +11,11 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "config.h"
-#include "db/att_codec.h"
 #include "db/db.h"
 #include "http/cors.h"
 #include "http/limits.h"
 #include "http/tls.h"
+#include "http/uuids.h"
 #include "http/auth.h"
 #include "http/server.h"
 #include "views/qserver.h"
@@ -40,19 +40,6 @@ const char *__lsan_default_suppressions(void)
 }
 #endif
 
-struct vendor_list {
-    http_vendor_field_t *f;
-    size_t n;
-};
-
-static void collect_vendor(void *ctx, const char *key, const char *value)
-{
-    struct vendor_list *v = ctx;
-    v->f[v->n].key = key;
-    v->f[v->n].value = value;
-    v->n++;
-}
-
 static int default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -61,22 +48,21 @@ static int default_threads(void)
 
 /* Reads the server options from the config; DV_ERR_INVALID when a value is
  * malformed (already logged). */
-static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_list *v)
+static int server_opts(const config_t *c, http_server_opts_t *o, http_vendor_field_t **vendor)
 {
-    long long port, threads, max_count, max_size, drain, max_doc, depth, zlevel, purge_ids, purge_revs, workers;
+    long long port, threads, drain, workers;
+    http_limits_live_t limits;
+    http_uuids_conf_t uuids;
+    const char *att_types;
+    int att_level;
     long long max_conns, req_timeout;
     int rc;
     if ((rc = config_get_int(c, "chttpd", "port", 5984, 0, 65535, &port)) != DV_OK ||
         (rc = config_get_int(c, "divan", "http_threads", default_threads(), 1, 256, &threads)) != DV_OK ||
-        (rc = config_get_int(c, "uuids", "max_count", 1000, 0, 1000000, &max_count)) != DV_OK ||
-        (rc = config_get_int(c, "chttpd", "max_http_request_size", 4294967296LL, 1, 1LL << 40, &max_size)) != DV_OK ||
+        (rc = http_uuids_conf_read(c, &uuids)) != DV_OK ||
+        (rc = http_limits_read(c, &limits)) != DV_OK ||
         (rc = config_get_int(c, "divan", "shutdown_drain_ms", 10000, 0, 3600000, &drain)) != DV_OK ||
-        (rc = config_get_int(c, "couchdb", "max_document_size", 8000000, 1, 1LL << 40, &max_doc)) != DV_OK ||
-        (rc = config_get_int(c, "chttpd", "max_json_depth", 512, 1, 100000, &depth)) != DV_OK ||
-        (rc = config_get_int(c, "attachments", "compression_level", DB_ATT_COMPRESSION_LEVEL_DEFAULT, 0, 9,
-                             &zlevel)) != DV_OK ||
-        (rc = config_get_int(c, "purge", "max_document_id_number", 100, 1, 1000000, &purge_ids)) != DV_OK ||
-        (rc = config_get_int(c, "purge", "max_revisions_number", 1000, 1, 100000000, &purge_revs)) != DV_OK ||
+        (rc = http_att_conf_read(c, &att_types, &att_level)) != DV_OK ||
         (rc = config_get_int(c, "divan", "worker_threads", 4, 1, 256, &workers)) != DV_OK ||
         (rc = config_get_int(c, "divan", "max_connections", 2048, 1, 10000000, &max_conns)) != DV_OK ||
         (rc = config_get_int(c, "divan", "request_timeout_ms", 60000, 1, 86400000, &req_timeout)) != DV_OK)
@@ -86,18 +72,18 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
     o->port = (int)port;
     o->threads = (int)threads;
     o->uuid = config_uuid(c);
-    o->uuids_max_count = max_count;
-    o->uuids_algorithm = config_get_str(c, "uuids", "algorithm", "sequential");
-    o->uuids_utc_id_suffix = config_get_str(c, "uuids", "utc_id_suffix", "");
-    o->max_request_size = max_size;
+    o->uuids_max_count = uuids.max_count;
+    o->uuids_algorithm = uuids.algorithm;
+    o->uuids_utc_id_suffix = uuids.utc_id_suffix;
+    o->max_request_size = limits.max_request_size;
     o->drain_ms = (int)drain;
-    o->max_document_size = max_doc;
-    o->max_json_depth = (unsigned)depth;
+    o->max_document_size = limits.max_document_size;
+    o->max_json_depth = limits.max_json_depth;
     o->worker_threads = (int)workers;
-    o->att_compressible_types = config_get_str(c, "attachments", "compressible_types", DB_ATT_COMPRESSIBLE_DEFAULT);
-    o->att_compression_level = (int)zlevel;
-    o->purge_max_ids = purge_ids;
-    o->purge_max_revs = purge_revs;
+    o->att_compressible_types = att_types;
+    o->att_compression_level = att_level;
+    o->purge_max_ids = limits.purge_max_ids;
+    o->purge_max_revs = limits.purge_max_revs;
     /* Each connection is a descriptor: raise the soft limit as far as the
      * hard one allows, and keep max_connections within what fits. */
     long long nofile = http_limits_raise_nofile(), fit = http_limits_connections_for(nofile);
@@ -109,17 +95,9 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
     }
     o->max_connections = max_conns;
     o->request_timeout_ms = req_timeout;
-    v->n = 0;
-    v->f = calloc(config_count(c, "vendor") + 1, sizeof *v->f);
-    if (!v->f)
-        return DV_ERR_NOMEM;
-    config_foreach(c, "vendor", collect_vendor, v);
-    if (v->n == 0) {
-        v->f[0] = (http_vendor_field_t){"name", "divan"};
-        v->n = 1;
-    }
-    o->vendor = v->f;
-    o->nvendor = v->n;
+    if ((rc = http_vendor_read(c, vendor, &o->nvendor)) != DV_OK)
+        return rc;
+    o->vendor = *vendor;
     return DV_OK;
 }
 
@@ -128,16 +106,17 @@ static int server_opts(const config_t *c, http_server_opts_t *o, struct vendor_l
  * compression (lz4|zstd|none). */
 static int open_dbs(const config_t *c, const char *default_security, db_server **out)
 {
-    long long max_open, sync_ms, cache_mb, map_mb;
+    long long sync_ms, cache_mb, map_mb;
+    http_limits_live_t limits; /* for max_dbs_open, which a config change may alter later */
     int rc;
-    if ((rc = config_get_int(c, "couchdb", "max_dbs_open", 500, 1, 1000000, &max_open)) != DV_OK ||
+    if ((rc = http_limits_read(c, &limits)) != DV_OK ||
         (rc = config_get_int(c, "divan", "sync_interval_ms", 200, 1, 3600000, &sync_ms)) != DV_OK ||
         (rc = config_get_int(c, "divan", "cache_mb", 64, 1, 1 << 20, &cache_mb)) != DV_OK ||
         (rc = config_get_int(c, "divan", "map_resident_mb", 32, 1, 1 << 20, &map_mb)) != DV_OK)
         return rc;
     db_server_opts o = {0};
     o.dir = config_data_dir(c);
-    o.max_dbs_open = (size_t)max_open;
+    o.max_dbs_open = (size_t)limits.max_dbs_open;
     o.cache_bytes = (size_t)cache_mb << 20;
     o.map_resident_bytes = (size_t)map_mb << 20;
     o.sync_interval_ms = (unsigned)sync_ms;
@@ -173,9 +152,10 @@ static int open_dbs(const config_t *c, const char *default_security, db_server *
  * query_server_path, view_batch_docs. */
 static int open_views(const config_t *c, qserver **qs, views **v)
 {
-    long long timeout, memlimit, procs, batch;
+    long long memlimit, procs, batch;
+    http_limits_live_t limits; /* for os_process_timeout, which a config change may alter later */
     int rc;
-    if ((rc = config_get_int(c, "couchdb", "os_process_timeout", 5000, 1, 3600000, &timeout)) != DV_OK ||
+    if ((rc = http_limits_read(c, &limits)) != DV_OK ||
         (rc = config_get_int(c, "query_server_config", "os_process_memory_limit", 0, 0, 1LL << 40, &memlimit)) !=
             DV_OK ||
         (rc = config_get_int(c, "divan", "query_servers", 0, 0, 256, &procs)) != DV_OK ||
@@ -184,7 +164,7 @@ static int open_views(const config_t *c, qserver **qs, views **v)
     qserver_config qc = {0};
     qc.path = config_get(c, "divan", "query_server_path");
     qc.pool_size = (unsigned)procs;
-    qc.timeout_ms = (unsigned)timeout;
+    qc.timeout_ms = (unsigned)limits.os_process_timeout;
     qc.memory_limit = (uint64_t)memlimit;
     qc.reduce_limit = config_get(c, "query_server_config", "reduce_limit");
     if ((rc = qserver_open(&qc, qs)) != DV_OK) {
@@ -232,20 +212,16 @@ static void collect_admin(void *ctx, const char *key, const char *value)
  * admin ("admin party" is gone): so does divan. */
 static int open_auth(const config_t *c, struct admin_list *al, const char **default_security, http_auth_t **out)
 {
-    long long iterations, lk_objects, lk_lifetime;
-    http_auth_live_t live;
+    long long lk_objects, lk_lifetime;
+    http_auth_opts_t o = {0};
     int rc;
-    if ((rc = http_auth_live_read(c, &live)) != DV_OK ||
-        (rc = config_get_int(c, "chttpd_auth", "iterations", 50000, 1, 1000000000, &iterations)) != DV_OK ||
+    if ((rc = http_auth_live_read(c, &o.live)) != DV_OK ||
         (rc = config_get_int(c, "chttpd_auth_lockout", "max_objects", 10000, 1, 100000000, &lk_objects)) != DV_OK ||
         (rc = config_get_int(c, "chttpd_auth_lockout", "max_lifetime", 300000, 1, 1LL << 40, &lk_lifetime)) !=
             DV_OK)
         return rc;
-    const char *defsec = config_get_str(c, "couchdb", "default_security", "admin_only");
-    if (strcmp(defsec, "admin_only") != 0 && strcmp(defsec, "everyone") != 0) {
-        log_error("config: [couchdb] default_security must be admin_only or everyone, not %s", defsec);
-        return DV_ERR_INVALID;
-    }
+    if ((rc = http_auth_default_security(c, default_security)) != DV_OK)
+        return rc;
     size_t n = config_count(c, "admins");
     if (n == 0) {
         log_error("no server admin is configured, refusing to start (CouchDB 3 has no admin party): "
@@ -259,60 +235,9 @@ static int open_auth(const config_t *c, struct admin_list *al, const char **defa
     if (!al->names || !al->hashes)
         return DV_ERR_NOMEM;
     config_foreach(c, "admins", collect_admin, al);
-    http_auth_opts_t o = {0};
     o.admin_names = al->names;
     o.admin_hashes = al->hashes;
     o.nadmins = al->n;
-    o.secret = config_get_str(c, "chttpd_auth", "secret", "");
-    o.timeout = live.timeout;
-    o.allow_persistent_cookies = live.allow_persistent_cookies;
-    o.same_site = config_get_str(c, "chttpd_auth", "same_site", "");
-    o.cookie_secure = live.cookie_secure;
-    o.require_valid_user = live.require_valid_user;
-    o.require_valid_user_except_for_up = live.require_valid_user_except_for_up;
-    o.admin_only_all_dbs = live.admin_only_all_dbs;
-    *default_security = strcmp(defsec, "admin_only") == 0 ? HTTP_AUTH_ADMIN_ONLY_SECURITY : NULL;
-    o.users_prf = config_get_str(c, "chttpd_auth", "pbkdf2_prf", "sha256");
-    o.users_iterations = (long)iterations;
-    /* [chttpd] authentication_handlers, CouchDB's syntax:
-     * "{chttpd_auth, cookie_authentication_handler}, {chttpd_auth, …}". */
-    const char *hl = config_get_str(c, "chttpd", "authentication_handlers",
-                                    "{chttpd_auth, cookie_authentication_handler}, "
-                                    "{chttpd_auth, default_authentication_handler}");
-    static const struct { const char *name; int id; } known[] = {
-        {"cookie_authentication_handler", HTTP_AUTHN_COOKIE},
-        {"default_authentication_handler", HTTP_AUTHN_DEFAULT},
-        {"proxy_authentication_handler", HTTP_AUTHN_PROXY},
-        {"jwt_authentication_handler", HTTP_AUTHN_JWT},
-    };
-    for (const char *p = hl; *p && o.nhandlers < 4;) {
-        const char *end = strchr(p, '}');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        int found = 0;
-        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
-            const char *m = strstr(p, known[k].name);
-            if (m && m < p + len) {
-                o.handlers[o.nhandlers++] = known[k].id;
-                found = 1;
-            }
-        }
-        if (!found && memchr(p, '_', len))
-            log_warn("config: [chttpd] authentication_handlers: %.*s is not supported", (int)len, p);
-        p += len + (end ? 1 : 0);
-    }
-    if (o.nhandlers == 0) {
-        log_error("config: [chttpd] authentication_handlers names no supported handler");
-        return DV_ERR_INVALID;
-    }
-    int proxy_secret;
-    if ((rc = config_get_bool(c, "chttpd_auth", "proxy_use_secret", 0, &proxy_secret)) != DV_OK)
-        return rc;
-    o.proxy_use_secret = proxy_secret;
-    o.x_auth_username = config_get_str(c, "chttpd_auth", "x_auth_username", "X-Auth-CouchDB-UserName");
-    o.x_auth_roles = config_get_str(c, "chttpd_auth", "x_auth_roles", "X-Auth-CouchDB-Roles");
-    o.x_auth_token = config_get_str(c, "chttpd_auth", "x_auth_token", "X-Auth-CouchDB-Token");
-    o.lockout_mode = live.lockout_mode;
-    o.lockout_threshold = live.lockout_threshold;
     o.lockout_max_objects = lk_objects;
     o.lockout_max_lifetime_ms = lk_lifetime;
     return http_auth_new(&o, out);
@@ -335,7 +260,7 @@ int main(int argc, char **argv)
     db_server *dbs = NULL;
     qserver *qs = NULL;
     views *vws = NULL;
-    struct vendor_list vendor = {NULL, 0};
+    http_vendor_field_t *vendor = NULL;
     http_cors_t *cors = NULL;
     SSL_CTX *tls = NULL;
     struct admin_list admins = {NULL, NULL, 0};
@@ -410,7 +335,7 @@ done:
     db_server_close(dbs); /* commits what is queued */
     if (exit_code == 0)
         log_notice("stopped");
-    free(vendor.f);
+    free(vendor);
     http_cors_free(cors);
     http_tls_ctx_free(tls);
     http_auth_free(auth);

@@ -60,6 +60,12 @@ int db_server_open(const db_server_opts *o, db_server **out);
 /* Closes every database (their queued writes commit first).  No handle may
  * still be referenced. */
 void db_server_close(db_server *s);
+/* Settings that change while the server runs (a change through the
+ * configuration API, as CouchDB applies them): max_dbs_open counts from
+ * the next open (idle databases over it are closed then); default_security
+ * (NULL: "{}", copied) is what the next database created gets.
+ * DV_ERR_NOMEM: nothing changed. */
+int db_server_configure(db_server *s, size_t max_dbs_open, const char *default_security);
 
 typedef void (*db_commit_hook)(void *arg, const char *dbname, uint64_t update_seq);
 void db_server_set_commit_hook(db_server *s, db_commit_hook fn, void *arg);

@@ -362,6 +362,22 @@ void db_server_set_commit_hook(db_server *s, db_commit_hook fn, void *arg)
     pthread_mutex_unlock(&s->mu);
 }
 
+int db_server_configure(db_server *s, size_t max_dbs_open, const char *default_security)
+{
+    char *sec = default_security ? strdup(default_security) : NULL;
+    if (default_security && !sec)
+        return DV_ERR_NOMEM;
+    /* Both are read under s->mu only (open_entry), so the old string can
+     * go once the swap is done. */
+    pthread_mutex_lock(&s->mu);
+    s->max_open = max_dbs_open ? max_dbs_open : 500;
+    char *old = s->default_security;
+    s->default_security = sec;
+    pthread_mutex_unlock(&s->mu);
+    free(old);
+    return DV_OK;
+}
+
 /* ---- open handles -------------------------------------------------------- */
 
 /* Closes idle open databases, least recently used first, until fewer than

@@ -15,7 +15,15 @@
  * The AuthSession cookie is CouchDB 3's: base64url (no padding) of
  * "name:HEXTIME:" followed by the 20 raw bytes of HMAC-SHA1 keyed by the
  * server secret concatenated with the user's salt, over "name:HEXTIME".
- * Changing a password changes the salt, which invalidates old cookies.
+ * Changing a password changes the salt, which invalidates old cookies;
+ * changing the secret invalidates every cookie.
+ *
+ * Settings that change without a restart (http_auth_live_t) form one
+ * immutable set, published by an atomic pointer store and read per
+ * request with one acquire load (no lock on the request path).  A replaced
+ * set is retired, not freed, until http_auth_free: a request on another
+ * loop may still be reading it, and only changes to the authentication
+ * sections build a new one, so the retired sets stay few and small.
  */
 #include "http/auth.h"
 #include "http/auth_jwt.h"
@@ -34,6 +42,7 @@
 #include <h2o.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,12 +74,21 @@ typedef struct lock_entry {
 
 #define LOCK_BUCKETS 4096
 
+/* A published set of live settings: the strings are owned copies. */
+typedef struct live_set {
+    http_auth_live_t v;
+    struct live_set *prev; /* the set it replaced (retired), freed with a */
+    char *secret, *same_site, *xu, *xr, *xt, *users_prf, *public_fields;
+    int random_secret; /* secret made here, none being configured */
+} live_set;
+
 struct http_auth {
     http_auth_opts_t o;
+    const live_set *_Atomic live; /* in force; see the file comment */
+    live_set *newest;             /* head of every set published (under mu) */
     lock_entry *locks[LOCK_BUCKETS]; /* under mu */
     long long nlocks;
     char **names, **hashes;
-    char *secret, *same_site, *users_prf, *xu, *xr, *xt;
     unsigned char cache_key[32];
     pthread_mutex_t mu;
     cache_entry cache[CACHE_SLOTS];
@@ -79,11 +97,106 @@ struct http_auth {
 
 static char *xstrdup(const char *s) { return strdup(s ? s : ""); }
 
+static char *lower_dup(const char *s)
+{
+    char *c = strdup(s);
+    for (char *p = c; p && *p; p++)
+        *p = (char)tolower((unsigned char)*p); /* h2o keeps request header names in lower case */
+    return c;
+}
+
+static void live_set_free(live_set *l)
+{
+    if (!l)
+        return;
+    if (l->secret)
+        OPENSSL_cleanse(l->secret, strlen(l->secret));
+    free(l->secret);
+    free(l->same_site);
+    free(l->xu);
+    free(l->xr);
+    free(l->xt);
+    free(l->users_prf);
+    free(l->public_fields);
+    free(l);
+}
+
+/* A copy of v with CouchDB's defaults filled in; NULL when out of memory.
+ * An empty secret gets a random one, as CouchDB makes a new secret when
+ * none is set: cookies issued under the old one are void either way.  cur
+ * (the set in force, or NULL) keeps its random secret, so that later
+ * changes to other settings do not void the cookies issued under it. */
+static live_set *live_set_new(const http_auth_live_t *v, const live_set *cur)
+{
+    live_set *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->v = *v;
+    if (v->secret && *v->secret) {
+        l->secret = strdup(v->secret);
+    } else if (cur && cur->random_secret) {
+        l->secret = strdup(cur->secret);
+        l->random_secret = 1;
+    } else {
+        l->random_secret = 1;
+        unsigned char rnd[16];
+        if (RAND_bytes(rnd, sizeof rnd) == 1 && (l->secret = malloc(2 * sizeof rnd + 1)))
+            for (size_t i = 0; i < sizeof rnd; i++)
+                snprintf(l->secret + 2 * i, 3, "%02x", rnd[i]);
+        OPENSSL_cleanse(rnd, sizeof rnd);
+    }
+    l->same_site = xstrdup(v->same_site);
+    l->xu = lower_dup(v->x_auth_username ? v->x_auth_username : "X-Auth-CouchDB-UserName");
+    l->xr = lower_dup(v->x_auth_roles ? v->x_auth_roles : "X-Auth-CouchDB-Roles");
+    l->xt = lower_dup(v->x_auth_token ? v->x_auth_token : "X-Auth-CouchDB-Token");
+    l->users_prf = xstrdup(v->users_prf ? v->users_prf : PASSWD_DEFAULT_PRF);
+    l->public_fields = xstrdup(v->public_fields);
+    if (!l->secret || !l->same_site || !l->xu || !l->xr || !l->xt || !l->users_prf || !l->public_fields) {
+        live_set_free(l);
+        return NULL;
+    }
+    l->v.secret = l->secret;
+    l->v.same_site = l->same_site;
+    l->v.x_auth_username = l->xu;
+    l->v.x_auth_roles = l->xr;
+    l->v.x_auth_token = l->xt;
+    l->v.users_prf = l->users_prf;
+    l->v.public_fields = l->public_fields;
+    if (l->v.nhandlers == 0 || l->v.nhandlers > 4) {
+        l->v.handlers[0] = HTTP_AUTHN_COOKIE;
+        l->v.handlers[1] = HTTP_AUTHN_DEFAULT;
+        l->v.nhandlers = 2;
+    }
+    if (l->v.users_iterations < 1)
+        l->v.users_iterations = PASSWD_DEFAULT_ITERATIONS;
+    return l;
+}
+
+/* The live settings in force. */
+static const http_auth_live_t *live(const http_auth_t *a)
+{
+    return &atomic_load_explicit(&((http_auth_t *)a)->live, memory_order_acquire)->v;
+}
+
+int http_auth_reconfigure(http_auth_t *a, const http_auth_live_t *v)
+{
+    /* Sets are published under mu only, so a->newest is the one in force. */
+    pthread_mutex_lock(&a->mu);
+    live_set *l = live_set_new(v, a->newest);
+    if (!l) {
+        pthread_mutex_unlock(&a->mu);
+        return DV_ERR_NOMEM;
+    }
+    l->prev = a->newest;
+    a->newest = l;
+    atomic_store_explicit(&a->live, l, memory_order_release);
+    pthread_mutex_unlock(&a->mu);
+    return DV_OK;
+}
+
 int http_auth_new(const http_auth_opts_t *o, http_auth_t **out)
 {
     *out = NULL;
-    if (!o->secret || !*o->secret)
-        return DV_ERR_INVALID;
     http_auth_t *a = calloc(1, sizeof *a);
     if (!a)
         return DV_ERR_NOMEM;
@@ -91,41 +204,16 @@ int http_auth_new(const http_auth_opts_t *o, http_auth_t **out)
     pthread_mutex_init(&a->mu, NULL);
     a->names = calloc(o->nadmins + 1, sizeof *a->names);
     a->hashes = calloc(o->nadmins + 1, sizeof *a->hashes);
-    a->secret = xstrdup(o->secret);
-    a->same_site = xstrdup(o->same_site);
-    a->users_prf = xstrdup(o->users_prf ? o->users_prf : PASSWD_DEFAULT_PRF);
-    a->xu = xstrdup(o->x_auth_username ? o->x_auth_username : "X-Auth-CouchDB-UserName");
-    a->xr = xstrdup(o->x_auth_roles ? o->x_auth_roles : "X-Auth-CouchDB-Roles");
-    a->xt = xstrdup(o->x_auth_token ? o->x_auth_token : "X-Auth-CouchDB-Token");
-    if (!a->names || !a->hashes || !a->secret || !a->same_site || !a->users_prf || !a->xu || !a->xr || !a->xt)
+    if (!a->names || !a->hashes)
         goto fail;
     for (size_t i = 0; i < o->nadmins; i++)
         if (!(a->names[i] = xstrdup(o->admin_names[i])) || !(a->hashes[i] = xstrdup(o->admin_hashes[i])))
             goto fail;
-    if (RAND_bytes(a->cache_key, sizeof a->cache_key) != 1)
+    if (RAND_bytes(a->cache_key, sizeof a->cache_key) != 1 || http_auth_reconfigure(a, &o->live) != DV_OK)
         goto fail;
     a->o.admin_names = (const char *const *)a->names;
     a->o.admin_hashes = (const char *const *)a->hashes;
-    a->o.secret = a->secret;
-    a->o.same_site = a->same_site;
-    a->o.users_prf = a->users_prf;
-    /* h2o keeps request header names in lower case. */
-    for (char *p = a->xu; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    for (char *p = a->xr; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    for (char *p = a->xt; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    a->o.x_auth_username = a->xu;
-    a->o.x_auth_roles = a->xr;
-    a->o.x_auth_token = a->xt;
-    if (a->o.nhandlers == 0 || a->o.nhandlers > 4) {
-        a->o.handlers[0] = HTTP_AUTHN_COOKIE;
-        a->o.handlers[1] = HTTP_AUTHN_DEFAULT;
-        a->o.nhandlers = 2;
-    }
-    if (a->o.users_iterations < 1)
-        a->o.users_iterations = PASSWD_DEFAULT_ITERATIONS;
+    a->o.live = *live(a); /* pointing into the set, not the caller's strings */
     *out = a;
     return DV_OK;
 fail:
@@ -143,12 +231,10 @@ void http_auth_free(http_auth_t *a)
     }
     free(a->names);
     free(a->hashes);
-    free(a->secret);
-    free(a->same_site);
-    free(a->users_prf);
-    free(a->xu);
-    free(a->xr);
-    free(a->xt);
+    for (live_set *l = a->newest, *p; l; l = p) {
+        p = l->prev;
+        live_set_free(l);
+    }
     for (size_t i = 0; i < CACHE_SLOTS; i++) {
         free(a->cache[i].name);
         free(a->cache[i].stored);
@@ -166,14 +252,51 @@ void http_auth_free(http_auth_t *a)
 
 const http_auth_opts_t *http_auth_opts(const http_auth_t *a) { return &a->o; }
 
-/* A live setting (http_auth_live_t) as of now: written by
- * http_auth_reconfigure while requests read it, so both sides go through
- * atomics (relaxed: each value stands alone). */
-#define LIVE(a, field) __atomic_load_n(&(a)->o.field, __ATOMIC_RELAXED)
+/* [chttpd] authentication_handlers, CouchDB's syntax:
+ * "{chttpd_auth, cookie_authentication_handler}, {chttpd_auth, …}";
+ * DV_ERR_INVALID (logged) when it names no handler divan has. */
+static int parse_handlers(const char *hl, http_auth_live_t *out)
+{
+    static const struct {
+        const char *name;
+        int id;
+    } known[] = {
+        {"cookie_authentication_handler", HTTP_AUTHN_COOKIE},
+        {"default_authentication_handler", HTTP_AUTHN_DEFAULT},
+        {"proxy_authentication_handler", HTTP_AUTHN_PROXY},
+        {"jwt_authentication_handler", HTTP_AUTHN_JWT},
+    };
+    out->nhandlers = 0;
+    for (const char *p = hl; *p && out->nhandlers < 4;) {
+        const char *end = strchr(p, '}');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        int found = 0;
+        for (size_t k = 0; k < sizeof known / sizeof known[0] && out->nhandlers < 4; k++) {
+            const char *m = strstr(p, known[k].name);
+            if (m && m < p + len) {
+                out->handlers[out->nhandlers++] = known[k].id;
+                found = 1;
+            }
+        }
+        if (!found && memchr(p, '_', len)) {
+            size_t skip = strspn(p, ", \t{");
+            log_warn("config: [chttpd] authentication_handlers: {%.*s} is not supported",
+                     (int)(len > skip ? len - skip : 0), p + skip);
+        }
+        p += len + (end ? 1 : 0);
+    }
+    if (out->nhandlers == 0) {
+        log_error("config: [chttpd] authentication_handlers names no supported handler");
+        return DV_ERR_INVALID;
+    }
+    return DV_OK;
+}
 
 int http_auth_live_read(const struct config *c, http_auth_live_t *out)
 {
+    long long iterations;
     int rc;
+    memset(out, 0, sizeof *out);
     if ((rc = config_get_int(c, "chttpd_auth", "timeout", 600, 1, 1LL << 40, &out->timeout)) != DV_OK ||
         (rc = config_get_bool(c, "chttpd_auth", "allow_persistent_cookies", 1, &out->allow_persistent_cookies)) !=
             DV_OK ||
@@ -183,7 +306,10 @@ int http_auth_live_read(const struct config *c, http_auth_live_t *out)
                               &out->require_valid_user_except_for_up)) != DV_OK ||
         (rc = config_get_bool(c, "chttpd", "admin_only_all_dbs", 1, &out->admin_only_all_dbs)) != DV_OK ||
         (rc = config_get_int(c, "chttpd_auth_lockout", "threshold", 5, 1, 1LL << 40, &out->lockout_threshold)) !=
-            DV_OK)
+            DV_OK ||
+        (rc = config_get_bool(c, "chttpd_auth", "proxy_use_secret", 0, &out->proxy_use_secret)) != DV_OK ||
+        (rc = config_get_int(c, "chttpd_auth", "iterations", 50000, 1, 1000000000, &iterations)) != DV_OK ||
+        (rc = config_get_bool(c, "chttpd_auth", "users_db_public", 0, &out->users_db_public)) != DV_OK)
         return rc;
     const char *mode = config_get_str(c, "chttpd_auth_lockout", "mode", "enforce");
     out->lockout_mode = !strcmp(mode, "enforce") ? HTTP_LOCKOUT_ENFORCE
@@ -194,28 +320,83 @@ int http_auth_live_read(const struct config *c, http_auth_live_t *out)
         log_error("config: [chttpd_auth_lockout] mode must be enforce, warn or off, not %s", mode);
         return DV_ERR_INVALID;
     }
+    if ((rc = parse_handlers(config_get_str(c, "chttpd", "authentication_handlers",
+                                            "{chttpd_auth, cookie_authentication_handler}, "
+                                            "{chttpd_auth, default_authentication_handler}"),
+                             out)) != DV_OK)
+        return rc;
+    out->secret = config_get_str(c, "chttpd_auth", "secret", "");
+    out->same_site = config_get_str(c, "chttpd_auth", "same_site", "");
+    out->x_auth_username = config_get_str(c, "chttpd_auth", "x_auth_username", "X-Auth-CouchDB-UserName");
+    out->x_auth_roles = config_get_str(c, "chttpd_auth", "x_auth_roles", "X-Auth-CouchDB-Roles");
+    out->x_auth_token = config_get_str(c, "chttpd_auth", "x_auth_token", "X-Auth-CouchDB-Token");
+    out->users_prf = config_get_str(c, "chttpd_auth", "pbkdf2_prf", "sha256");
+    out->users_iterations = (long)iterations;
+    out->public_fields = config_get(c, "chttpd_auth", "public_fields");
     return DV_OK;
 }
 
-void http_auth_reconfigure(http_auth_t *a, const http_auth_live_t *l)
+int http_auth_default_security(const struct config *c, const char **json)
 {
-    __atomic_store_n(&a->o.timeout, l->timeout, __ATOMIC_RELAXED);
-    __atomic_store_n(&a->o.allow_persistent_cookies, l->allow_persistent_cookies, __ATOMIC_RELAXED);
-    __atomic_store_n(&a->o.cookie_secure, l->cookie_secure, __ATOMIC_RELAXED);
-    __atomic_store_n(&a->o.require_valid_user, l->require_valid_user, __ATOMIC_RELAXED);
-    __atomic_store_n(&a->o.require_valid_user_except_for_up, l->require_valid_user_except_for_up, __ATOMIC_RELAXED);
-    __atomic_store_n(&a->o.admin_only_all_dbs, l->admin_only_all_dbs, __ATOMIC_RELAXED);
-    __atomic_store_n(&a->o.lockout_mode, l->lockout_mode, __ATOMIC_RELAXED);
-    __atomic_store_n(&a->o.lockout_threshold, l->lockout_threshold, __ATOMIC_RELAXED);
+    const char *v = config_get_str(c, "couchdb", "default_security", "admin_only");
+    if (strcmp(v, "admin_only") != 0 && strcmp(v, "everyone") != 0) {
+        log_error("config: [couchdb] default_security must be admin_only or everyone, not %s", v);
+        return DV_ERR_INVALID;
+    }
+    *json = strcmp(v, "admin_only") == 0 ? HTTP_AUTH_ADMIN_ONLY_SECURITY : NULL;
+    return DV_OK;
 }
 
-int http_auth_admin_only_all_dbs(const http_auth_t *a) { return LIVE(a, admin_only_all_dbs); }
+int http_auth_admin_only_all_dbs(const http_auth_t *a) { return live(a)->admin_only_all_dbs; }
+
+void http_auth_users_hash(const http_auth_t *a, const char **prf, long *iterations)
+{
+    const http_auth_live_t *l = live(a);
+    *prf = l->users_prf;
+    *iterations = l->users_iterations;
+}
+
+int http_auth_public_fields_set(const http_auth_t *a)
+{
+    const char *p = live(a)->public_fields;
+    return p && p[strspn(p, " \t,")] != 0;
+}
+
+int http_auth_users_listable(const http_auth_t *a) { return live(a)->users_db_public && http_auth_public_fields_set(a); }
+
+/* The comma-separated field that starts at p, without the blanks around
+ * it, as [*b, *e) (CouchDB splits such lists with "\\s*,\\s*"); returns
+ * where it ends: at its comma or at the NUL. */
+static const char *list_field(const char *p, const char **b, const char **e)
+{
+    const char *end = p + strcspn(p, ",");
+    *b = p;
+    *e = end;
+    while (*b < *e && isblank((unsigned char)**b))
+        (*b)++;
+    while (*e > *b && isblank((unsigned char)(*e)[-1]))
+        (*e)--;
+    return end;
+}
+
+const char *http_auth_public_fields(const http_auth_t *a) { return live(a)->public_fields; }
+
+int http_auth_list_has(const char *list, const char *name, size_t n)
+{
+    for (const char *p = list, *b, *e, *end; p && *p; p = *end ? end + 1 : end) {
+        end = list_field(p, &b, &e);
+        if ((size_t)(e - b) == n && memcmp(b, name, n) == 0)
+            return 1;
+    }
+    return 0;
+}
 
 size_t http_auth_handler_names(const http_auth_t *a, const char **out, size_t cap)
 {
     size_t n = 0;
-    for (size_t i = 0; a && i < a->o.nhandlers && n < cap; i++) {
-        int h = a->o.handlers[i];
+    const http_auth_live_t *l = a ? live(a) : NULL;
+    for (size_t i = 0; l && i < l->nhandlers && n < cap; i++) {
+        int h = l->handlers[i];
         out[n++] = h == HTTP_AUTHN_COOKIE  ? "cookie"
                    : h == HTTP_AUTHN_PROXY ? "proxy"
                    : h == HTTP_AUTHN_JWT   ? "jwt"
@@ -548,14 +729,14 @@ static int lock_check(http_auth_t *a, http_req_t *r, const char *name, const cha
 {
     char key[512];
     size_t len;
-    if (LIVE(a, lockout_mode) == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
+    if (live(a)->lockout_mode == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
         return 0;
     uint64_t h = fnv1a(key, len);
     pthread_mutex_lock(&a->mu);
     lock_entry *e = lock_find(a, key, len, h, now_ms());
-    int over = e && e->count >= LIVE(a, lockout_threshold);
+    int over = e && e->count >= live(a)->lockout_threshold;
     pthread_mutex_unlock(&a->mu);
-    if (over && LIVE(a, lockout_mode) == HTTP_LOCKOUT_WARN) {
+    if (over && live(a)->lockout_mode == HTTP_LOCKOUT_WARN) {
         log_warn("auth: authentication failure threshold reached for %s from %s", name, key);
         return 0;
     }
@@ -566,7 +747,7 @@ static void lock_fail(http_auth_t *a, http_req_t *r, const char *name, const cha
 {
     char key[512];
     size_t len;
-    if (LIVE(a, lockout_mode) == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
+    if (live(a)->lockout_mode == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
         return;
     uint64_t h = fnv1a(key, len);
     long long now = now_ms();
@@ -827,10 +1008,10 @@ static const char *cookie_attrs(http_req_t *r, const char *value, long long max_
         strftime(date, sizeof date, "%a, %d-%b-%Y %H:%M:%S GMT", &tm);
         k += (size_t)snprintf(extra + k, sizeof extra - k, "; Expires=%s; Max-Age=%lld", date, max_age);
     }
-    if (a && LIVE(a, cookie_secure) && k < sizeof extra)
+    if (a && live(a)->cookie_secure && k < sizeof extra)
         k += (size_t)snprintf(extra + k, sizeof extra - k, "; Secure");
-    if (a && *a->same_site && k < sizeof extra) {
-        const char *ss = a->same_site;
+    if (a && *live(a)->same_site && k < sizeof extra) {
+        const char *ss = live(a)->same_site;
         snprintf(extra + k, sizeof extra - k, "; SameSite=%s",
                  !strcasecmp(ss, "strict") ? "Strict" : !strcasecmp(ss, "lax") ? "Lax" : "None");
     }
@@ -846,10 +1027,11 @@ const char *http_auth_session_cookie(http_req_t *r, const char *name)
     auth_user u;
     if (!a || lookup_user(r, name, strlen(name), &u) != DV_OK)
         return NULL;
-    char *v = http_auth_cookie_value(a->secret, name, u.salt, (uint64_t)time(NULL));
+    const http_auth_live_t *l = live(a);
+    char *v = http_auth_cookie_value(l->secret, name, u.salt, (uint64_t)time(NULL));
     if (!v)
         return NULL;
-    const char *s = cookie_attrs(r, v, LIVE(a, allow_persistent_cookies) ? LIVE(a, timeout) : -1);
+    const char *s = cookie_attrs(r, v, l->allow_persistent_cookies ? l->timeout : -1);
     free(v);
     return s;
 }
@@ -875,7 +1057,7 @@ static int is_up(http_req_t *r)
 static void finish(http_req_t *r, http_auth_next_fn next)
 {
     http_auth_t *a = req_auth(r);
-    if (a && !r->user && (LIVE(a, require_valid_user) || (LIVE(a, require_valid_user_except_for_up) && !is_up(r)))) {
+    if (a && !r->user && (live(a)->require_valid_user || (live(a)->require_valid_user_except_for_up && !is_up(r)))) {
         http_send_error(r, 401, "unauthorized", "Authentication required.");
         return;
     }
@@ -923,14 +1105,15 @@ static int cookie_auth(http_req_t *r, http_auth_t *a)
     const char *data = (const char *)d.data;
     size_t data_len = (size_t)(mac - 1 - data);
     uint64_t now = (uint64_t)time(NULL);
+    const http_auth_live_t *l = live(a);
     if (lookup_user(r, data, name_len, &u) == DV_OK &&
-        cookie_mac(a->secret, u.salt, data, data_len, want) == DV_OK && mac_len == sizeof want &&
-        CRYPTO_memcmp(want, mac, sizeof want) == 0 && t + (uint64_t)LIVE(a, timeout) > now) {
+        cookie_mac(l->secret, u.salt, data, data_len, want) == DV_OK && mac_len == sizeof want &&
+        CRYPTO_memcmp(want, mac, sizeof want) == 0 && t + (uint64_t)l->timeout > now) {
         u.ctx->handler = "cookie";
         r->user = u.ctx;
         /* CouchDB re-issues the cookie once 10% of its life is gone. */
-        long long left = (long long)(t + (uint64_t)LIVE(a, timeout) - now);
-        if (left * 10 < LIVE(a, timeout) * 9 && !(r->target.nseg >= 1 && !strcmp(r->target.seg[0].p, "_session"))) {
+        long long left = (long long)(t + (uint64_t)l->timeout - now);
+        if (left * 10 < l->timeout * 9 && !(r->target.nseg >= 1 && !strcmp(r->target.seg[0].p, "_session"))) {
             const char *c = http_auth_session_cookie(r, u.ctx->name);
             if (c)
                 http_add_header(r, "Set-Cookie", c);
@@ -944,15 +1127,16 @@ static int cookie_auth(http_req_t *r, http_auth_t *a)
  * name header is absent or the token does not match. */
 static int proxy_auth(http_req_t *r, http_auth_t *a)
 {
-    const char *name = http_req_header(r, a->xu);
+    const http_auth_live_t *l = live(a);
+    const char *name = http_req_header(r, l->x_auth_username);
     if (!name || !*name)
         return DV_OK;
-    if (a->o.proxy_use_secret) {
-        const char *token = http_req_header(r, a->xt);
+    if (l->proxy_use_secret) {
+        const char *token = http_req_header(r, l->x_auth_token);
         unsigned char mac[20];
         unsigned int len = sizeof mac;
         char hex[41];
-        if (!token || !HMAC(EVP_sha1(), a->secret, (int)strlen(a->secret), (const unsigned char *)name,
+        if (!token || !HMAC(EVP_sha1(), l->secret, (int)strlen(l->secret), (const unsigned char *)name,
                             strlen(name), mac, &len))
             return DV_OK;
         for (size_t i = 0; i < sizeof mac; i++)
@@ -962,22 +1146,16 @@ static int proxy_auth(http_req_t *r, http_auth_t *a)
     }
     /* Roles: comma-separated, spaces around commas dropped, as CouchDB's
      * re:split(Roles, "\\s*,\\s*", [trim]). */
-    const char *rh = http_req_header(r, a->xr);
+    const char *rh = http_req_header(r, l->x_auth_roles);
     size_t cap = 1;
     for (const char *p = rh; p && *p; p++)
         cap += *p == ',';
     const char **roles = pool_alloc(r, cap * sizeof *roles);
     size_t n = 0;
-    for (const char *p = rh; p && *p;) {
-        const char *end = p + strcspn(p, ",");
-        const char *b = p, *e = end;
-        while (b < e && (*b == ' ' || *b == '\t'))
-            b++;
-        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
+    for (const char *p = rh, *b, *e, *end; p && *p; p = *end ? end + 1 : end) {
+        end = list_field(p, &b, &e);
         if (e > b || *end == ',')
             roles[n++] = pool_strndup(r, b, (size_t)(e - b));
-        p = *end ? end + 1 : end;
     }
     while (n > 0 && !*roles[n - 1])
         n--; /* trim: trailing empty fields */
@@ -997,8 +1175,9 @@ void http_auth_request(http_req_t *r, http_auth_next_fn next)
         next(r);
         return;
     }
-    for (size_t i = 0; i < a->o.nhandlers && !r->user; i++) {
-        switch (a->o.handlers[i]) {
+    const http_auth_live_t *l = live(a); /* one set for the whole search */
+    for (size_t i = 0; i < l->nhandlers && !r->user; i++) {
+        switch (l->handlers[i]) {
         case HTTP_AUTHN_COOKIE:
             if (cookie_auth(r, a) != DV_OK)
                 return;

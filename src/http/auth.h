@@ -35,11 +35,13 @@
  * name under [chttpd_auth] secret); CouchDB enables it only when listed. */
 enum { HTTP_AUTHN_COOKIE = 1, HTTP_AUTHN_DEFAULT = 2, HTTP_AUTHN_PROXY = 3, HTTP_AUTHN_JWT = 4 };
 
-typedef struct http_auth_opts {
-    const char *const *admin_names;  /* [admins]: names … */
-    const char *const *admin_hashes; /* … and their stored hashes (base/passwd.h forms) */
-    size_t nadmins;
-    const char *secret;               /* [chttpd_auth] secret (non-empty) */
+/* The settings that change without a restart, as in CouchDB (which reads
+ * them with config:get at use).  http_auth_live_read takes them from a
+ * configuration, its strings pointing into it; http_auth_new and
+ * http_auth_reconfigure copy them into an immutable set that requests read
+ * through one atomic load (see auth.c). */
+typedef struct http_auth_live {
+    const char *secret;               /* [chttpd_auth] secret; "": a random one (cookies of before are void) */
     long long timeout;                /* [chttpd_auth] timeout, seconds */
     int allow_persistent_cookies;     /* [chttpd_auth] allow_persistent_cookies */
     const char *same_site;            /* [chttpd_auth] same_site: "", strict, lax, none */
@@ -47,18 +49,27 @@ typedef struct http_auth_opts {
     int require_valid_user;           /* [chttpd] require_valid_user */
     int require_valid_user_except_for_up; /* [chttpd] require_valid_user_except_for_up */
     int admin_only_all_dbs;           /* [chttpd] admin_only_all_dbs */
-    const char *users_prf;            /* [chttpd_auth] pbkdf2_prf for _users passwords */
-    long users_iterations;            /* [chttpd_auth] iterations */
     int handlers[4];                  /* [chttpd] authentication_handlers, in order: HTTP_AUTHN_* */
     size_t nhandlers;                 /* 0: cookie, default (CouchDB's default list) */
     int proxy_use_secret;             /* [chttpd_auth] proxy_use_secret */
-    const char *x_auth_username;      /* [chttpd_auth] x_auth_username, … */
+    const char *x_auth_username;      /* [chttpd_auth] x_auth_username, … (NULL: CouchDB's names) */
     const char *x_auth_roles;
     const char *x_auth_token;
     int lockout_mode;                 /* [chttpd_auth_lockout] mode: HTTP_LOCKOUT_* */
     long long lockout_threshold;      /* failures before the lock */
-    long long lockout_max_objects;    /* (client, user) pairs remembered */
-    long long lockout_max_lifetime_ms; /* how long a pair's count lives */
+    const char *users_prf;            /* [chttpd_auth] pbkdf2_prf for _users passwords (NULL: sha256) */
+    long users_iterations;            /* [chttpd_auth] iterations (< 1: the default) */
+    int users_db_public;              /* [chttpd_auth] users_db_public: _users/_all_docs for everyone */
+    const char *public_fields;        /* [chttpd_auth] public_fields: comma-separated (NULL: none) */
+} http_auth_live_t;
+
+typedef struct http_auth_opts {
+    const char *const *admin_names;  /* [admins]: names … */
+    const char *const *admin_hashes; /* … and their stored hashes (base/passwd.h forms) */
+    size_t nadmins;
+    long long lockout_max_objects;    /* [chttpd_auth_lockout] max_objects: (client, user) pairs remembered */
+    long long lockout_max_lifetime_ms; /* [chttpd_auth_lockout] max_lifetime: how long a pair's count lives */
+    http_auth_live_t live;            /* in force until http_auth_reconfigure */
 } http_auth_opts_t;
 
 /* Failed-login lockout (CouchDB 3.4's [chttpd_auth_lockout]): after
@@ -70,29 +81,38 @@ enum { HTTP_LOCKOUT_OFF = 0, HTTP_LOCKOUT_WARN = 1, HTTP_LOCKOUT_ENFORCE = 2 };
 
 typedef struct http_auth http_auth_t;
 
-/* Copies everything in o.  DV_ERR_INVALID for an empty secret. */
+/* Copies everything in o. */
 int http_auth_new(const http_auth_opts_t *o, http_auth_t **out);
 void http_auth_free(http_auth_t *a);
 const http_auth_opts_t *http_auth_opts(const http_auth_t *a);
 
-/* The settings that change without a restart, as in CouchDB (which reads
- * them per request): http_auth_live_read takes them from a configuration
- * (the caller holds its read lock after start-up; a bad value is logged and
- * DV_ERR_INVALID), http_auth_reconfigure puts them in force for the
- * requests that follow.  Everything else in http_auth_opts_t is read once. */
-typedef struct http_auth_live {
-    long long timeout;
-    int allow_persistent_cookies, cookie_secure;
-    int require_valid_user, require_valid_user_except_for_up, admin_only_all_dbs;
-    int lockout_mode;
-    long long lockout_threshold;
-} http_auth_live_t;
-
 struct config;
+/* Reads the live settings from c (the caller holds its read lock once the
+ * server runs, and until out has been given to http_auth_new or
+ * http_auth_reconfigure): DV_ERR_INVALID (logged) for a bad value. */
 int http_auth_live_read(const struct config *c, http_auth_live_t *out);
-void http_auth_reconfigure(http_auth_t *a, const http_auth_live_t *l);
+/* Puts a copy of l in force for the requests that follow.  The set it
+ * replaces is kept until http_auth_free (a request may still read it), so
+ * call it only for changes that may alter it.  DV_ERR_NOMEM: the old set
+ * stays. */
+int http_auth_reconfigure(http_auth_t *a, const http_auth_live_t *l);
+/* [couchdb] default_security as the _security JSON of a new database
+ * (admin_only: HTTP_AUTH_ADMIN_ONLY_SECURITY; everyone: NULL, "{}"):
+ * DV_ERR_INVALID (logged) for any other value. */
+int http_auth_default_security(const struct config *c, const char **json);
 /* [chttpd] admin_only_all_dbs in force. */
 int http_auth_admin_only_all_dbs(const http_auth_t *a);
+/* How a _users password is hashed now ([chttpd_auth] pbkdf2_prf,
+ * iterations); *prf lives as long as a. */
+void http_auth_users_hash(const http_auth_t *a, const char **prf, long *iterations);
+/* Whether a non-admin may list _users (users_db_public with public_fields
+ * set, as CouchDB); whether public_fields names any field; the
+ * public_fields in force (lives as long as a: read it once per request);
+ * whether a comma-separated list names `name` (n bytes). */
+int http_auth_users_listable(const http_auth_t *a);
+int http_auth_public_fields_set(const http_auth_t *a);
+const char *http_auth_public_fields(const http_auth_t *a);
+int http_auth_list_has(const char *list, const char *name, size_t n);
 
 /* Authenticates r (see above), then calls next(r) on r's loop thread, now
  * or after a password check; or answers the error itself and never calls

@@ -16,33 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-#define JWT_HANDLER "jwt_authentication_handler"
-
-/* "{chttpd_auth, jwt_authentication_handler}, {…}": any {module, function}
- * pair whose function is the JWT handler. */
-int http_auth_jwt_enabled(const char *h)
-{
-    if (!h)
-        return 0;
-    for (const char *p = strchr(h, '{'); p; p = strchr(p, '{')) {
-        const char *close = strchr(p, '}');
-        if (!close)
-            return 0;
-        const char *comma = memchr(p, ',', (size_t)(close - p));
-        if (comma) {
-            const char *s = comma + 1, *e = close;
-            while (s < e && (*s == ' ' || *s == '\t'))
-                s++;
-            while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-                e--;
-            if ((size_t)(e - s) == sizeof JWT_HANDLER - 1 && memcmp(s, JWT_HANDLER, (size_t)(e - s)) == 0)
-                return 1;
-        }
-        p = close + 1;
-    }
-    return 0;
-}
-
 static const char *key_lookup(void *ctx, const char *name)
 {
     return config_get(ctx, "jwt_keys", name);
@@ -63,10 +36,6 @@ int http_auth_jwt(http_req_t *r, const char *authorization)
     const char *token = authorization + 7;
     jwt_result res;
     config_rdlock(c);
-    if (!http_auth_jwt_enabled(config_get(c, "chttpd", "authentication_handlers"))) {
-        config_unlock(c);
-        return 1;
-    }
     jwt_opts o = {
         .required_claims = config_get(c, "jwt_auth", "required_claims"),
         .roles_claim_name = config_get(c, "jwt_auth", "roles_claim_name"),

@@ -233,6 +233,10 @@ int http_authz_route(http_req_t *r)
         break;
     }
     if (is_users_db(r)) {
+        /* Listing users is for admins, or with users_db_public (and
+         * public_fields) for any user, who then sees only those fields. */
+        if (second_segment_is(r, "_all_docs") && r->user && a && http_auth_users_listable(a))
+            return 1;
         if (second_segment_is(r, "_all_docs") || second_segment_is(r, "_changes"))
             return http_authz_server_admin(r);
         /* Its documents are guarded one by one (users.c): anyone may sign

@@ -98,8 +98,8 @@ static void doc_written(http_req_t *r, void *arg, int status)
 
 int http_doc_finish_atts(http_req_t *r, db_doc *d)
 {
-    const http_server_opts_t *so = http_server_opts(r->server);
-    db_att_gzip_opts o = {so->att_compressible_types, so->att_compression_level};
+    const http_att_conf_t *ac = http_server_att_conf(r->server);
+    db_att_gzip_opts o = {ac->types, ac->level};
     db_err e;
     int rc = db_doc_finish_atts(d, &o, &e);
     if (rc == DV_ERR_INVALID)
@@ -279,7 +279,7 @@ int http_doc_assign_id(http_req_t *r, db_doc *d)
 
 int http_doc_size_ok(http_req_t *r, const db_doc *d)
 {
-    if ((long long)d->body.len <= http_server_opts(r->server)->max_document_size)
+    if ((long long)d->body.len <= http_server_max_document_size(r->server))
         return 1;
     db_err e;
     db_err_from_status(&e, DV_ERR_TOO_LARGE, d->id.data, d->id.len);

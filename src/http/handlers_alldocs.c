@@ -39,6 +39,8 @@
 #include "base/status.h"
 #include "http/handlers.h"
 #include "http/hutil.h"
+#include "http/users.h"
+#include "http/auth.h"
 #include "http/query_args.h"
 #include "http/stats.h"
 
@@ -68,6 +70,7 @@ typedef struct ad_ctx {
     uint64_t skip, left;    /* still to skip / still allowed by limit */
     uint64_t nrows;         /* rows written by the current query */
     uint64_t reads;         /* docs included (database_reads) */
+    const struct http_auth *public_only; /* non-NULL: _users listed to a non-admin, docs stripped (users.h) */
     /* range mode */
     store_id_cursor *ids;
     store_local_cursor *locals;
@@ -351,7 +354,11 @@ static int doc_row(ad_ctx *c, buf_t *out, const store_docinfo *di, const json_va
             json_write_null(&w);
         } else {
             c->reads++;
-            rc = db_render_doc(c->snap, di, win, &c->ro, &w, NULL);
+            size_t npublic;
+            /* CouchDB's filtered_view_cb strips every member, _id and _rev
+             * included, that public_fields does not name. */
+            rc = c->public_only ? http_users_render_public(c->public_only, c->snap, di, win, &c->ro, 0, &w, &npublic)
+                                : db_render_doc(c->snap, di, win, &c->ro, &w, NULL);
         }
     }
     json_write_end_object(&w);
@@ -544,7 +551,7 @@ static int check_keys_param(http_req_t *r)
     if (!v)
         return DV_OK;
     json_doc jd = JSON_DOC_INIT;
-    int rc = json_doc_parse(&jd, v->p, v->n, http_server_opts(r->server)->max_json_depth, NULL);
+    int rc = json_doc_parse(&jd, v->p, v->n, http_server_max_json_depth(r->server), NULL);
     int array = rc == DV_OK && json_is_array(json_doc_root(&jd));
     json_doc_free(&jd);
     if (rc == DV_ERR_NOMEM) {
@@ -581,6 +588,9 @@ done:
 
 static void start(http_req_t *r, ad_ctx *c)
 {
+    /* authz.c lets a non-admin list _users only with users_db_public. */
+    if (!strcmp(db_name(c->db), HTTP_AUTH_USERS_DB) && !http_users_is_admin(r, c->db))
+        c->public_only = http_server_opts(r->server)->auth;
     int rc = db_snapshot(c->db, &c->snap);
     if (rc != DV_OK) {
         http_send_internal(r, rc);
@@ -602,7 +612,7 @@ void http_handle_all_docs(http_req_t *r)
         return;
     }
     c->db = db;
-    unsigned depth = http_server_opts(r->server)->max_json_depth;
+    unsigned depth = http_server_max_json_depth(r->server);
     int rc = r->method == HTTP_POST ? body_args(r, &c->q[0]) : check_keys_param(r);
     if (rc != DV_OK)
         goto fail;
@@ -647,7 +657,7 @@ void http_handle_all_docs_queries(http_req_t *r)
     c->db = db;
     db = NULL;
     c->multi = 1;
-    if ((rc = query_args_from_target(&base, &r->target, http_server_opts(r->server)->max_json_depth, &e)) != DV_OK) {
+    if ((rc = query_args_from_target(&base, &r->target, http_server_max_json_depth(r->server), &e)) != DV_OK) {
         send_args_err(r, rc, &e);
         goto fail;
     }

@@ -371,8 +371,10 @@ void http_handle_bulk_docs(http_req_t *r)
     size_t nwork = 0;
     if (is_users) {
         const http_auth_t *a = http_server_opts(r->server)->auth;
-        c->prf = a ? http_auth_opts(a)->users_prf : "sha256";
-        c->iterations = a ? http_auth_opts(a)->users_iterations : 50000;
+        c->prf = "sha256";
+        c->iterations = 50000;
+        if (a)
+            http_auth_users_hash(a, &c->prf, &c->iterations);
         if (!(c->pw = calloc(n + 1, sizeof *c->pw)) || !(c->pw_len = calloc(n + 1, sizeof *c->pw_len))) {
             http_send_internal(r, DV_ERR_NOMEM);
             bulk_free(c);

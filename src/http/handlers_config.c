@@ -12,10 +12,13 @@
  * only; otherwise the file is written first and memory changes only when
  * the write succeeded.
  *
- * Applied at once: everything read per request from the live config
- * ([chttpd] authentication_handlers, [jwt_keys], [jwt_auth]) and [log]
- * level, re-applied after every change.  Every other setting is read at
- * start-up and takes effect at the next start (README lists them).
+ * Applied at once: what is read per request from the live config
+ * ([jwt_keys], [jwt_auth], [admins]); and, re-applied after a change
+ * (apply_live), [log] level, the request limits (http/limits.h), CORS, the
+ * authentication set (http_auth_live_t), [uuids], [attachments],
+ * [vendor], [couchdb] max_dbs_open, default_security, os_process_timeout,
+ * [query_server_config] reduce_limit.  The rest is read at start-up and
+ * takes effect at the next start (docs/config.md).
  */
 #include "base/log.h"
 #include "base/status.h"
@@ -26,6 +29,10 @@
 #include "http/authz.h"
 #include "http/handlers.h"
 #include "http/hutil.h"
+#include "http/limits.h"
+#include "http/uuids.h"
+#include "views/qserver.h"
+#include "views/views.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,11 +80,6 @@ static void write_lossy(json_writer *w, const char *s, int is_key)
     free(copy);
 }
 
-/* Re-applies the settings that take effect without a restart and are not
- * read per request: [log] level, the CORS settings (a new set replaces the
- * old for the requests that follow) and the authentication settings of
- * http_auth_live_t.  A value that does not parse keeps the old setting (and
- * is logged): the change itself is already stored, as in CouchDB. */
 /* Whether a change of section/key (NULL section: a reload, anything) may
  * change the CORS settings.  A replaced set is kept until the server stops,
  * so only such changes build a new one. */
@@ -87,25 +89,82 @@ static int touches_cors(const char *section, const char *key)
            ((!strcmp(section, "chttpd") || !strcmp(section, "httpd")) && !strcmp(key, "enable_cors"));
 }
 
+/* Whether a change of section (NULL: a reload) may change the
+ * authentication settings: only those build a new set (auth.c keeps
+ * replaced ones until stop). */
+static int touches_auth(const char *section)
+{
+    return !section || !strcmp(section, "chttpd") || !strcmp(section, "chttpd_auth") ||
+           !strcmp(section, "chttpd_auth_lockout");
+}
+
+/* Whether a change of section (NULL: a reload) may concern `name`. */
+static int touches(const char *section, const char *name) { return !section || !strcmp(section, name); }
+
+/* The settings whose strings point into c while they are read: copied
+ * into their new sets here, under the caller's read lock.  A group that
+ * does not parse is logged and stays as it was. */
+static void apply_copied(config_t *c, http_server_t *s, const char *section)
+{
+    http_vendor_field_t *vf;
+    size_t nvf;
+    if (touches(section, "vendor") && http_vendor_read(c, &vf, &nvf) == DV_OK) {
+        (void)http_server_set_vendor(s, vf, nvf); /* out of memory: the old object stays */
+        free(vf);
+    }
+    const char *att_types;
+    int att_level;
+    if (touches(section, "attachments") && http_att_conf_read(c, &att_types, &att_level) == DV_OK)
+        (void)http_server_set_att_conf(s, att_types, att_level); /* out of memory: the old settings stay */
+    /* [uuids]: a new state only when they may have changed (CouchDB starts
+     * afresh on such a change). */
+    http_uuids_conf_t uc;
+    if (touches(section, "uuids") && http_uuids_conf_read(c, &uc) == DV_OK)
+        (void)http_uuids_configure(http_server_uuids(s), &uc);
+    http_auth_live_t live;
+    http_auth_t *a = http_server_opts(s)->auth;
+    int rc = DV_OK;
+    if (a && touches_auth(section) && (rc = http_auth_live_read(c, &live)) == DV_OK)
+        rc = http_auth_reconfigure(a, &live);
+    if (rc != DV_OK)
+        log_warn("config: the authentication settings stay as they were: %s", dv_strerror(rc));
+}
+
+/* Re-applies the settings that take effect without a restart and are not
+ * read per request (docs/config.md lists them): [log] level, the request
+ * limits, [couchdb] max_dbs_open, default_security, os_process_timeout,
+ * [query_server_config] reduce_limit, CORS, and the sets of apply_copied.  A value that does not parse keeps the old setting
+ * (and is logged): the change itself is already stored, as in CouchDB. */
 static void apply_live(config_t *c, http_server_t *s, const char *section, const char *key)
 {
     http_cors_t *cors = NULL;
-    http_auth_live_t live;
+    http_limits_live_t limits;
+    const char *defsec = NULL;
+    db_server *dbs = http_server_opts(s)->dbs;
     int rebuild_cors = touches_cors(section, key);
     config_rdlock(c);
     int l = log_level_parse(config_get_str(c, "log", "level", "info"));
     int cors_rc = rebuild_cors ? http_cors_new(c, &cors) : DV_OK;
-    int auth_rc = http_auth_live_read(c, &live);
+    int limits_rc = http_limits_read(c, &limits);
+    int dbs_rc = dbs && touches(section, "couchdb") ? http_auth_default_security(c, &defsec) : DV_ERR_INVALID;
+    int reduce_limit = qserver_reduce_limit_parse(config_get(c, "query_server_config", "reduce_limit"));
+    apply_copied(c, s, section);
     config_unlock(c);
     if (l >= 0)
         log_set_level((enum log_level)l);
+    if (limits_rc == DV_OK)
+        http_server_set_limits(s, &limits);
+    if (limits_rc == DV_OK && dbs_rc == DV_OK) /* defsec: a constant, not c's */
+        (void)db_server_configure(dbs, (size_t)limits.max_dbs_open, defsec); /* out of memory: as they were */
+    struct views *v = http_server_opts(s)->views;
+    if (limits_rc == DV_OK && v)
+        qserver_set_timeout(views_qserver(v), (unsigned)limits.os_process_timeout);
+    if (v && touches(section, "query_server_config"))
+        qserver_set_reduce_limit(views_qserver(v), reduce_limit);
     if (rebuild_cors && cors_rc == DV_OK)
         (void)http_server_set_cors(s, cors); /* out of memory: the old set stays */
     else if (cors_rc != DV_OK)
         log_warn("config: the CORS settings stay as they were: %s", dv_strerror(cors_rc));
-    http_auth_t *a = http_server_opts(s)->auth;
-    if (a && auth_rc == DV_OK)
-        http_auth_reconfigure(a, &live);
 }
 
 /* ---- reads ---------------------------------------------------------------- */

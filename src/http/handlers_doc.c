@@ -16,6 +16,7 @@
 #include "http/doc_util.h"
 #include "http/handlers.h"
 #include "http/hutil.h"
+#include "http/users.h"
 #include "http/stats.h"
 
 #include <h2o.h>
@@ -187,6 +188,13 @@ static void doc_get(http_req_t *r, db_t *db)
         o.atts_since = since;
         o.natts_since = nsince;
     }
+    /* Another user's _users document: its public fields only (users.h),
+     * never through the multipart or open_revs answers. */
+    int public_only = http_users_public_only(r, db);
+    if (public_only && http_qs(r, "open_revs")) {
+        send_not_found(r, "missing");
+        goto done;
+    }
     if (http_qs(r, "open_revs")) {
         get_open_revs(r, snap, id, &o, latest);
         goto done;
@@ -215,8 +223,9 @@ static void doc_get(http_req_t *r, db_t *db)
         }
     }
     /* CouchDB sends an ETag (and honours If-None-Match) only when the
-     * answer carries no meta members, which may change without the rev. */
-    int meta = o.revs_info || o.conflicts || o.deleted_conflicts || o.local_seq;
+     * answer carries no meta members, which may change without the rev;
+     * nor does divan for a public view, which public_fields changes. */
+    int meta = o.revs_info || o.conflicts || o.deleted_conflicts || o.local_seq || public_only;
     char etag[STORE_REV_ID_MAX + 28];
     if (!meta) {
         char rs[STORE_REV_ID_MAX + 24];
@@ -230,14 +239,18 @@ static void doc_get(http_req_t *r, db_t *db)
         }
     }
     /* atts_since implies attachments, as CouchDB's send_doc options. */
-    if ((o.attachments || o.natts_since) && http_wants_multipart_related(r)) {
+    if ((o.attachments || o.natts_since) && http_wants_multipart_related(r) && !public_only) {
         http_send_doc_multipart(r, snap, &di, idx, &o);
         goto done;
     }
     json_writer w;
     json_writer_init(&w, &b);
-    rc = db_render_doc(snap, &di, idx, &o, &w, NULL);
-    if (rc == DV_OK) {
+    size_t npublic = 1;
+    rc = public_only ? http_users_render_public(http_server_opts(r->server)->auth, snap, &di, idx, &o, 1, &w, &npublic)
+                     : db_render_doc(snap, &di, idx, &o, &w, NULL);
+    if (rc == DV_OK && npublic == 0) {
+        send_not_found(r, "missing"); /* CouchDB: nothing public is not found */
+    } else if (rc == DV_OK) {
         http_stat_inc(STAT_DB_READS);
         http_send_json(r, 200, &b);
     } else {

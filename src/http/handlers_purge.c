@@ -101,9 +101,12 @@ static void purge_done(http_req_t *r, void *arg, int status)
 static int purge_parse(http_req_t *r, purge_ctx *c)
 {
     const json_val *root, *k, *v;
-    const http_server_opts_t *so = http_server_opts(r->server);
-    long long max_ids = so->purge_max_ids > 0 ? so->purge_max_ids : PURGE_MAX_IDS;
-    long long max_revs = so->purge_max_revs > 0 ? so->purge_max_revs : PURGE_MAX_REVS;
+    long long max_ids, max_revs;
+    http_server_purge_limits(r->server, &max_ids, &max_revs);
+    if (max_ids <= 0)
+        max_ids = PURGE_MAX_IDS;
+    if (max_revs <= 0)
+        max_revs = PURGE_MAX_REVS;
     size_t n, total = 0;
     const uint8_t *p = http_req_body(r, &n);
     if (n && buf_append(&c->body, p, n) != DV_OK) {

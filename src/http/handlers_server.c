@@ -37,17 +37,18 @@ void http_handle_welcome(http_req_t *r)
      * divan advertises none it does not implement. */
     if (rc == DV_OK)
         rc = buf_append_str(&b, ",\"features\":[]");
-    if (rc == DV_OK && o->nvendor) {
+    const http_vendor_t *v = http_server_vendor(r->server);
+    if (rc == DV_OK && v->n) {
         rc = buf_append_str(&b, ",\"vendor\":{");
-        for (size_t i = 0; rc == DV_OK && i < o->nvendor; i++) {
+        for (size_t i = 0; rc == DV_OK && i < v->n; i++) {
             if (i)
                 rc = buf_append_byte(&b, ',');
             if (rc == DV_OK)
-                rc = http_json_cstr(&b, o->vendor[i].key);
+                rc = http_json_cstr(&b, v->f[i].key);
             if (rc == DV_OK)
                 rc = buf_append_byte(&b, ':');
             if (rc == DV_OK)
-                rc = http_json_cstr(&b, o->vendor[i].value);
+                rc = http_json_cstr(&b, v->f[i].value);
         }
         if (rc == DV_OK)
             rc = buf_append_byte(&b, '}');
@@ -110,7 +111,6 @@ static void set_etag(http_req_t *r, const buf_t *b)
 
 void http_handle_uuids(http_req_t *r)
 {
-    const http_server_opts_t *o = http_server_opts(r->server);
     long long count = 1;
     const http_str_t *p = http_target_param(&r->target, "count");
     if (p) {
@@ -118,7 +118,7 @@ void http_handle_uuids(http_req_t *r)
             http_send_error(r, 400, "bad_request", "count must be a positive integer");
             return;
         }
-        if (count > o->uuids_max_count) {
+        if (count > http_uuids_max_count(http_server_uuids(r->server))) {
             http_send_error(r, 400, "bad_request", "count parameter too large");
             return;
         }

@@ -346,7 +346,7 @@ void http_handle_view(http_req_t *r)
         http_send_internal(r, DV_ERR_NOMEM);
         goto fail;
     }
-    if (query_args_from_target(&j->args, &r->target, http_server_opts(r->server)->max_json_depth, &e) != DV_OK) {
+    if (query_args_from_target(&j->args, &r->target, http_server_max_json_depth(r->server), &e) != DV_OK) {
         http_send_db_err(r, &e);
         goto fail;
     }

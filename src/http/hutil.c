@@ -108,7 +108,7 @@ int http_qs_json(http_req_t *r, const char *name, json_doc *doc, const json_val 
     *out = NULL;
     if (!v)
         return DV_OK;
-    if (json_doc_parse(doc, v->p, v->n, http_server_opts(r->server)->max_json_depth, NULL) != DV_OK) {
+    if (json_doc_parse(doc, v->p, v->n, http_server_max_json_depth(r->server), NULL) != DV_OK) {
         char reason[200];
         snprintf(reason, sizeof reason, "Invalid JSON for %s", name);
         http_send_error(r, 400, "bad_request", reason);
@@ -139,7 +139,7 @@ int http_require_ctype(http_req_t *r, const char *type)
 int http_json_parse(http_req_t *r, const void *p, size_t n, json_doc *doc, const json_val **root)
 {
     json_error err;
-    int rc = json_doc_parse(doc, p ? p : "", n, http_server_opts(r->server)->max_json_depth, &err);
+    int rc = json_doc_parse(doc, p ? p : "", n, http_server_max_json_depth(r->server), &err);
     if (rc == DV_ERR_NOMEM) {
         http_send_internal(r, rc);
         return rc;

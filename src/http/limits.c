@@ -11,10 +11,15 @@
  * times the threshold, and bigger bodies cost page cache of a real disk.
  * The setting is a global of libh2o, written here before any loop starts
  * and read-only afterwards.
+ *
+ * http_limits_read is the one place the request limits are parsed, for
+ * start-up and for every configuration change alike, so both accept the
+ * same values with the same defaults (CouchDB 3's).
  */
 #include "http/limits.h"
 #include "base/log.h"
 #include "base/status.h"
+#include "config.h"
 
 #include <h2o.h>
 #include <stdio.h>
@@ -53,5 +58,26 @@ int http_limits_body_spill(const char *dir, size_t threshold)
         return DV_ERR_INVALID;
     }
     m->threshold = threshold;
+    return DV_OK;
+}
+
+int http_limits_read(const struct config *c, http_limits_live_t *out)
+{
+    long long depth;
+    int rc;
+    if ((rc = config_get_int(c, "chttpd", "max_http_request_size", 4294967296LL, 1, 1LL << 40,
+                             &out->max_request_size)) != DV_OK ||
+        (rc = config_get_int(c, "couchdb", "max_document_size", 8000000, 1, 1LL << 40, &out->max_document_size)) !=
+            DV_OK ||
+        (rc = config_get_int(c, "chttpd", "max_json_depth", 512, 1, 100000, &depth)) != DV_OK ||
+        (rc = config_get_int(c, "purge", "max_document_id_number", 100, 1, 1000000, &out->purge_max_ids)) !=
+            DV_OK ||
+        (rc = config_get_int(c, "purge", "max_revisions_number", 1000, 1, 100000000, &out->purge_max_revs)) !=
+            DV_OK ||
+        (rc = config_get_int(c, "couchdb", "max_dbs_open", 500, 1, 1000000, &out->max_dbs_open)) != DV_OK ||
+        (rc = config_get_int(c, "couchdb", "os_process_timeout", 5000, 1, 3600000, &out->os_process_timeout)) !=
+            DV_OK)
+        return rc;
+    out->max_json_depth = (unsigned)depth;
     return DV_OK;
 }

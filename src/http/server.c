@@ -23,7 +23,10 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "base/workers.h"
+#include "config.h"
+#include "db/att_codec.h"
 #include "http/cors.h"
+#include "http/limits.h"
 #include "http/auth.h"
 #include "http/authz.h"
 #include "http/handlers.h"
@@ -148,7 +151,6 @@ struct http_server {
     size_t nloops;
     atomic_int stop_requested;
     http_server_opts_t opts;
-    http_vendor_field_t *vendor;
     char **strings; /* copies owned by the server */
     size_t nstrings;
     http_uuids_t uuids;
@@ -163,10 +165,48 @@ struct http_server {
      * set by http_server_set_cors.  Replaced ones are retired, not freed:
      * a request on another loop may still read them, and a server sees a
      * handful of config changes, so keeping them until stop costs little. */
-    const struct http_cors *_Atomic cors;
-    struct http_cors **cors_owned; /* every one set after start (under mu) */
-    size_t ncors_owned;
+    _Atomic(const void *) cors;
+    /* [attachments] settings in force (an http_att_conf_t), replaced and
+     * retired the same way. */
+    _Atomic(const void *) att;
+    _Atomic(const void *) vendor; /* [vendor] (an http_vendor_t), the same way */
+    struct kept *kept; /* every set published after start (under mu), freed at stop */
+    size_t nkept;
 };
+
+/* A replaced (or current) settings set, freed when the server stops. */
+struct kept {
+    void *p;
+    void (*free_fn)(void *);
+};
+
+/* Adds p to the sets freed at stop; mu held.  DV_ERR_NOMEM: not added. */
+static int keep_until_stop(http_server_t *s, void *p, void (*free_fn)(void *))
+{
+    struct kept *k = realloc(s->kept, (s->nkept + 1) * sizeof *k);
+    if (!k)
+        return DV_ERR_NOMEM;
+    s->kept = k;
+    k[s->nkept++] = (struct kept){p, free_fn};
+    return DV_OK;
+}
+
+/* Puts p in force in *slot for the requests that follow (they load it with
+ * acquire) and keeps it until stop; out of memory: p is freed and the old
+ * set stays. */
+static int publish(http_server_t *s, _Atomic(const void *) *slot, void *p, void (*free_fn)(void *))
+{
+    pthread_mutex_lock(&s->mu);
+    int rc = keep_until_stop(s, p, free_fn);
+    if (rc == DV_OK)
+        atomic_store_explicit(slot, p, memory_order_release);
+    pthread_mutex_unlock(&s->mu);
+    if (rc != DV_OK)
+        free_fn(p);
+    return rc;
+}
+
+static void free_cors(void *p) { http_cors_free(p); }
 
 static long long monotonic_ms(void)
 {
@@ -348,18 +388,114 @@ const struct http_cors *http_server_cors(const http_server_t *s)
 
 int http_server_set_cors(http_server_t *s, struct http_cors *c)
 {
-    pthread_mutex_lock(&s->mu);
-    struct http_cors **a = realloc(s->cors_owned, (s->ncors_owned + 1) * sizeof *a);
-    if (a) {
-        s->cors_owned = a;
-        a[s->ncors_owned++] = c;
-        atomic_store_explicit(&s->cors, c, memory_order_release);
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (!a)
-        http_cors_free(c);
-    return a ? DV_OK : DV_ERR_NOMEM;
+    return publish(s, &s->cors, c, free_cors);
 }
+/* The limits live in s->opts (and h2o's globalconf for the body size),
+ * written by a config change on a worker while loops read them: every
+ * access is atomic (relaxed: each limit stands alone).  h2o reads
+ * max_request_entity_size with a plain load when a request's body starts;
+ * an aligned word store cannot tear, so the worst case is that a request
+ * already being read keeps the old limit. */
+void http_server_set_limits(http_server_t *s, const struct http_limits_live *l)
+{
+    __atomic_store_n(&s->opts.max_request_size, l->max_request_size, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->config.max_request_entity_size, (size_t)l->max_request_size, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->opts.max_document_size, l->max_document_size, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->opts.max_json_depth, l->max_json_depth, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->opts.purge_max_ids, l->purge_max_ids, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->opts.purge_max_revs, l->purge_max_revs, __ATOMIC_RELAXED);
+}
+
+void http_server_purge_limits(const http_server_t *s, long long *max_ids, long long *max_revs)
+{
+    *max_ids = __atomic_load_n(&s->opts.purge_max_ids, __ATOMIC_RELAXED);
+    *max_revs = __atomic_load_n(&s->opts.purge_max_revs, __ATOMIC_RELAXED);
+}
+
+long long http_server_max_document_size(const http_server_t *s)
+{
+    return __atomic_load_n(&s->opts.max_document_size, __ATOMIC_RELAXED);
+}
+
+unsigned http_server_max_json_depth(const http_server_t *s)
+{
+    return __atomic_load_n(&s->opts.max_json_depth, __ATOMIC_RELAXED);
+}
+
+struct vendor_list {
+    http_vendor_field_t *f;
+    size_t n;
+};
+
+static void collect_vendor(void *ctx, const char *key, const char *value)
+{
+    struct vendor_list *v = ctx;
+    v->f[v->n++] = (http_vendor_field_t){key, value};
+}
+
+int http_vendor_read(const struct config *c, http_vendor_field_t **f, size_t *n)
+{
+    struct vendor_list v = {calloc(config_count(c, "vendor") + 1, sizeof *v.f), 0};
+    if (!v.f)
+        return DV_ERR_NOMEM;
+    config_foreach(c, "vendor", collect_vendor, &v);
+    if (v.n == 0)
+        v.f[v.n++] = (http_vendor_field_t){"name", "divan"};
+    *f = v.f;
+    *n = v.n;
+    return DV_OK;
+}
+
+const http_vendor_t *http_server_vendor(const http_server_t *s)
+{
+    return atomic_load_explicit(&((http_server_t *)s)->vendor, memory_order_acquire);
+}
+
+int http_server_set_vendor(http_server_t *s, const http_vendor_field_t *f, size_t n)
+{
+    size_t bytes = sizeof(http_vendor_t) + n * sizeof *f;
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(f[i].key) + strlen(f[i].value) + 2;
+    http_vendor_t *v = malloc(bytes);
+    if (!v)
+        return DV_ERR_NOMEM;
+    /* One block: the fields, then their strings. */
+    char *p = (char *)&v->f[n];
+    v->n = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t kl = strlen(f[i].key) + 1, vl = strlen(f[i].value) + 1;
+        v->f[i].key = memcpy(p, f[i].key, kl);
+        v->f[i].value = memcpy(p + kl, f[i].value, vl);
+        p += kl + vl;
+    }
+    return publish(s, &s->vendor, v, free);
+}
+
+int http_att_conf_read(const struct config *c, const char **types, int *level)
+{
+    long long z;
+    int rc = config_get_int(c, "attachments", "compression_level", DB_ATT_COMPRESSION_LEVEL_DEFAULT, 0, 9, &z);
+    *types = config_get_str(c, "attachments", "compressible_types", DB_ATT_COMPRESSIBLE_DEFAULT);
+    *level = (int)z;
+    return rc;
+}
+
+const http_att_conf_t *http_server_att_conf(const http_server_t *s)
+{
+    return atomic_load_explicit(&((http_server_t *)s)->att, memory_order_acquire);
+}
+
+int http_server_set_att_conf(http_server_t *s, const char *types, int level)
+{
+    size_t n = types ? strlen(types) : 0;
+    http_att_conf_t *c = malloc(sizeof *c + n + 1);
+    if (!c)
+        return DV_ERR_NOMEM;
+    c->level = level;
+    memcpy(c->types, types ? types : "", n + 1);
+    return publish(s, &s->att, c, free);
+}
+
 struct workers *http_server_workers(http_server_t *s) { return s->workers; }
 struct http_uuids *http_server_uuids(http_server_t *s) { return &s->uuids; }
 int http_server_port(const http_server_t *s) { return s->port; }
@@ -954,19 +1090,16 @@ static int copy_opts(http_server_t *s, const http_server_opts_t *o)
 {
     s->opts = *o;
     atomic_init(&s->cors, o->cors);
-    s->strings = calloc(6 + 2 * o->nvendor, sizeof(char *));
-    s->vendor = calloc(o->nvendor + 1, sizeof *s->vendor);
-    if (!s->strings || !s->vendor)
+    s->strings = calloc(6, sizeof(char *));
+    if (!s->strings || http_server_set_vendor(s, o->vendor, o->nvendor) != DV_OK)
         return DV_ERR_NOMEM;
     if (!(s->opts.bind_address = keep(s, o->bind_address)) || !(s->opts.uuid = keep(s, o->uuid ? o->uuid : "")))
         return DV_ERR_NOMEM;
-    if (o->att_compressible_types && !(s->opts.att_compressible_types = keep(s, o->att_compressible_types)))
+    if (http_server_set_att_conf(s, o->att_compressible_types, o->att_compression_level) != DV_OK)
         return DV_ERR_NOMEM;
-    for (size_t i = 0; i < o->nvendor; i++) {
-        if (!(s->vendor[i].key = keep(s, o->vendor[i].key)) || !(s->vendor[i].value = keep(s, o->vendor[i].value)))
-            return DV_ERR_NOMEM;
-    }
-    s->opts.vendor = s->vendor;
+    s->opts.att_compressible_types = NULL; /* copied: read through http_server_att_conf */
+    s->opts.vendor = NULL; /* copied: read through http_server_vendor */
+    s->opts.nvendor = 0;
     s->opts.uuids_algorithm = s->opts.uuids_utc_id_suffix = NULL; /* consumed by http_uuids_init */
     if (s->opts.threads < 1)
         s->opts.threads = 1;
@@ -986,10 +1119,9 @@ static void free_server(http_server_t *s)
     for (size_t i = 0; i < s->nstrings; i++)
         free(s->strings[i]);
     free(s->strings);
-    free(s->vendor);
-    for (size_t i = 0; i < s->ncors_owned; i++)
-        http_cors_free(s->cors_owned[i]);
-    free(s->cors_owned);
+    for (size_t i = 0; i < s->nkept; i++)
+        s->kept[i].free_fn(s->kept[i].p);
+    free(s->kept);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -1109,11 +1241,9 @@ int http_server_start(const http_server_opts_t *o, http_server_t **out)
     int rc = copy_opts(s, o);
     if (rc != DV_OK)
         goto fail;
-    if ((rc = http_uuids_init(&s->uuids, o->uuids_algorithm, o->uuids_utc_id_suffix)) != DV_OK) {
-        log_error("http: [uuids] algorithm %s is not one of sequential, random, utc_random, utc_id",
-                  o->uuids_algorithm);
-        goto fail;
-    }
+    http_uuids_conf_t uc = {o->uuids_algorithm, o->uuids_utc_id_suffix, o->uuids_max_count};
+    if ((rc = http_uuids_init(&s->uuids, &uc)) != DV_OK)
+        goto fail; /* logged */
     snprintf(s->server_header, sizeof s->server_header, "CouchDB/%s (divan/%s)", DIVAN_COUCHDB_VERSION,
              DIVAN_VERSION);
     s->config.server_name = h2o_iovec_init(s->server_header, strlen(s->server_header));

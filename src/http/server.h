@@ -48,22 +48,23 @@ typedef struct http_server_opts {
     int port;                 /* 0: the kernel picks one (see http_server_port) */
     int threads;              /* event loops, >= 1 */
     const char *uuid;         /* server uuid for the welcome body */
-    const http_vendor_field_t *vendor; /* [vendor] fields, in order */
+    const http_vendor_field_t *vendor; /* [vendor] fields, in order, at start: see http_server_vendor */
     size_t nvendor;
-    long long uuids_max_count;  /* [uuids] max_count */
-    const char *uuids_algorithm; /* [uuids] algorithm (NULL: sequential) */
+    long long uuids_max_count;  /* [uuids] max_count, algorithm (NULL: sequential), utc_id_suffix at */
+    const char *uuids_algorithm; /* start; then http_server_uuids (http/uuids.h) holds them */
     const char *uuids_utc_id_suffix;
-    long long max_request_size; /* bytes; larger bodies get 413 */
+    long long max_request_size; /* bytes; larger bodies get 413 (at start: see http_server_set_limits) */
     int drain_ms;               /* how long stop waits for requests in flight */
     db_server *dbs;             /* the databases (not owned) */
     struct views *views;        /* the view engine (not owned) */
-    long long max_document_size; /* [couchdb] max_document_size, bytes */
-    unsigned max_json_depth;    /* [chttpd] max_json_depth: deeper bodies get 400 */
+    long long max_document_size; /* [couchdb] max_document_size, bytes, at start: handlers read
+                                  * http_server_max_document_size */
+    unsigned max_json_depth;    /* [chttpd] max_json_depth at start: handlers read http_server_max_json_depth */
     int worker_threads;         /* [divan] worker_threads: blocking work (view queries) */
-    const char *att_compressible_types; /* [attachments] compressible_types (NULL: none) */
-    int att_compression_level;  /* [attachments] compression_level, 0 (off) .. 9 */
-    long long purge_max_ids;    /* [purge] max_document_id_number: more ids per _purge get 400 */
-    long long purge_max_revs;   /* [purge] max_revisions_number: more revs per _purge get 400 */
+    const char *att_compressible_types; /* [attachments] compressible_types (NULL: none) and */
+    int att_compression_level;  /* compression_level, 0 (off) .. 9, at start: see http_server_att_conf */
+    long long purge_max_ids;    /* [purge] max_document_id_number: more ids per _purge get 400, and */
+    long long purge_max_revs;   /* max_revisions_number, at start: handlers read http_server_purge_limits */
     struct config *config;      /* the live configuration (not owned; locking rules in config.h) */
     const struct http_cors *cors; /* CORS config (http/cors.h; NULL: disabled; not owned) */
     long long max_connections;  /* [divan] max_connections: more are closed at once (0: no limit) */
@@ -134,6 +135,40 @@ const struct http_cors *http_server_cors(const http_server_t *s);
 /* Puts c in force (a change through /_node/_local/_config); the server owns
  * it (and frees it, with every earlier one, when it stops). */
 int http_server_set_cors(http_server_t *s, struct http_cors *c);
+/* The request limits in force (http/limits.h): opts' until replaced by
+ * http_server_set_limits (a change through /_node/_local/_config), which
+ * applies to the requests that follow.  Atomic loads and stores: any
+ * thread, no lock. */
+struct http_limits_live;
+void http_server_set_limits(http_server_t *s, const struct http_limits_live *l);
+long long http_server_max_document_size(const http_server_t *s);
+unsigned http_server_max_json_depth(const http_server_t *s);
+void http_server_purge_limits(const http_server_t *s, long long *max_ids, long long *max_revs);
+/* The [attachments] settings in force: opts' until replaced by
+ * http_server_set_att_conf (a change through /_node/_local/_config), which
+ * copies them; replaced ones are kept until the server stops, as CORS
+ * sets are.  http_att_conf_read takes them from a configuration (strings
+ * pointing into it): DV_ERR_INVALID (logged) for a bad level. */
+typedef struct http_att_conf {
+    int level;     /* compression_level */
+    char types[];  /* compressible_types ("": none) */
+} http_att_conf_t;
+struct config;
+int http_att_conf_read(const struct config *c, const char **types, int *level);
+const http_att_conf_t *http_server_att_conf(const http_server_t *s);
+int http_server_set_att_conf(http_server_t *s, const char *types, int level);
+/* GET /'s vendor object in force: opts' until replaced by
+ * http_server_set_vendor (a change to [vendor]), which copies the fields;
+ * replaced ones are kept until stop.  http_vendor_read: the [vendor]
+ * fields of c, {"name":"divan"} when it has none, as a malloc'd array
+ * (strings pointing into c). */
+typedef struct http_vendor {
+    size_t n;
+    http_vendor_field_t f[];
+} http_vendor_t;
+int http_vendor_read(const struct config *c, http_vendor_field_t **f, size_t *n);
+const http_vendor_t *http_server_vendor(const http_server_t *s);
+int http_server_set_vendor(http_server_t *s, const http_vendor_field_t *f, size_t n);
 struct http_uuids *http_server_uuids(http_server_t *s);
 static inline db_server *http_dbs(http_req_t *r) { return http_server_opts(r->server)->dbs; }
 /* The pool for work that may block (http/wstream.h). */

@@ -16,6 +16,7 @@
 #include "base/workers.h"
 #include "http/auth.h"
 #include "http/authz.h"
+#include "http/handlers.h"
 #include "json/json.h"
 #include "store/dbfile.h"
 #include "store/revtree.h"
@@ -66,8 +67,62 @@ int http_users_authz_doc(http_req_t *r)
     db_release(db);
     if (admin || own_id(r->user, r->match.docid.p, r->match.docid.n))
         return 1;
+    /* Another user's document: with [chttpd_auth] public_fields set, an
+     * authenticated user sees those fields of it (the handler filters it,
+     * http_users_public_only); never a design document or an attachment. */
+    const http_auth_t *a = http_server_opts(r->server)->auth;
+    const http_str_t *id = &r->match.docid;
+    if (r->user && a && http_auth_public_fields_set(a) && r->route->handler == (void *)http_handle_doc &&
+        !(id->n >= 8 && !memcmp(id->p, "_design/", 8)))
+        return 1;
     http_send_error(r, 404, "not_found", "missing");
     return 0;
+}
+
+int http_users_public_only(http_req_t *r, db_t *db)
+{
+    return !strcmp(db_name(db), HTTP_AUTH_USERS_DB) && !own_id(r->user, r->match.docid.p, r->match.docid.n) &&
+           !users_admin(r, db);
+}
+
+typedef struct public_filter {
+    const char *fields; /* [chttpd_auth] public_fields, read once per document */
+    int keep_meta;
+    size_t npublic;
+} public_filter;
+
+static bool skip_private(const char *name, size_t n, void *ctx)
+{
+    public_filter *f = ctx;
+    if (f->keep_meta && n > 0 && name[0] == '_')
+        return false;
+    if (!http_auth_list_has(f->fields, name, n))
+        return true;
+    f->npublic++;
+    return false;
+}
+
+int http_users_render_public(const http_auth_t *a, const store_snap *s, const store_docinfo *di, uint32_t idx,
+                             const db_render_opts *o, int keep_meta, json_writer *w, size_t *npublic)
+{
+    buf_t b = BUF_INIT;
+    json_doc jd = JSON_DOC_INIT;
+    json_writer tw;
+    public_filter f = {a ? http_auth_public_fields(a) : NULL, keep_meta, 0};
+    json_writer_init(&tw, &b);
+    int rc = db_render_doc(s, di, idx, o, &tw, NULL);
+    if (rc == DV_OK)
+        rc = tw.err;
+    if (rc == DV_OK)
+        rc = json_doc_parse(&jd, b.data, b.len, 0, NULL);
+    if (rc == DV_OK && !a)
+        rc = DV_ERR_INVALID; /* no settings, nothing public: not reached, authz refuses first */
+    if (rc == DV_OK)
+        rc = json_write_object_filtered(w, json_doc_root(&jd), skip_private, &f);
+    *npublic = f.npublic;
+    json_doc_free(&jd);
+    buf_free(&b);
+    return rc;
 }
 
 /* ---- the _auth validation ---------------------------------------------------- */
@@ -399,8 +454,12 @@ void http_users_submit(http_req_t *r, http_doc_ctx *c, int new_edits, http_users
         return;
     }
     const http_auth_t *a = http_server_opts(r->server)->auth;
+    const char *prf = PASSWD_DEFAULT_PRF;
+    long iterations = PASSWD_DEFAULT_ITERATIONS;
+    if (a)
+        http_auth_users_hash(a, &prf, &iterations);
     users_job *j = calloc(1, sizeof *j);
-    if (!j || !(j->prf = strdup(a ? http_auth_opts(a)->users_prf : PASSWD_DEFAULT_PRF)) ||
+    if (!j || !(j->prf = strdup(prf)) ||
         !(j->async = http_async_new(r, hash_done, j))) {
         if (j)
             free(j->prf);
@@ -413,7 +472,7 @@ void http_users_submit(http_req_t *r, http_doc_ctx *c, int new_edits, http_users
     }
     j->password = pw;
     j->pw_len = pn;
-    j->iterations = a ? http_auth_opts(a)->users_iterations : PASSWD_DEFAULT_ITERATIONS;
+    j->iterations = iterations;
     j->c = c;
     j->new_edits = new_edits;
     j->cont = cont;

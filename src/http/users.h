@@ -2,8 +2,11 @@
  * users.h — the _users database's own rules (CouchDB's couch_users_db and
  * the validation of its _design/_auth, implemented in C).
  *
- * Reads: a user who is not a server or db admin sees only their own
- * org.couchdb.user:NAME document; anything else is 404 "missing".
+ * Reads: a user who is not a server or db admin sees their own
+ * org.couchdb.user:NAME document whole; of another user's document only
+ * the fields [chttpd_auth] public_fields names (CouchDB's
+ * couch_users_db:after_doc_read), and 404 "missing" when it has none of
+ * them or the list is empty; anonymous users see none.
  * Writes: a non-admin may write only their own document, anonymous users
  * may create one (sign up); a "password" member is replaced by a PBKDF2
  * hash (password_scheme, pbkdf2_prf, iterations, derived_key, salt) on a
@@ -20,6 +23,18 @@
 /* Route-level check for the document and attachment routes of _users:
  * 1 to go on, 0 after answering. */
 int http_users_authz_doc(http_req_t *r);
+
+/* Whether r reads document r->match.docid of db as someone who may see
+ * only its public fields: db is _users, the document is not the user's
+ * own, the user is no server or _users admin. */
+int http_users_public_only(http_req_t *r, db_t *db);
+/* Renders revision idx (db_render_doc with o) keeping only the members
+ * named in [chttpd_auth] public_fields (CouchDB's strip_non_public_fields)
+ * and, with keep_meta, every "_" member (_id, _rev, _attachments, …);
+ * *npublic: how many public fields it had. */
+struct http_auth;
+int http_users_render_public(const struct http_auth *a, const store_snap *s, const store_docinfo *di, uint32_t idx,
+                             const db_render_opts *o, int keep_meta, json_writer *w, size_t *npublic);
 
 /* Applies the write rules to c (a _users document), then calls
  * cont(r, c, new_edits) on the loop, or answers the error and frees c. */

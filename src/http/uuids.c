@@ -1,8 +1,15 @@
 /*
  * uuids.c — id generation for /_uuids (see uuids.h).
+ *
+ * Every read or write of the state and the settings holds u->lock, so a
+ * configuration change (on a worker) and id generation (on loops) never
+ * see half of the other; the suffix a change replaces is freed after the
+ * swap, under the lock no reader can hold it any more.
  */
 #include "http/uuids.h"
+#include "base/log.h"
 #include "base/status.h"
+#include "config.h"
 
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -32,23 +39,41 @@ static int random_step(uint32_t *step)
     return DV_OK;
 }
 
-int http_uuids_init(http_uuids_t *u, const char *algorithm, const char *utc_id_suffix)
+int http_uuids_conf_read(const struct config *c, http_uuids_conf_t *out)
+{
+    out->algorithm = config_get_str(c, "uuids", "algorithm", "sequential");
+    out->utc_id_suffix = config_get_str(c, "uuids", "utc_id_suffix", "");
+    return config_get_int(c, "uuids", "max_count", 1000, 0, 1000000, &out->max_count);
+}
+
+static int parse_algo(const char *algorithm, enum http_uuid_algo *out)
+{
+    if (!algorithm || strcmp(algorithm, "sequential") == 0)
+        *out = HTTP_UUID_SEQUENTIAL;
+    else if (strcmp(algorithm, "random") == 0)
+        *out = HTTP_UUID_RANDOM;
+    else if (strcmp(algorithm, "utc_random") == 0)
+        *out = HTTP_UUID_UTC_RANDOM;
+    else if (strcmp(algorithm, "utc_id") == 0)
+        *out = HTTP_UUID_UTC_ID;
+    else {
+        log_error("http: [uuids] algorithm %s is not one of sequential, random, utc_random, utc_id", algorithm);
+        return DV_ERR_INVALID;
+    }
+    return DV_OK;
+}
+
+int http_uuids_init(http_uuids_t *u, const http_uuids_conf_t *conf)
 {
     memset(u, 0, sizeof *u);
-    if (!algorithm || strcmp(algorithm, "sequential") == 0)
-        u->algo = HTTP_UUID_SEQUENTIAL;
-    else if (strcmp(algorithm, "random") == 0)
-        u->algo = HTTP_UUID_RANDOM;
-    else if (strcmp(algorithm, "utc_random") == 0)
-        u->algo = HTTP_UUID_UTC_RANDOM;
-    else if (strcmp(algorithm, "utc_id") == 0)
-        u->algo = HTTP_UUID_UTC_ID;
-    else
-        return DV_ERR_INVALID;
-    u->utc_suffix = strdup(utc_id_suffix ? utc_id_suffix : "");
+    int rc = parse_algo(conf->algorithm, &u->algo);
+    if (rc != DV_OK)
+        return rc;
+    u->max_count = conf->max_count;
+    u->utc_suffix = strdup(conf->utc_id_suffix ? conf->utc_id_suffix : "");
     if (!u->utc_suffix)
         return DV_ERR_NOMEM;
-    int rc = random_hex(u->prefix, 26);
+    rc = random_hex(u->prefix, 26);
     if (rc == DV_OK)
         rc = random_step(&u->seq);
     if (rc == DV_OK && pthread_mutex_init(&u->lock, NULL) != 0)
@@ -58,6 +83,39 @@ int http_uuids_init(http_uuids_t *u, const char *algorithm, const char *utc_id_s
         u->utc_suffix = NULL;
     }
     return rc;
+}
+
+int http_uuids_configure(http_uuids_t *u, const http_uuids_conf_t *conf)
+{
+    enum http_uuid_algo algo;
+    char prefix[27];
+    uint32_t seq;
+    int rc = parse_algo(conf->algorithm, &algo);
+    if (rc != DV_OK || (rc = random_hex(prefix, 26)) != DV_OK || (rc = random_step(&seq)) != DV_OK)
+        return rc;
+    char *suffix = strdup(conf->utc_id_suffix ? conf->utc_id_suffix : "");
+    if (!suffix)
+        return DV_ERR_NOMEM;
+    pthread_mutex_lock(&u->lock);
+    if (algo != u->algo) {
+        memcpy(u->prefix, prefix, sizeof prefix);
+        u->seq = seq;
+    }
+    u->algo = algo;
+    u->max_count = conf->max_count;
+    char *old = u->utc_suffix;
+    u->utc_suffix = suffix;
+    pthread_mutex_unlock(&u->lock);
+    free(old);
+    return DV_OK;
+}
+
+long long http_uuids_max_count(http_uuids_t *u)
+{
+    pthread_mutex_lock(&u->lock);
+    long long n = u->max_count;
+    pthread_mutex_unlock(&u->lock);
+    return n;
 }
 
 void http_uuids_destroy(http_uuids_t *u)
@@ -76,7 +134,8 @@ static unsigned long long now_micros(void)
     return (unsigned long long)tv.tv_sec * 1000000ULL + (unsigned long long)tv.tv_usec;
 }
 
-int http_uuids_next(http_uuids_t *u, char *out, size_t cap)
+/* One id under the lock held. */
+static int next_locked(http_uuids_t *u, char *out, size_t cap)
 {
     int rc = DV_OK;
     switch (u->algo) {
@@ -101,7 +160,6 @@ int http_uuids_next(http_uuids_t *u, char *out, size_t cap)
     if (cap < 33)
         return DV_ERR_INVALID;
     uint32_t step;
-    pthread_mutex_lock(&u->lock);
     rc = random_step(&step);
     if (rc == DV_OK) {
         if (u->seq + step >= 0xfff000) {
@@ -113,6 +171,13 @@ int http_uuids_next(http_uuids_t *u, char *out, size_t cap)
     }
     if (rc == DV_OK)
         snprintf(out, cap, "%s%06x", u->prefix, (unsigned)u->seq);
-    pthread_mutex_unlock(&u->lock);
     return rc == DV_OK ? 32 : rc;
+}
+
+int http_uuids_next(http_uuids_t *u, char *out, size_t cap)
+{
+    pthread_mutex_lock(&u->lock);
+    int rc = next_locked(u, out, cap);
+    pthread_mutex_unlock(&u->lock);
+    return rc;
 }

@@ -10,8 +10,10 @@
  *   utc_random  14 hex digits of microseconds since the epoch + 18 random.
  *   utc_id      14 hex digits of microseconds + [uuids] utc_id_suffix.
  *
- * Randomness is OpenSSL's RAND_bytes.  Thread-safe: the sequential state is
- * behind a mutex (a few nanoseconds per id; ids are never a hot path).
+ * Randomness is OpenSSL's RAND_bytes.  Thread-safe: the state and the
+ * settings are behind a mutex (a few nanoseconds per id; ids are never a
+ * hot path).  The settings change without a restart, as in CouchDB (whose
+ * couch_uuids starts afresh on any [uuids] change): http_uuids_configure.
  */
 #ifndef DV_HTTP_UUIDS_H
 #define DV_HTTP_UUIDS_H
@@ -27,11 +29,27 @@ typedef struct http_uuids {
     char prefix[27];
     uint32_t seq;
     char *utc_suffix;
+    long long max_count; /* [uuids] max_count: larger GET /_uuids counts get 400 */
 } http_uuids_t;
+
+/* The [uuids] settings of a configuration (strings point into it). */
+struct config;
+typedef struct http_uuids_conf {
+    const char *algorithm;     /* NULL: sequential */
+    const char *utc_id_suffix; /* NULL: "" */
+    long long max_count;
+} http_uuids_conf_t;
+/* DV_ERR_INVALID (logged) for a max_count that is not a number in range. */
+int http_uuids_conf_read(const struct config *c, http_uuids_conf_t *out);
 
 /* algorithm: one of the names above (NULL = sequential); DV_ERR_INVALID for
  * an unknown name. */
-int http_uuids_init(http_uuids_t *u, const char *algorithm, const char *utc_id_suffix);
+int http_uuids_init(http_uuids_t *u, const http_uuids_conf_t *conf);
+/* New settings for the ids that follow; a new algorithm starts afresh (a
+ * new sequential prefix).  DV_ERR_INVALID (logged): unknown algorithm, the
+ * old settings stay. */
+int http_uuids_configure(http_uuids_t *u, const http_uuids_conf_t *conf);
+long long http_uuids_max_count(http_uuids_t *u);
 void http_uuids_destroy(http_uuids_t *u);
 /* Writes one id and a NUL into out (at least 33 + strlen(suffix) bytes);
  * returns its length, or a negative DV_ERR_* when randomness fails. */

@@ -88,13 +88,17 @@ struct qserver_proc {
     const char *cur_handle; /* for the default log line */
     int memfd;              /* the progress page (qproto.h), kept across children */
     qp_progress *prog;
+    int reduce_limit;       /* the QS_RL_* its child was started with */
 };
 
 struct qserver {
     char *path;
-    char *argv[10];
+    char *argv[10];      /* argv[rl_arg] is set per spawn from reduce_limit */
+    size_t rl_arg;
     char mem_arg[24];
-    unsigned timeout_ms;
+    unsigned timeout_ms; /* atomic: qserver_set_timeout may change it at any time (qs_timeout) */
+    int reduce_limit;    /* atomic QS_RL_*: qserver_set_reduce_limit; children started under another are
+                          * replaced before their next call (proc_ready) */
     size_t nprocs;
     qserver_proc *procs;
     pthread_mutex_t mu;
@@ -351,7 +355,11 @@ static int proc_spawn(qserver_proc *p, qserver_error *err)
         (rc = posix_spawnattr_setsigdefault(&attr, &all)) != 0)
         goto fail_spawn;
     pid_t pid;
-    rc = posix_spawn(&pid, qs->path, &fa, &attr, qs->argv, environ);
+    char *argv[sizeof qs->argv / sizeof qs->argv[0]];
+    memcpy(argv, qs->argv, sizeof argv);
+    p->reduce_limit = __atomic_load_n(&qs->reduce_limit, __ATOMIC_RELAXED);
+    argv[qs->rl_arg] = (char *)qserver_reduce_limit_name(p->reduce_limit);
+    rc = posix_spawn(&pid, qs->path, &fa, &attr, argv, environ);
 fail_spawn:
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
@@ -388,6 +396,29 @@ static void proc_log(qserver_proc *p, const qframe *f)
     else
         log_info("divan-js %s: %.*s", p->cur_handle ? p->cur_handle : "",
                  f->len > INT_MAX ? INT_MAX : (int)f->len, msg);
+}
+
+int qserver_reduce_limit_parse(const char *v)
+{
+    return v && !strcmp(v, "false") ? QS_RL_OFF : v && !strcmp(v, "log") ? QS_RL_LOG : QS_RL_ON;
+}
+
+const char *qserver_reduce_limit_name(int mode)
+{
+    return mode == QS_RL_OFF ? "false" : mode == QS_RL_LOG ? "log" : "true";
+}
+
+void qserver_set_reduce_limit(qserver *qs, int mode)
+{
+    __atomic_store_n(&qs->reduce_limit, mode, __ATOMIC_RELAXED);
+}
+
+/* The os_process_timeout in force (qserver_set_timeout). */
+static unsigned qs_timeout(const qserver *qs) { return __atomic_load_n(&qs->timeout_ms, __ATOMIC_RELAXED); }
+
+void qserver_set_timeout(qserver *qs, unsigned timeout_ms)
+{
+    __atomic_store_n(&qs->timeout_ms, timeout_ms ? timeout_ms : QS_DEFAULT_TIMEOUT_MS, __ATOMIC_RELAXED);
 }
 
 /* Waits for the next frame from the child, writing w[*woff..) meanwhile.
@@ -442,7 +473,7 @@ static int proc_frame(qserver_proc *p, const buf_t *w, size_t *woff, int64_t *de
             ssize_t s = send(p->fd, w->data + *woff, w->len - *woff, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (s > 0) {
                 *woff += (size_t)s;
-                *deadline = now_ms() + p->qs->timeout_ms;
+                *deadline = now_ms() + qs_timeout(p->qs);
             } else if (s < 0 && errno != EAGAIN && errno != EINTR) {
                 return DV_ERR_IO;
             }
@@ -524,6 +555,10 @@ static int proc_roundtrip(qserver_proc *p, unsigned timeout_ms, qframe *f, qserv
 static int proc_ready(qserver_proc *p, qs_def *d, qserver_error *err)
 {
     int rc;
+    /* A child started under another reduce_limit (a configuration change)
+     * is replaced: the setting is one of its arguments. */
+    if (p->pid > 0 && p->reduce_limit != __atomic_load_n(&p->qs->reduce_limit, __ATOMIC_RELAXED))
+        proc_kill(p);
     /* A child that died while idle is replaced before it can take a
      * document down with it (waitpid WNOHANG: one cheap syscall). */
     if (p->pid > 0) {
@@ -533,7 +568,7 @@ static int proc_ready(qserver_proc *p, qs_def *d, qserver_error *err)
             proc_kill(p);
         }
     }
-    unsigned timeout_ms = p->qs->timeout_ms;
+    unsigned timeout_ms = qs_timeout(p->qs);
     if (p->pid == 0) {
         if ((rc = proc_spawn(p, err)) != DV_OK)
             return rc;
@@ -624,9 +659,10 @@ int qserver_open(const qserver_config *cfg, qserver **out)
         qs->argv[a++] = "--memory-limit";
         qs->argv[a++] = qs->mem_arg;
     }
-    const char *rl = cfg->reduce_limit ? cfg->reduce_limit : "true";
+    qs->reduce_limit = qserver_reduce_limit_parse(cfg->reduce_limit);
     qs->argv[a++] = "--reduce-limit";
-    qs->argv[a++] = strcmp(rl, "false") == 0 ? "false" : strcmp(rl, "log") == 0 ? "log" : "true";
+    qs->rl_arg = a;
+    qs->argv[a++] = (char *)qserver_reduce_limit_name(qs->reduce_limit);
     if (cfg->no_seccomp)
         qs->argv[a++] = "--no-seccomp";
     qs->argv[a] = NULL;
@@ -821,7 +857,7 @@ static size_t batch_culprit(const qserver_proc *p, size_t i, size_t j, int64_t *
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         long long now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-        long long left = started + (long long)p->qs->timeout_ms * 1000000LL - now;
+        long long left = started + (long long)qs_timeout(p->qs) * 1000000LL - now;
         *still_ms = cur < j && left > 0 ? left / 1000000 + 1 : 0;
     }
     return cur;
@@ -868,7 +904,7 @@ int qserver_map(qserver_proc *p, const char *handle, const char *const *docs, co
         __atomic_store_n(&p->prog->done, 0, __ATOMIC_RELEASE);
         __atomic_store_n(&p->prog->started_ns, 0, __ATOMIC_RELEASE); /* not started: no extension */
         size_t woff = 0, k = i, culprit;
-        int64_t deadline = now_ms() + p->qs->timeout_ms;
+        int64_t deadline = now_ms() + qs_timeout(p->qs);
         qframe f;
         for (;;) {
             const char *failure = NULL;
@@ -896,7 +932,7 @@ int qserver_map(qserver_proc *p, const char *handle, const char *const *docs, co
                 } else {
                     int crc = cb(cb_ctx, k, (const char *)f.payload, f.len, NULL);
                     k++;
-                    deadline = now_ms() + p->qs->timeout_ms;
+                    deadline = now_ms() + qs_timeout(p->qs);
                     if (crc != 0) {
                         proc_kill(p); /* rows still coming: start afresh next time */
                         return crc;
@@ -974,7 +1010,7 @@ static int call_end(qserver_proc *p, json_writer *w, char first, qframe *f, qser
     int rc;
     if (json_write_end_object(w) != DV_OK)
         return w->err;
-    if ((rc = wbuf_end(p)) != DV_OK || (rc = proc_roundtrip(p, p->qs->timeout_ms, f, err)) != DV_OK)
+    if ((rc = wbuf_end(p)) != DV_OK || (rc = proc_roundtrip(p, qs_timeout(p->qs), f, err)) != DV_OK)
         return rc;
     if ((first && (f->len == 0 || f->payload[0] != (uint8_t)first)) ||
         json_validate(f->payload, f->len, 0, NULL) != DV_OK) {

@@ -67,6 +67,19 @@ int qserver_open(const qserver_config *cfg, qserver **out);
 /* Stops every process (EOF on its stdin, then SIGKILL after 1 s) and
  * reaps it.  Every process must have been released. */
 void qserver_close(qserver *qs);
+/* A new [couchdb] os_process_timeout (0: 5000 ms) for the calls that start
+ * from now on, from any thread (an atomic store; calls read it once each,
+ * as CouchDB reads it at use). */
+void qserver_set_timeout(qserver *qs, unsigned timeout_ms);
+/* [query_server_config] reduce_limit: "false" → QS_RL_OFF, "log" →
+ * QS_RL_LOG, anything else (NULL included) → QS_RL_ON, CouchDB's default.
+ * It is an argument of divan-js: after qserver_set_reduce_limit (any
+ * thread) each child started under another value is replaced before its
+ * next call, which then compiles its functions again. */
+enum { QS_RL_OFF = 0, QS_RL_ON = 1, QS_RL_LOG = 2 };
+int qserver_reduce_limit_parse(const char *v);
+const char *qserver_reduce_limit_name(int mode);
+void qserver_set_reduce_limit(qserver *qs, int mode);
 
 /* Waits for a free process.  `handle` (may be NULL) is a hint: a free
  * process that already compiled it is preferred. */

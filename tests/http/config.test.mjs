@@ -366,10 +366,12 @@ test('JWT settings apply without a restart: roles_claim_name, required_claims, a
   r = await anon('/_node/_local/_config', { headers: bearer('garbage') });
   assert.equal(r.status, 401, 'not parsed at all while JWT is off');
   assert.equal(r.json.reason, 'You are not a server admin.');
-  // Back on at the next start (the change was not persisted).
-  await srv.stop();
-  srv = await startServer({ dataDir: path.join(dir, 'data'), args: ['--config', iniPath] });
+  // Back on at once when it is listed again (Basic admin credentials: JWT is off).
+  r = await request(srv.url, '/_node/_local/_config/chttpd/authentication_handlers', { method: 'PUT', body: JSON.stringify(HANDLERS), headers: np });
+  assert.equal(r.status, 200);
   assert.equal((await admin('/_node/_local/_config/couchdb/uuid')).status, 200);
+  r = await anon('/_node/_local/_config', { headers: bearer('garbage') });
+  assert.deepEqual(r.json, { error: 'bad_request', reason: 'Malformed token' });
 });
 
 test('Basic admin credentials; admins added, changed and removed through the API count at once', async () => {
@@ -398,4 +400,295 @@ test('Basic admin credentials; admins added, changed and removed through the API
     await s.stop();
     rmSync(d, { recursive: true, force: true });
   }
+});
+
+test('request limits apply without a restart: max_document_size, max_http_request_size, max_json_depth, [purge]', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const set = async (k, v) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
+  const unset = async (k) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
+  const put = (id, body) => admin(`/cfglimits/${id}`, { method: 'PUT', body, headers: { 'content-type': 'application/json' } });
+  assert.equal((await admin('/cfglimits', { method: 'PUT' })).status, 201);
+  const big = JSON.stringify({ v: 'x'.repeat(3000) });
+  assert.equal((await put('a', big)).status, 201);
+  // [couchdb] max_document_size
+  await set('couchdb/max_document_size', '1000');
+  let r = await put('b', big);
+  assert.equal(r.status, 413);
+  assert.deepEqual(r.json, { error: 'document_too_large', reason: 'b' });
+  assert.equal((await put('small', '{"v":1}')).status, 201);
+  await unset('couchdb/max_document_size');
+  assert.equal((await put('b', big)).status, 201);
+  // [chttpd] max_http_request_size: the body itself, before any parsing
+  await set('chttpd/max_http_request_size', '2000');
+  r = await put('c', big);
+  assert.equal(r.status, 413);
+  assert.deepEqual(r.json, { error: 'too_large', reason: 'the request entity is too large' });
+  await unset('chttpd/max_http_request_size');
+  assert.equal((await put('c', big)).status, 201);
+  // [chttpd] max_json_depth
+  const deep = JSON.stringify({ a: { b: { c: { d: 1 } } } });
+  await set('chttpd/max_json_depth', '3');
+  r = await put('d', deep);
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error, 'bad_request');
+  await unset('chttpd/max_json_depth');
+  assert.equal((await put('d', deep)).status, 201);
+  // [purge] max_document_id_number, max_revisions_number
+  const purge = (body) => admin('/cfglimits/_purge', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const three = { x: ['1-a'], y: ['1-b'], z: ['1-c'] };
+  assert.equal((await purge(three)).status, 201);
+  await set('purge/max_document_id_number', '2');
+  await set('purge/max_revisions_number', '1');
+  r = await purge(three);
+  assert.deepEqual([r.status, r.json], [400, { error: 'bad_request', reason: 'Exceeded maximum number of documents.' }]);
+  r = await purge({ x: ['1-a', '1-b'] });
+  assert.deepEqual([r.status, r.json], [400, { error: 'bad_request', reason: 'Exceeded maximum number of revisions.' }]);
+  await unset('purge/max_document_id_number');
+  await unset('purge/max_revisions_number');
+  assert.equal((await purge(three)).status, 201);
+  // A value that does not parse keeps the limit in force.
+  await set('couchdb/max_document_size', '1000');
+  await set('couchdb/max_document_size', 'lots');
+  assert.equal((await put('e', big)).status, 413);
+  await unset('couchdb/max_document_size');
+  assert.equal((await put('e', big)).status, 201);
+});
+
+test('cookie and proxy settings apply without a restart: secret, same_site, proxy handler, header names, proxy_use_secret', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const set = async (k, v) => assert.equal((await request(srv.url, `/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
+  const unset = async (k) => assert.equal((await request(srv.url, `/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
+  const session = async () => {
+    const res = await fetch(new URL(srv.url).origin + '/_session', {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'admin', password: 'test-admin-pw' }),
+    });
+    assert.equal(res.status, 200);
+    return res.headers.get('set-cookie');
+  };
+  const whoami = async (headers) => (await anon('/_session', { headers })).json.userCtx;
+  const cookieOf = (sc) => sc.split(';')[0];
+
+  // [chttpd_auth] secret: a new one voids every cookie issued before, at once.
+  const old = cookieOf(await session());
+  assert.equal((await whoami({ cookie: old })).name, 'admin');
+  const prev = (await request(srv.url, '/_node/_local/_config/chttpd_auth/secret')).json;
+  await set('chttpd_auth/secret', 'a-brand-new-secret');
+  assert.equal((await whoami({ cookie: old })).name, null, 'the old cookie no longer names anyone');
+  const fresh = cookieOf(await session());
+  assert.equal((await whoami({ cookie: fresh })).name, 'admin');
+  await set('chttpd_auth/secret', prev);
+  assert.equal((await whoami({ cookie: fresh })).name, null);
+  assert.equal((await whoami({ cookie: old })).name, 'admin', 'the old secret back: its cookies count again');
+  // No secret at all: a random one, so cookies from before are void and logins still work.
+  await unset('chttpd_auth/secret');
+  assert.equal((await whoami({ cookie: old })).name, null);
+  const underRandom = cookieOf(await session());
+  assert.equal((await whoami({ cookie: underRandom })).name, 'admin');
+  // other authentication changes keep that random secret (and its cookies)
+  await set('chttpd_auth/allow_persistent_cookies', 'false');
+  await unset('chttpd_auth/allow_persistent_cookies');
+  assert.equal((await whoami({ cookie: underRandom })).name, 'admin');
+  await set('chttpd_auth/secret', prev);
+
+  // [chttpd_auth] same_site on the next cookie.
+  assert.doesNotMatch(await session(), /SameSite/);
+  await set('chttpd_auth/same_site', 'strict');
+  assert.match(await session(), /; SameSite=Strict/);
+  await unset('chttpd_auth/same_site');
+  assert.doesNotMatch(await session(), /SameSite/);
+
+  // The proxy handler: added to authentication_handlers, it counts at once.
+  const proxied = { 'x-auth-couchdb-username': 'bob', 'x-auth-couchdb-roles': 'a, b' };
+  assert.equal((await whoami(proxied)).name, null);
+  await set('chttpd/authentication_handlers', `${HANDLERS}, {chttpd_auth, proxy_authentication_handler}`);
+  assert.deepEqual(await whoami(proxied), { name: 'bob', roles: ['a', 'b'] });
+  // Other header names.
+  await set('chttpd_auth/x_auth_username', 'X-Proxy-User');
+  await set('chttpd_auth/x_auth_roles', 'X-Proxy-Roles');
+  assert.equal((await whoami(proxied)).name, null);
+  assert.deepEqual(await whoami({ 'x-proxy-user': 'carol', 'x-proxy-roles': 'c' }), { name: 'carol', roles: ['c'] });
+  // proxy_use_secret: only with the token, HMAC-SHA1(secret, name) in hex.
+  await set('chttpd_auth/proxy_use_secret', 'true');
+  assert.equal((await whoami({ 'x-proxy-user': 'carol' })).name, null);
+  const token = crypto.createHmac('sha1', prev).update('carol').digest('hex');
+  await set('chttpd_auth/x_auth_token', 'X-Proxy-Token');
+  assert.equal((await whoami({ 'x-proxy-user': 'carol', 'x-auth-couchdb-token': token })).name, null);
+  assert.equal((await whoami({ 'x-proxy-user': 'carol', 'x-proxy-token': token })).name, 'carol');
+  for (const k of ['proxy_use_secret', 'x_auth_username', 'x_auth_roles', 'x_auth_token']) await unset(`chttpd_auth/${k}`);
+  await set('chttpd/authentication_handlers', HANDLERS);
+  assert.equal((await whoami(proxied)).name, null);
+});
+
+test('public_fields and users_db_public apply without a restart: other users\' documents show only public fields', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const set = async (k, v) => assert.equal((await request(srv.url, `/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
+  const unset = async (k) => assert.equal((await request(srv.url, `/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
+  const basic = (n, p) => ({ authorization: `Basic ${Buffer.from(`${n}:${p}`).toString('base64')}` });
+  for (const [name, city] of [['pf-alice', 'Oslo'], ['pf-bob', 'Lima']]) {
+    const r = await request(srv.url, `/_users/org.couchdb.user:${name}`, {
+      method: 'PUT', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name, password: `${name}-pw`, roles: [], type: 'user', city }),
+    });
+    assert.equal(r.status, 201, r.text);
+  }
+  const alice = basic('pf-alice', 'pf-alice-pw');
+  const bobDoc = '/_users/org.couchdb.user:pf-bob';
+  const missing = { error: 'not_found', reason: 'missing' };
+  // Nothing public: another user's document is not there.
+  let r = await anon(bobDoc, { headers: alice });
+  assert.equal(r.status, 404);
+  assert.deepEqual(r.json, missing);
+  assert.equal((await anon(`/_users/org.couchdb.user:pf-alice`, { headers: alice })).json.city, 'Oslo', 'one\'s own document, whole');
+
+  await set('chttpd_auth/public_fields', 'name, city');
+  r = await anon(bobDoc, { headers: alice });
+  assert.equal(r.status, 200);
+  assert.deepEqual(Object.keys(r.json).sort(), ['_id', '_rev', 'city', 'name']);
+  assert.equal(r.json.city, 'Lima');
+  assert.equal(r.json._id, 'org.couchdb.user:pf-bob');
+  // Anonymous users still see nothing; admins see everything.
+  assert.deepEqual((await anon(bobDoc)).json, missing);
+  assert.ok((await request(srv.url, bobDoc)).json.derived_key);
+  // _all_docs needs users_db_public too.
+  assert.equal((await anon('/_users/_all_docs?include_docs=true', { headers: alice })).status, 403);
+  await set('chttpd_auth/users_db_public', 'true');
+  r = await anon('/_users/_all_docs?include_docs=true', { headers: alice });
+  assert.equal(r.status, 200);
+  const bobRow = r.json.rows.find((row) => row.id === 'org.couchdb.user:pf-bob');
+  assert.deepEqual(bobRow.doc, { name: 'pf-bob', city: 'Lima' }, 'CouchDB strips _id and _rev too');
+  assert.ok(r.json.rows.every((row) => !row.doc || !('derived_key' in row.doc || 'salt' in row.doc)));
+  await unset('chttpd_auth/users_db_public');
+  assert.equal((await anon('/_users/_all_docs', { headers: alice })).status, 403);
+
+  // A field list bob's document has none of: not found.
+  await set('chttpd_auth/public_fields', 'nickname');
+  assert.deepEqual((await anon(bobDoc, { headers: alice })).json, missing);
+  await unset('chttpd_auth/public_fields');
+  r = await anon(bobDoc, { headers: alice });
+  assert.equal(r.status, 404);
+  assert.deepEqual(r.json, missing);
+});
+
+test('[uuids] algorithm, utc_id_suffix and max_count apply without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const set = async (k, v) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
+  const unset = async (k) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
+  const uuids = async (q = '') => (await anon(`/_uuids${q}`)).json.uuids;
+  let ids = await uuids('?count=3');
+  assert.ok(ids.every((id) => /^[0-9a-f]{32}$/.test(id) && id.slice(0, 26) === ids[0].slice(0, 26)), 'sequential: one prefix');
+  await set('uuids/utc_id_suffix', '-cfgtest');
+  await set('uuids/algorithm', 'utc_id');
+  ids = await uuids('?count=2');
+  assert.ok(ids.every((id) => /^[0-9a-f]{14}-cfgtest$/.test(id)), ids.join());
+  await set('uuids/algorithm', 'random');
+  ids = await uuids('?count=2');
+  assert.ok(ids.every((id) => /^[0-9a-f]{32}$/.test(id)) && ids[0].slice(0, 26) !== ids[1].slice(0, 26));
+  // an unknown algorithm keeps the [uuids] settings in force
+  await set('uuids/algorithm', 'bogus');
+  assert.match((await uuids())[0], /^[0-9a-f]{32}$/);
+  await unset('uuids/algorithm');
+  await set('uuids/max_count', '2');
+  const r = await anon('/_uuids?count=3');
+  assert.equal(r.status, 400);
+  assert.deepEqual(r.json, { error: 'bad_request', reason: 'count parameter too large' });
+  for (const k of ['utc_id_suffix', 'max_count']) await unset(`uuids/${k}`);
+  assert.equal((await uuids('?count=3')).length, 3);
+});
+
+test('[attachments] compressible_types and compression_level apply without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const set = async (k, v) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
+  const unset = async (k) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
+  const data = Buffer.from('compress me '.repeat(200)).toString('base64');
+  let n = 0;
+  // The stored encoding of a new attachment of type ctype ('gzip' or undefined).
+  const encodingOf = async (ctype) => {
+    const id = `att${n++}`;
+    const put = await admin(`/cfgatts/${id}`, {
+      method: 'PUT', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ _attachments: { a: { content_type: ctype, data } } }),
+    });
+    assert.equal(put.status, 201, put.text);
+    return (await admin(`/cfgatts/${id}?att_encoding_info=true`)).json._attachments.a.encoding;
+  };
+  assert.equal((await admin('/cfgatts', { method: 'PUT' })).status, 201);
+  assert.equal(await encodingOf('text/plain'), 'gzip');
+  assert.equal(await encodingOf('image/x-test'), undefined);
+  await set('attachments/compression_level', '0');
+  assert.equal(await encodingOf('text/plain'), undefined, 'level 0 stores as sent');
+  await unset('attachments/compression_level');
+  await set('attachments/compressible_types', 'image/*');
+  assert.equal(await encodingOf('text/plain'), undefined);
+  assert.equal(await encodingOf('image/x-test'), 'gzip');
+  await unset('attachments/compressible_types');
+  assert.equal(await encodingOf('text/plain'), 'gzip');
+});
+
+test('[vendor] applies without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  assert.deepEqual((await anon('/')).json.vendor, { from_file: 'yes' });
+  assert.equal((await admin('/_node/_local/_config/vendor/version', { method: 'PUT', body: '"9.9"', headers: np })).status, 200);
+  assert.deepEqual((await anon('/')).json.vendor, { from_file: 'yes', version: '9.9' });
+  assert.equal((await admin('/_node/_local/_config/vendor/version', { method: 'DELETE', headers: np })).status, 200);
+  assert.equal((await admin('/_node/_local/_config/vendor/from_file', { method: 'DELETE', headers: np })).status, 200);
+  assert.deepEqual((await anon('/')).json.vendor, { name: 'divan' }, 'an empty [vendor] is divan\'s default');
+  assert.equal((await admin('/_node/_local/_config/_reload', { method: 'POST' })).status, 200);
+  assert.deepEqual((await anon('/')).json.vendor, { from_file: 'yes' });
+});
+
+test('[couchdb] default_security applies to the next database created, without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  assert.equal((await admin('/cfgsec1', { method: 'PUT' })).status, 201);
+  assert.equal((await anon('/cfgsec1')).status, 401, 'admin_only by default');
+  assert.equal((await admin('/_node/_local/_config/couchdb/default_security', { method: 'PUT', body: '"everyone"', headers: np })).status, 200);
+  assert.equal((await admin('/cfgsec2', { method: 'PUT' })).status, 201);
+  assert.deepEqual((await admin('/cfgsec2/_security')).json, {});
+  assert.equal((await anon('/cfgsec2')).status, 200);
+  assert.equal((await anon('/cfgsec1')).status, 401, 'databases created before keep their _security');
+  // a value that is neither admin_only nor everyone keeps the one in force
+  assert.equal((await admin('/_node/_local/_config/couchdb/default_security', { method: 'PUT', body: '"nobody"', headers: np })).status, 200);
+  assert.equal((await admin('/cfgsec3', { method: 'PUT' })).status, 201);
+  assert.equal((await anon('/cfgsec3')).status, 200);
+  assert.equal((await admin('/_node/_local/_config/couchdb/default_security', { method: 'DELETE', headers: np })).status, 200);
+  assert.equal((await admin('/cfgsec4', { method: 'PUT' })).status, 201);
+  assert.equal((await anon('/cfgsec4')).status, 401);
+});
+
+test('[couchdb] os_process_timeout applies to the next query-server call, without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const put = (p, body) => admin(p, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  assert.equal((await admin('/cfgtimeout', { method: 'PUT' })).status, 201);
+  assert.equal((await put('/cfgtimeout/_design/spin', { validate_doc_update: 'function (n) { if (n.spin) while (true) {} }' })).status, 201);
+  assert.equal((await put('/cfgtimeout/warm', { v: 1 })).status, 201); // the process is up and has compiled the function
+  assert.equal((await admin('/_node/_local/_config/couchdb/os_process_timeout', { method: 'PUT', body: '"200"', headers: np })).status, 200);
+  const t0 = Date.now();
+  const r = await put('/cfgtimeout/s', { spin: true });
+  const took = Date.now() - t0;
+  assert.equal(r.status, 500);
+  // The default (5000 ms) would still be running: the lowered one ended it.
+  assert.ok(took < 4500, `stopped after ${took} ms`);
+  assert.equal((await admin('/_node/_local/_config/couchdb/os_process_timeout', { method: 'DELETE', headers: np })).status, 200);
+  assert.equal((await put('/cfgtimeout/t', { v: 2 })).status, 201);
+});
+
+test('[query_server_config] reduce_limit applies to the query servers without a restart', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const put = (p, body) => admin(p, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  // A reduce that does not reduce, in a fresh database each time (an index keeps what it computed).
+  const grow = async (db) => {
+    assert.equal((await admin(`/${db}`, { method: 'PUT' })).status, 201);
+    const docs = Array.from({ length: 100 }, (_, i) => ({ _id: `x${i}`, s: 'y'.repeat(200) }));
+    assert.equal((await admin(`/${db}/_bulk_docs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ docs }) })).status, 201);
+    assert.equal((await put(`/${db}/_design/r`, { views: { grow: { map: 'function(doc){ emit(null, doc.s); }', reduce: 'function(k, v){ return v.join(""); }' } } })).status, 201);
+    const r = await admin(`/${db}/_design/r/_view/grow`);
+    assert.equal(r.status, 200, r.text);
+    return JSON.stringify(r.json.rows[0].value);
+  };
+  assert.match(await grow('cfgrl1'), /reduce_overflow_error/);
+  assert.equal((await admin('/_node/_local/_config/query_server_config/reduce_limit', { method: 'PUT', body: '"false"', headers: np })).status, 200);
+  const v = await grow('cfgrl2');
+  assert.doesNotMatch(v, /reduce_overflow_error/);
+  assert.equal(v.length, 100 * 200 + 2, 'the whole concatenation');
+  assert.equal((await admin('/_node/_local/_config/query_server_config/reduce_limit', { method: 'DELETE', headers: np })).status, 200);
+  assert.match(await grow('cfgrl3'), /reduce_overflow_error/);
 });

@@ -2,7 +2,8 @@
  * test_auth.c — the pure parts of authentication and authorization:
  * _security membership rules (public databases, names, roles, _admin), the
  * _users validation with CouchDB's reasons, Basic and Cookie header
- * parsing, and AuthSession values parsing back to what was written.
+ * parsing, AuthSession values parsing back to what was written, and the
+ * live settings read from a configuration (handler list, public fields).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 
 #include "base/status.h"
+#include "config.h"
 #include "http/auth.h"
 #include "http/authz.h"
 #include "http/users.h"
@@ -170,6 +172,65 @@ static void test_cookies(void **state)
     buf_free(&e);
 }
 
+/* The live settings as a configuration gives them, and what a reconfigure
+ * puts in force. */
+static void test_live_settings(void **state)
+{
+    (void)state;
+    config_t *c;
+    http_auth_live_t l;
+    assert_int_equal(config_new(&c), DV_OK);
+    /* CouchDB's defaults: cookie then default; nothing public */
+    assert_int_equal(http_auth_live_read(c, &l), DV_OK);
+    assert_int_equal(l.nhandlers, 2);
+    assert_int_equal(l.handlers[0], HTTP_AUTHN_COOKIE);
+    assert_int_equal(l.handlers[1], HTTP_AUTHN_DEFAULT);
+    assert_null(l.public_fields);
+    assert_int_equal(l.users_db_public, 0);
+    assert_string_equal(l.x_auth_username, "X-Auth-CouchDB-UserName");
+    /* order kept, unknown ones skipped */
+    assert_int_equal(config_set(c, "chttpd", "authentication_handlers",
+                                "{chttpd_auth, proxy_authentication_handler}, {foo, bar_handler}, "
+                                "{chttpd_auth, jwt_authentication_handler}",
+                                NULL),
+                     DV_OK);
+    assert_int_equal(config_set(c, "chttpd_auth", "public_fields", " name ,  type,x ", NULL), DV_OK);
+    assert_int_equal(config_set(c, "chttpd_auth", "users_db_public", "true", NULL), DV_OK);
+    assert_int_equal(http_auth_live_read(c, &l), DV_OK);
+    assert_int_equal(l.nhandlers, 2);
+    assert_int_equal(l.handlers[0], HTTP_AUTHN_PROXY);
+    assert_int_equal(l.handlers[1], HTTP_AUTHN_JWT);
+    http_auth_opts_t o = {0};
+    o.live = l;
+    o.lockout_max_objects = 10;
+    o.lockout_max_lifetime_ms = 1000;
+    http_auth_t *a;
+    assert_int_equal(http_auth_new(&o, &a), DV_OK);
+    assert_int_equal(http_auth_users_listable(a), 1);
+    assert_int_equal(http_auth_list_has(http_auth_public_fields(a), "name", 4), 1);
+    assert_int_equal(http_auth_list_has(http_auth_public_fields(a), "type", 4), 1);
+    assert_int_equal(http_auth_list_has(http_auth_public_fields(a), "x", 1), 1);
+    assert_int_equal(http_auth_list_has(http_auth_public_fields(a), "nam", 3), 0);
+    assert_int_equal(http_auth_list_has(http_auth_public_fields(a), "salt", 4), 0);
+    const char *names[4];
+    assert_int_equal(http_auth_handler_names(a, names, 4), 2);
+    assert_string_equal(names[0], "proxy");
+    /* a handler list naming nothing divan has is refused; a new set
+     * replaces the old one */
+    assert_int_equal(config_set(c, "chttpd", "authentication_handlers", "{foo, bar}", NULL), DV_OK);
+    assert_int_equal(http_auth_live_read(c, &l), DV_ERR_INVALID);
+    config_unset(c, "chttpd", "authentication_handlers");
+    config_unset(c, "chttpd_auth", "public_fields");
+    assert_int_equal(http_auth_live_read(c, &l), DV_OK);
+    assert_int_equal(http_auth_reconfigure(a, &l), DV_OK);
+    assert_int_equal(http_auth_handler_names(a, names, 4), 2);
+    assert_string_equal(names[0], "cookie");
+    assert_int_equal(http_auth_users_listable(a), 0); /* users_db_public without public_fields */
+    assert_int_equal(http_auth_list_has(http_auth_public_fields(a), "name", 4), 0);
+    http_auth_free(a);
+    config_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -177,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_users_validation),
         cmocka_unit_test(test_basic_parse),
         cmocka_unit_test(test_cookies),
+        cmocka_unit_test(test_live_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
