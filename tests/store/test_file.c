@@ -13,7 +13,9 @@
  *     survives and whatever commit is found has intact records behind it;
  *   - a failed write or sync poisons the handle;
  *   - reads through the mapping keep at most the resident budget mapped,
- *     and a hot set within it is never dropped.
+ *     and a hot set within it is never dropped;
+ *   - the zeros written ahead of small synced commits are never taken for
+ *     data, and a closed file ends at its last commit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -556,6 +558,50 @@ static void test_concurrent_readers(void **state)
     store_file_map_min = map_min;
 }
 
+/* ---- zeros written ahead of small synced commits ----------------------- */
+
+/* Small synced commits leave zeros after the last commit while the file is
+ * open; a copy taken then (what a crash leaves) opens at the last commit
+ * with every record, and a closed file ends at its last commit. */
+static void test_zeros_ahead(void **state)
+{
+    fixture *fx = *state;
+    enum { N = 40 };
+    store_ptr p[N];
+    char rec[64], *copy = tu_path(fx->dir, "copy.dvn");
+    buf_t image = BUF_INIT, hdr = BUF_INIT;
+    store_file *f;
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, STORE_FILE_CREATE, &f, NULL), DV_OK);
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(rec, sizeof rec, "small commit %d", i);
+        assert_int_equal(store_file_append(f, rec, (size_t)n, &p[i]), DV_OK);
+        assert_int_equal(store_file_commit(f, rec, (size_t)n, STORE_COMMIT_SYNC), DV_OK);
+    }
+    uint64_t committed = store_file_committed_size(f);
+    slurp(fx->path, &image);
+    assert_true(image.len >= committed + (16u << 10)); /* the zeros ahead: at least half of 64 KiB, less a commit */
+    for (size_t i = committed; i < image.len; i++)
+        if (image.data[i])
+            fail_msg("byte %zu after the last commit is %u, not zero", i, image.data[i]);
+    spit(copy, image.data, image.len);
+    store_file *c;
+    assert_int_equal(store_file_open(store_vfs_posix(), copy, 0, &c, &hdr), DV_OK);
+    assert_int_equal(store_file_committed_size(c), committed);
+    assert_int_equal(hdr.len, strlen("small commit 39"));
+    assert_memory_equal(hdr.data, "small commit 39", hdr.len);
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(rec, sizeof rec, "small commit %d", i);
+        expect_record(c, p[i], rec, (size_t)n);
+    }
+    assert_int_equal(store_file_close(c), DV_OK);
+    assert_int_equal(disk_size(copy), committed); /* open dropped the zeros */
+    assert_int_equal(store_file_close(f), DV_OK);
+    assert_int_equal(disk_size(fx->path), committed);
+    buf_free(&image);
+    buf_free(&hdr);
+    free(copy);
+}
+
 /* ---- the mapped-read resident budget ----------------------------------- */
 
 /* Resident bytes of the mapping that holds addr, from /proc/self/smaps (what
@@ -939,6 +985,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_header_copy_is_not_a_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mapped_reads_stay_within_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zeros_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsynced_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_cost_is_tail_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failures_poison_the_handle, setup, teardown),
