@@ -183,8 +183,14 @@ static int scan_string(json_parser *ps, const uint8_t *p, const uint8_t **close,
     const uint8_t *end = ps->end;
     int esc = 0;
     for (;;) {
-        while (end - p >= 8 && !json__string_stop8(json__load64(p)))
+        while (end - p >= 8) {
+            uint64_t stop = json__string_stop8(json__load64(p));
+            if (stop) {
+                p += json__first_flagged(stop); /* straight to the byte that stops the run */
+                break;
+            }
             p += 8;
+        }
         if (p >= end)
             return fail(ps, p, "unterminated string");
         uint8_t c = *p;
