@@ -33,6 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Arena chunk for unescaped strings.  Pointers into a chunk stay valid until
  * the next parse or json_doc_free (chunks never move). */
@@ -183,6 +186,22 @@ static int scan_string(json_parser *ps, const uint8_t *p, const uint8_t **close,
     const uint8_t *end = ps->end;
     int esc = 0;
     for (;;) {
+#ifdef __SSE2__
+        /* 16 bytes a test: a signed compare below 0x20 flags controls and
+         * every byte >= 0x80 at once, the exact stop set of the SWAR test. */
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+        while (end - p >= 16) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+            __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+                                     _mm_cmplt_epi8(x, space));
+            unsigned stop = (unsigned)_mm_movemask_epi8(m);
+            if (stop) {
+                p += __builtin_ctz(stop);
+                goto stopped;
+            }
+            p += 16;
+        }
+#endif
         while (end - p >= 8) {
             uint64_t stop = json__string_stop8(json__load64(p));
             if (stop) {
@@ -191,6 +210,9 @@ static int scan_string(json_parser *ps, const uint8_t *p, const uint8_t **close,
             }
             p += 8;
         }
+#ifdef __SSE2__
+    stopped:
+#endif
         if (p >= end)
             return fail(ps, p, "unterminated string");
         uint8_t c = *p;
