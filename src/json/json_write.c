@@ -419,8 +419,9 @@ fail:
 /* Bytes the writer outputs for the nodes [p, end) when every string in
  * them is plain and no member is shadowed; SIZE_MAX when one is not.  A
  * container counts its brackets and separators (its members or elements
- * are all visible, so len counts them all). */
-static size_t verbatim_size(const json_val *p, const json_val *end)
+ * are all visible, so len counts them all); *closers counts the containers
+ * that end where the object does (at obj_end). */
+static size_t verbatim_size(const json_val *p, const json_val *end, const json_val *obj_end, size_t *closers)
 {
     size_t n = 0;
     for (; p < end; p++) {
@@ -434,7 +435,10 @@ static size_t verbatim_size(const json_val *p, const json_val *end)
         case JSON_FALSE: n += 5; break;
         case JSON_NULL:
         case JSON_TRUE: n += 4; break;
-        default: n += 2 + (p->len ? p->len - 1 : 0); break; /* brackets, commas */
+        default: /* brackets, commas */
+            n += 2 + (p->len ? p->len - 1 : 0);
+            *closers += json__next(p) == obj_end;
+            break;
         }
     }
     return n;
@@ -466,14 +470,12 @@ static int write_members_verbatim(json_writer *w, const json_val *obj, json_key_
                 return 0;
             continue;
         }
-        size_t n = verbatim_size(k, json__next(k + 1));
+        size_t n = verbatim_size(k, json__next(k + 1), end, &closers);
         if (n == SIZE_MAX)
             return 0;
         size += n + (kept++ ? 1 : 0);
         if (!first)
             first = k;
-        for (const json_val *c = k + 1; c < json__next(k + 1); c++)
-            closers += (json_typeof(c) == JSON_OBJECT || json_typeof(c) == JSON_ARRAY) && json__next(c) == end;
     }
     if (!first || (json_typeof(last) != JSON_STRING && json_typeof(last) != JSON_NUMBER))
         return 0;
