@@ -418,7 +418,7 @@ static inline int new_node(json_parser *ps, size_t input_len, uint32_t type, uin
 
 /* Parses a string at ps->p (the opening quote).  In build mode appends the
  * node (flagged key or not) and counts it in the enclosing container. */
-static inline int parse_string(json_parser *ps, const bool build, uint32_t key_flag)
+static inline __attribute__((always_inline)) int parse_string(json_parser *ps, const bool build, uint32_t key_flag)
 {
     const uint8_t *s = ps->p + 1, *close;
     int escaped, rc = scan_string(ps, s, &close, &escaped);
