@@ -1,7 +1,8 @@
 /*
  * buf.c — growable buffers and the bounds-checked reader.
  *
- * Growth doubles capacity, so appending N bytes costs O(N) amortised.
+ * Growth doubles capacity, so appending N bytes costs O(N) amortised.  The
+ * append and reserve fast paths are inline in buf.h; only growth is here.
  */
 #include "base/buf.h"
 #include "base/status.h"
@@ -24,7 +25,7 @@ void buf_free(buf_t *b)
     buf_init(b);
 }
 
-int buf_reserve(buf_t *b, size_t extra)
+int buf_grow(buf_t *b, size_t extra)
 {
     if (extra > SIZE_MAX - b->len)
         return DV_ERR_NOMEM;
@@ -42,21 +43,7 @@ int buf_reserve(buf_t *b, size_t extra)
     return DV_OK;
 }
 
-int buf_append(buf_t *b, const void *p, size_t n)
-{
-    if (n == 0)
-        return DV_OK;
-    int rc = buf_reserve(b, n);
-    if (rc)
-        return rc;
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return DV_OK;
-}
-
 int buf_append_str(buf_t *b, const char *s) { return buf_append(b, s, strlen(s)); }
-
-int buf_append_byte(buf_t *b, uint8_t c) { return buf_append(b, &c, 1); }
 
 int buf_printf(buf_t *b, const char *fmt, ...)
 {

@@ -223,7 +223,24 @@ void http_db_write(http_req_t *r, db_t *db, store_write *w, http_write_done_fn d
 
 void http_rev_str(const store_rev *rev, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%" PRIu64 "-%.*s", rev->pos, (int)rev->len, rev->id);
+    /* By hand: snprintf took ~950 instructions per rev, and a _bulk_docs
+     * answer formats one per document. */
+    char digits[20];
+    size_t nd = 0, idlen = rev->len <= STORE_REV_ID_MAX ? rev->len : STORE_REV_ID_MAX;
+    uint64_t pos = rev->pos;
+    do {
+        digits[nd++] = (char)('0' + pos % 10);
+        pos /= 10;
+    } while (pos);
+    if (nd + 1 + idlen + 1 > cap) {
+        snprintf(buf, cap, "%" PRIu64 "-%.*s", rev->pos, (int)idlen, rev->id); /* truncates */
+        return;
+    }
+    for (size_t i = 0; i < nd; i++)
+        buf[i] = digits[nd - 1 - i];
+    buf[nd] = '-';
+    memcpy(buf + nd + 1, rev->id, idlen);
+    buf[nd + 1 + idlen] = '\0';
 }
 
 void http_write_rev(json_writer *w, const store_rev *rev)

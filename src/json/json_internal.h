@@ -4,10 +4,15 @@
  * Kept inline because both hot loops (string scanning when parsing, string
  * escaping when writing) spend most of their time here.  The SWAR helpers
  * test eight bytes at once for "anything that stops a plain run": a quote, a
- * backslash, a control character or (for the parser) a non-ASCII byte.  They
- * answer only "is there one in these 8 bytes"; the slow per-byte loop then
- * finds which, so a false positive would cost time, never correctness (and
- * the formulas below have none for the boolean they return).
+ * backslash, a control character or (for the parser) a non-ASCII byte.  A
+ * flagged byte above the first real stop may be a false one (a borrow of the
+ * subtraction runs upward from a real one), but none below it: bytes below
+ * the first real stop see no borrow, so each formula is exact there, and a
+ * real stop is always flagged.  So the LOWEST flagged byte is the first real
+ * stop, and the parser jumps straight to it (json__first_flagged) instead of
+ * stepping byte by byte: a key shorter than 8 bytes costs one test instead of
+ * one per byte.  Were the argument wrong, landing on a plain byte would cost
+ * a step of the byte loop, never correctness: no real stop is jumped over.
  */
 #ifndef DV_JSON_INTERNAL_H
 #define DV_JSON_INTERNAL_H
@@ -36,6 +41,18 @@ static inline uint64_t json__needs_escape8(uint64_t x)
 }
 /* Same plus any byte >= 0x80 (the parser must validate UTF-8 there). */
 static inline uint64_t json__string_stop8(uint64_t x) { return json__needs_escape8(x) | (x & JSON__HIGHS); }
+/* Index (0..7) in memory order of the first real stop byte of a non-zero
+ * mask from the helpers above.  Big-endian: borrows run towards LOWER
+ * addresses there, so the argument above fails; 0 lets the byte loop find it. */
+static inline size_t json__first_flagged(uint64_t mask)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (size_t)__builtin_ctzll(mask) >> 3;
+#else
+    (void)mask;
+    return 0;
+#endif
+}
 
 /* Length (2..4) of the well-formed UTF-8 sequence at p (p[0] >= 0x80), or 0.
  * Unicode 15 table 3-7: rejects overlongs (C0, C1, E0 80..9F, F0 80..8F),

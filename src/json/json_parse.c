@@ -33,6 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Arena chunk for unescaped strings.  Pointers into a chunk stay valid until
  * the next parse or json_doc_free (chunks never move). */
@@ -183,8 +186,33 @@ static int scan_string(json_parser *ps, const uint8_t *p, const uint8_t **close,
     const uint8_t *end = ps->end;
     int esc = 0;
     for (;;) {
-        while (end - p >= 8 && !json__string_stop8(json__load64(p)))
+#ifdef __SSE2__
+        /* 16 bytes a test: a signed compare below 0x20 flags controls and
+         * every byte >= 0x80 at once, the exact stop set of the SWAR test. */
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+        while (end - p >= 16) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+            __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+                                     _mm_cmplt_epi8(x, space));
+            unsigned stop = (unsigned)_mm_movemask_epi8(m);
+            if (stop) {
+                p += __builtin_ctz(stop);
+                goto stopped;
+            }
+            p += 16;
+        }
+#endif
+        while (end - p >= 8) {
+            uint64_t stop = json__string_stop8(json__load64(p));
+            if (stop) {
+                p += json__first_flagged(stop); /* straight to the byte that stops the run */
+                break;
+            }
             p += 8;
+        }
+#ifdef __SSE2__
+    stopped:
+#endif
         if (p >= end)
             return fail(ps, p, "unterminated string");
         uint8_t c = *p;
@@ -390,7 +418,7 @@ static inline int new_node(json_parser *ps, size_t input_len, uint32_t type, uin
 
 /* Parses a string at ps->p (the opening quote).  In build mode appends the
  * node (flagged key or not) and counts it in the enclosing container. */
-static inline int parse_string(json_parser *ps, const bool build, uint32_t key_flag)
+static inline __attribute__((always_inline)) int parse_string(json_parser *ps, const bool build, uint32_t key_flag)
 {
     const uint8_t *s = ps->p + 1, *close;
     int escaped, rc = scan_string(ps, s, &close, &escaped);

@@ -183,7 +183,9 @@ static int put_compressed(buf_t *out, int compression, const uint8_t *p, size_t 
     if (compression != STORE_COMPRESS_NONE && n >= 64 && n < MAX_RAW) {
         size_t bound = compression == STORE_COMPRESS_LZ4 ? (size_t)LZ4_compressBound((int)n) : ZSTD_compressBound(n);
         size_t at = out->len;
-        rc = buf_append_byte(out, (uint8_t)compression);
+        rc = buf_reserve(out, 11 + bound); /* tag, varint, bytes: one allocation */
+        if (!rc)
+            rc = buf_append_byte(out, (uint8_t)compression);
         if (!rc)
             rc = buf_put_varint(out, n);
         if (!rc)
@@ -267,7 +269,11 @@ int dbf_body_write(store_file *f, int compression, const uint8_t *body, size_t l
                    const dbf_att *atts, size_t natts, store_ptr *out)
 {
     buf_t b = BUF_INIT;
-    int rc = buf_append_byte(&b, BODY_VERSION);
+    /* Sized for the common case (no attachments, body already compressed)
+     * so that the record is built in one allocation, not five doublings. */
+    int rc = buf_reserve(&b, 16 + (z && z->len ? z->len : len + 11));
+    if (!rc)
+        rc = buf_append_byte(&b, BODY_VERSION);
     if (!rc)
         rc = buf_put_varint(&b, natts);
     for (size_t i = 0; i < natts && !rc; i++) {

@@ -9,6 +9,8 @@
  * 2. Random mutations of valid documents: the DOM parser and the validator
  *    must agree on acceptance and error offset, and anything accepted must
  *    serialise to something that parses back to the same serialisation.
+ * 3. json_write_object_filtered, which copies input text when it can, writes
+ *    what a member-by-member serialisation writes.
  *
  * Reproduce a failure with DIVAN_SEED=<printed seed>; scale the run with
  * DIVAN_ITERATIONS.
@@ -32,6 +34,7 @@ typedef struct gen {
     json_writer w; /* canonical */
     buf_t noisy;
     bool dups;     /* allow duplicate member names (canonical then differs) */
+    bool plain;    /* strings need no escaping (canonically written as read) */
 } gen;
 
 static uint64_t rnd(gen *g, uint64_t n) { return tu_rand_below(&g->rng, n); }
@@ -45,6 +48,10 @@ static void ws(gen *g)
 
 static uint32_t random_cp(gen *g)
 {
+    if (g->plain) {
+        uint32_t c = rnd(g, 4) ? 0x20 + (uint32_t)rnd(g, 0x5F) : 0x80 + (uint32_t)rnd(g, 0x780);
+        return c == '"' || c == '\\' ? 'x' : c;
+    }
     switch (rnd(g, 8)) {
     case 0: return (uint32_t)rnd(g, 0x20);              /* control */
     case 1: return "\"\\/"[rnd(g, 3)];
@@ -244,7 +251,7 @@ static void test_generated_round_trip(void **state)
     (void)state;
     uint64_t seed = tu_seed("json_generated_round_trip");
     long iters = tu_iterations(3000);
-    gen g = {{seed}, {0}, BUF_INIT, false};
+    gen g = {{seed}, {0}, BUF_INIT, false, false};
     buf_t canon = BUF_INIT, a = BUF_INIT, b = BUF_INIT;
     json_doc doc = JSON_DOC_INIT;
     for (long it = 0; it < iters; it++) {
@@ -278,7 +285,7 @@ static void test_mutations_parser_agrees_with_validator(void **state)
     (void)state;
     uint64_t seed = tu_seed("json_mutations");
     long iters = tu_iterations(20000);
-    gen g = {{seed}, {0}, BUF_INIT, false};
+    gen g = {{seed}, {0}, BUF_INIT, false, false};
     buf_t canon = BUF_INIT, m = BUF_INIT, a = BUF_INIT, b = BUF_INIT;
     json_doc doc = JSON_DOC_INIT;
     static const uint8_t interesting[] = {'"', '\\', '[', ']', '{', '}', ',', ':', '0', '-', '.', 'e',
@@ -334,11 +341,124 @@ static void test_mutations_parser_agrees_with_validator(void **state)
     buf_free(&g.noisy);
 }
 
+static bool skip_underscore(const char *name, size_t len, void *ctx)
+{
+    (void)ctx;
+    return len > 0 && name[0] == '_';
+}
+
+/* [null, obj minus the skipped members] through the public writer calls, one
+ * member at a time: what json_write_object_filtered must write, whether it
+ * copies the input (write_members_verbatim) or re-serialises. */
+static void filtered_oracle(const json_val *obj, json_key_pred pred, buf_t *out)
+{
+    json_writer w;
+    json_writer_init(&w, out);
+    json_write_begin_array(&w);
+    json_write_null(&w);
+    json_write_begin_object(&w);
+    json_iter it = json_iter_begin(obj);
+    const json_val *k, *v;
+    while (json_iter_member(&it, &k, &v)) {
+        size_t n;
+        const char *s = json_str(k, &n);
+        if (pred && pred(s, n, NULL))
+            continue;
+        json_write_key(&w, s, n);
+        json_write_value(&w, v);
+    }
+    json_write_end_object(&w);
+    json_write_end_array(&w);
+    assert_int_equal(w.err, DV_OK);
+}
+
+static void filtered_actual(const json_val *obj, json_key_pred pred, buf_t *out)
+{
+    json_writer w;
+    json_writer_init(&w, out);
+    json_write_begin_array(&w);
+    json_write_null(&w);
+    assert_int_equal(json_write_object_filtered(&w, obj, pred, NULL), DV_OK);
+    json_write_end_array(&w);
+    assert_int_equal(w.err, DV_OK);
+}
+
+/* Parses in and compares json_write_object_filtered with the oracle, with
+ * and without skipping '_' members. */
+static void check_filtered(json_doc *doc, const buf_t *in, uint64_t seed, long it)
+{
+    json_error e = {0, NULL};
+    if (json_doc_parse(doc, in->data, in->len, 0, &e) != DV_OK)
+        fail_msg("seed %llu iter %ld: rejected (%s): %.*s", (unsigned long long)seed, it, e.reason, (int)in->len,
+                 (char *)in->data);
+    buf_t want = BUF_INIT, got = BUF_INIT;
+    for (int k = 0; k < 2; k++) {
+        json_key_pred pred = k ? skip_underscore : NULL;
+        buf_reset(&want);
+        buf_reset(&got);
+        filtered_oracle(json_doc_root(doc), pred, &want);
+        filtered_actual(json_doc_root(doc), pred, &got);
+        assert_same(&want, &got, "filtered copy differs from the oracle", seed, it);
+    }
+    buf_free(&want);
+    buf_free(&got);
+}
+
+/* 3. json_write_object_filtered copies the input text when it is already
+ * the output.  Random objects, canonical (copied) and noisy (re-serialised)
+ * renderings, half of them with strings that need no escaping, with
+ * CouchDB-style '_' members in front (skipped, then the copy starts after
+ * them), behind (no copy) or none, must all give what the member-by-member
+ * oracle writes. */
+static void test_filtered_copy_agrees(void **state)
+{
+    (void)state;
+    static const char *const front[] = {"", "\"_id\":\"d\",", "\"_id\":\"d\",\"_rev\":\"1-a\","};
+    uint64_t seed = tu_seed("json_filtered_copy");
+    gen g = {{seed}, {0}, BUF_INIT, false, false};
+    buf_t canon = BUF_INIT, in = BUF_INIT;
+    json_doc doc = JSON_DOC_INIT;
+    for (long it = 0, iters = tu_iterations(3000); it < iters; it++) {
+        do {
+            buf_reset(&canon);
+            buf_reset(&g.noisy);
+            g.dups = it % 5 == 4;
+            g.plain = it % 2 == 0;
+            json_writer_init(&g.w, &canon);
+            random_value(&g, 0);
+        } while (canon.len < 3 || canon.data[0] != '{');
+        for (int r = 0; r < 2; r++) {
+            const buf_t *src = r ? &g.noisy : &canon;
+            const uint8_t *body = memchr(src->data, '{', src->len) + 1; /* noisy may open with whitespace */
+            size_t rest = src->len - (size_t)(body - src->data);
+            for (int f = 0; f < 4; f++) {
+                buf_reset(&in);
+                buf_append_byte(&in, '{');
+                if (f < 3)
+                    buf_append_str(&in, front[f]);
+                buf_append(&in, body, rest);
+                if (f == 3) { /* a skipped member last: no copy */
+                    while (in.len && in.data[in.len - 1] != '}')
+                        in.len--;
+                    in.len--;
+                    buf_append_str(&in, ",\"_z\":1}");
+                }
+                check_filtered(&doc, &in, seed, it);
+            }
+        }
+    }
+    json_doc_free(&doc);
+    buf_free(&canon);
+    buf_free(&in);
+    buf_free(&g.noisy);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generated_round_trip),
         cmocka_unit_test(test_mutations_parser_agrees_with_validator),
+        cmocka_unit_test(test_filtered_copy_agrees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -494,6 +494,16 @@ static void test_compute_rev_id(void **state)
     const char *atts4[] = {"}md5-AAAA", "md5-BBBB"};
     revtree_compute_rev_id(0, &p, body, 6, atts4, 2, other);
     assert_string_not_equal(base, other);
+    /* Known answers: rev ids must never change for the same edit (replicas
+     * that make the same edit converge on one revision).  MD5 of
+     * u8 deleted | u8 has parent | [u64le pos | u8 id len | id] |
+     * u64le body len | body | per digest: u64le len | digest, computed
+     * independently (Python hashlib) from that description. */
+    assert_string_equal(base, "bbf10bde4d0f5bd30f71a9937d87482d");
+    revtree_compute_rev_id(1, NULL, body, 7, NULL, 0, other);
+    assert_string_equal(other, "7d9a5c32f616b4e6329a5862395e20e0");
+    revtree_compute_rev_id(0, NULL, body, 0, NULL, 0, other);
+    assert_string_equal(other, "a63c90cc3684ad8b0a2176a6a8fe9005");
 }
 
 static void test_encoding(void **state)
