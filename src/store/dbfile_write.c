@@ -1209,9 +1209,8 @@ static void *writer_main(void *arg)
             pthread_mutex_lock(&db->mu);
             db->writer_busy = 0;
             if (p && !db->npend && !db->qhead) {
-                /* Nothing ahead of it and nothing behind: sync here, as a
-                 * lone writer's commit would wait for the syncer anyway
-                 * (two thread hops fewer on its latency). */
+                /* Nothing ahead or behind: sync here, as a lone commit would
+                 * wait for the syncer anyway (two thread hops fewer). */
                 db->npend++;
                 p->next = NULL;
                 sync_batch_locked(db, p, 1);
@@ -1219,7 +1218,8 @@ static void *writer_main(void *arg)
             } else if (p) {
                 hand_over_locked(db, p);
             } else {
-                pthread_cond_broadcast(&db->cv_sync); /* a syncer waiting for this group */
+                if (db->phead) /* a syncer holding groups waits for this one; an idle one need not wake */
+                    pthread_cond_broadcast(&db->cv_sync);
                 pthread_mutex_unlock(&db->mu);
                 complete(db, items, rc);
                 pthread_mutex_lock(&db->mu);
