@@ -229,4 +229,27 @@ void dbf_writer_stop(store_dbfile *db); /* drains the queue, joins */
 void dbf_writer_pause(store_dbfile *db);
 void dbf_writer_resume(store_dbfile *db);
 
+/* A group written by the writer, waiting for the syncer. */
+typedef struct dbf_pending {
+    dbf_item *items;
+    store_snap *st; /* its state, published once synced; NULL: it wrote nothing */
+    uint64_t end;   /* committed size after it */
+    int status;     /* once synced: its items' status */
+    struct dbf_pending *next;
+} dbf_pending;
+
+/* ---- dbfile_sync.c (pipelined durable commits) ---- */
+void dbf_futex_wait(_Atomic uint32_t *word, uint32_t val);
+/* Gives every item of a group its status and wakes its waiters. */
+void dbf_complete(store_dbfile *db, dbf_item *items, int status);
+/* Under db->mu: hands a written group to the syncer. */
+void dbf_hand_over_locked(store_dbfile *db, dbf_pending *p);
+/* Under db->mu (released around the fdatasync): syncs, publishes and takes
+ * out of npend a batch of groups; by_writer: the writer's inline sync. */
+int dbf_sync_batch_locked(store_dbfile *db, dbf_pending *batch, int by_writer);
+/* Under db->mu: completes a synced batch here or has the completer do it. */
+void dbf_finish_batch_locked(store_dbfile *db, dbf_pending *batch);
+void *dbf_syncer_main(void *arg);
+void *dbf_completer_main(void *arg);
+
 #endif

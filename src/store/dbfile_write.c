@@ -1,14 +1,14 @@
 /*
  * dbfile_write.c — the writer thread: queue, group commit, application of
- * document / local / purge updates to the four trees; the syncer and
- * completer threads of pipelined durable commits.
+ * document / local / purge updates to the four trees.  The syncer and
+ * completer threads of pipelined durable commits are in dbfile_sync.c.
  *
  * One writer thread per open database.  store_dbfile_write* append an item
  * to the queue; the writer takes the whole queue (group commit), applies the
  * items in queue order, appends bodies, attachments and tree nodes and
  * writes one commit.  Durability ALWAYS: the syncer makes it durable,
  * publishes it and completes its waiters while the writer goes on (see
- * "pipelined durable commits" below); otherwise the writer publishes and
+ * dbfile_sync.c); otherwise the writer publishes and
  * completes at once.  A group's blocking waiters sleep on one futex word
  * and are woken together (dbf_item in dbfile_int.h).
  *
@@ -45,11 +45,9 @@
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -862,39 +860,6 @@ static int reopen(store_dbfile *db)
     return DV_OK;
 }
 
-/* ---- pipelined durable commits ------------------------------------------
- *
- * With durability ALWAYS the writer does not sync: it writes a group (data
- * and header) and hands it to the syncer thread, which syncs, publishes and
- * completes it while the writer already applies the next group on top of
- * it (db->tip, the newest state written; readers still see db->cur, the
- * newest durable one).  Instrumented with 64 writers, the writer thread was
- * busy all the time and half of it was the commit's fdatasync, during which
- * both cores idled: apply and sync now overlap.
- *
- * When to sync: the syncer takes every group handed over since its last
- * sync, but if the writer is in the middle of a group it first waits for
- * that one (one hand-over), so that a sync does not leave out documents
- * being applied right now (an eager syncer synced the first two documents
- * of a wave alone, and the rest waited for another sync).  Under heavy
- * load each sync covers what was handed over plus the group in progress.
- * Unsynced bytes are bounded by store_file_sync_ahead_max (past it the
- * writer syncs its data itself), which bounds what open verifies behind
- * the newest synced commit.
- *
- * Failures: a failed sync fails its groups and every later one (the file is
- * poisoned) and sets sync_failed; a failed write sets broken.  Either way
- * the writer waits until nothing is handed over, then reopens the file up
- * to what was synced, so no failed group can reappear. */
-
-/* A group written by the writer, waiting for the syncer. */
-typedef struct dbf_pending {
-    dbf_item *items;
-    store_snap *st; /* its state, published once synced; NULL: it wrote nothing */
-    uint64_t end;   /* committed size after it */
-    int status;     /* once synced: its items' status */
-    struct dbf_pending *next;
-} dbf_pending;
 
 static int pipelined(const store_dbfile *db) { return db->durability == STORE_DURABLE_ALWAYS; }
 
@@ -982,201 +947,6 @@ static int run_group(store_dbfile *db, dbf_item *items, int need_reopen, dbf_pen
     return rc;
 }
 
-static void futex_wake_all(_Atomic uint32_t *word)
-{
-    (void)syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-}
-
-/* Sleeps while *word == val (returns at once when it changed, on a wake,
- * or on a signal: callers re-check their condition). */
-static void futex_wait(_Atomic uint32_t *word, uint32_t val)
-{
-    (void)syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
-}
-
-/* Hands each item of a group its status.  A blocking waiter may return
- * (and free its item) as soon as it sees finished, so next is read before;
- * the waiters are woken afterwards with one call on their group's word,
- * which lives in db.  Words are shared by groups DBF_WAKE_WORDS apart: a
- * waiter woken for another group finds its flag unset and sleeps again. */
-static void complete(store_dbfile *db, dbf_item *items, int status)
-{
-    _Atomic uint32_t *word = NULL;
-    while (items) {
-        dbf_item *next = items->next;
-        items->status = status;
-        if (items->done) {
-            dbf_prep_free(items); /* before done: it may free w */
-            items->done(items->arg, status);
-            free(items);
-        } else {
-            word = &db->wake[items->group % DBF_WAKE_WORDS];
-            atomic_store_explicit(&items->finished, 1, memory_order_release);
-        }
-        items = next;
-    }
-    if (word) {
-        atomic_fetch_add_explicit(word, 1, memory_order_release);
-        futex_wake_all(word);
-    }
-}
-
-/* Under db->mu: hands p to the syncer. */
-static void hand_over_locked(store_dbfile *db, dbf_pending *p)
-{
-    p->next = NULL;
-    if (db->ptail)
-        db->ptail->next = p;
-    else
-        db->phead = p;
-    db->ptail = p;
-    db->npend++;
-    db->handovers++;
-    if (p->st) {
-        atomic_fetch_add(&p->st->refs, 1);
-        dbf_state_unref(db->tip);
-        db->tip = p->st;
-    }
-    pthread_cond_broadcast(&db->cv_sync);
-}
-
-/* Under db->mu (released around the fdatasync): makes a batch of handed-
- * over groups durable with one sync, publishes their states in order and
- * takes them out of npend.  Returns the batch's status.  Every handed-over
- * group belongs to db->fr: the writer reopens, and compaction swaps files,
- * only once nothing is handed over. */
-static int sync_batch_locked(store_dbfile *db, dbf_pending *batch, int by_writer)
-{
-    uint64_t upto = 0;
-    for (dbf_pending *p = batch; p; p = p->next)
-        if (p->st)
-            upto = p->end;
-    store_file *f = db->fr->file;
-    int rc = db->sync_failed ? DV_ERR_IO : DV_OK;
-    pthread_mutex_unlock(&db->mu);
-    if (!rc && upto)
-        rc = store_file_sync_to(f, upto);
-    pthread_mutex_lock(&db->mu);
-    if (!rc && upto)
-        atomic_fetch_add(&db->commits, 1); /* one durable commit, however many groups */
-    int n = 0;
-    for (dbf_pending *p = batch; p; p = p->next) {
-        n++;
-        p->status = rc;
-        if (!p->st)
-            continue;
-        if (rc)
-            dbf_state_unref(p->st);
-        else
-            dbf_publish_locked(db, p->st);
-        p->st = NULL;
-    }
-    if (rc)
-        db->sync_failed = 1;
-    db->npend -= n;
-    if (db->npend == 0) {
-        dbf_state_unref(db->tip);
-        db->tip = NULL;
-    }
-    if (!by_writer) /* a writer waiting for the drain; by the writer: only the idle syncer would wake */
-        pthread_cond_broadcast(&db->cv_sync);
-    return rc;
-}
-
-/* Waking waiters is for the completer thread when there are more than a
- * few: a woken thread preempts the one that wakes it, and the syncer and
- * the writer are the critical path (measured with 64 writers: completing
- * in the syncer took 17 us a document, delaying the next sync as much).
- * A batch of at most COMPLETE_INLINE waiters (a lone writer's commit) is
- * completed at once, sparing it a thread hop, when nothing is ahead of it
- * (completions stay in commit order: commit hooks report update_seq).
- * Under db->mu; may release it. */
-enum { COMPLETE_INLINE = 2 };
-
-/* Completes and frees a synced batch, in order (no lock held). */
-static void complete_batch(store_dbfile *db, dbf_pending *batch)
-{
-    while (batch) {
-        dbf_pending *next = batch->next;
-        complete(db, batch->items, batch->status);
-        free(batch);
-        batch = next;
-    }
-}
-
-/* Under db->mu: waits until *head holds groups or *stop is set, then takes
- * the whole list; NULL once stopped with nothing left. */
-static dbf_pending *take_locked(store_dbfile *db, dbf_pending **head, dbf_pending **tail, const int *stop,
-                                pthread_cond_t *cv)
-{
-    while (!*head && !*stop)
-        pthread_cond_wait(cv, &db->mu);
-    dbf_pending *list = *head;
-    *head = *tail = NULL;
-    return list;
-}
-
-static void finish_batch_locked(store_dbfile *db, dbf_pending *batch)
-{
-    size_t n = 0;
-    for (dbf_pending *p = batch; p && n <= COMPLETE_INLINE; p = p->next)
-        for (dbf_item *it = p->items; it && n <= COMPLETE_INLINE; it = it->next)
-            n++;
-    if (n <= COMPLETE_INLINE && !db->chead) {
-        pthread_mutex_unlock(&db->mu);
-        complete_batch(db, batch);
-        pthread_mutex_lock(&db->mu);
-        return;
-    }
-    if (db->ctail)
-        db->ctail->next = batch;
-    else
-        db->chead = batch;
-    while (batch->next)
-        batch = batch->next;
-    db->ctail = batch;
-    pthread_cond_signal(&db->cv_comp);
-}
-
-/* The syncer thread: takes every group handed over, syncs once for all of
- * them, publishes their states and has them completed. */
-static void *syncer_main(void *arg)
-{
-    store_dbfile *db = arg;
-    pthread_mutex_lock(&db->mu);
-    for (;;) {
-        while (!db->phead && !db->syncer_stop)
-            pthread_cond_wait(&db->cv_sync, &db->mu);
-        if (db->phead && db->writer_busy && !db->syncer_stop) {
-            uint64_t seen = db->handovers;
-            while (db->writer_busy && db->handovers == seen && !db->syncer_stop)
-                pthread_cond_wait(&db->cv_sync, &db->mu);
-        }
-        dbf_pending *batch = take_locked(db, &db->phead, &db->ptail, &db->syncer_stop, &db->cv_sync);
-        if (!batch)
-            break;
-        sync_batch_locked(db, batch, 0);
-        finish_batch_locked(db, batch);
-    }
-    pthread_mutex_unlock(&db->mu);
-    return NULL;
-}
-
-/* The completer thread: completes synced groups in order. */
-static void *completer_main(void *arg)
-{
-    store_dbfile *db = arg;
-    pthread_mutex_lock(&db->mu);
-    dbf_pending *batch;
-    while ((batch = take_locked(db, &db->chead, &db->ctail, &db->completer_stop, &db->cv_comp))) {
-        pthread_mutex_unlock(&db->mu);
-        complete_batch(db, batch);
-        pthread_mutex_lock(&db->mu);
-    }
-    pthread_mutex_unlock(&db->mu);
-    return NULL;
-}
-
 static void *writer_main(void *arg)
 {
     store_dbfile *db = arg;
@@ -1213,15 +983,15 @@ static void *writer_main(void *arg)
                  * wait for the syncer anyway (two thread hops fewer). */
                 db->npend++;
                 p->next = NULL;
-                sync_batch_locked(db, p, 1);
-                finish_batch_locked(db, p);
+                dbf_sync_batch_locked(db, p, 1);
+                dbf_finish_batch_locked(db, p);
             } else if (p) {
-                hand_over_locked(db, p);
+                dbf_hand_over_locked(db, p);
             } else {
                 if (db->phead) /* a syncer holding groups waits for this one; an idle one need not wake */
                     pthread_cond_broadcast(&db->cv_sync);
                 pthread_mutex_unlock(&db->mu);
-                complete(db, items, rc);
+                dbf_complete(db, items, rc);
                 pthread_mutex_lock(&db->mu);
             }
             continue;
@@ -1263,10 +1033,10 @@ static void *writer_main(void *arg)
 
 int dbf_writer_start(store_dbfile *db)
 {
-    if (pthread_create(&db->completer, NULL, completer_main, db))
+    if (pthread_create(&db->completer, NULL, dbf_completer_main, db))
         return DV_ERR_NOMEM;
     db->completer_started = 1;
-    if (pthread_create(&db->syncer, NULL, syncer_main, db)) {
+    if (pthread_create(&db->syncer, NULL, dbf_syncer_main, db)) {
         dbf_writer_stop(db);
         return DV_ERR_NOMEM;
     }
@@ -1466,7 +1236,7 @@ int store_dbfile_write(store_dbfile *db, store_write *w)
             uint32_t v = atomic_load_explicit(word, memory_order_acquire);
             if (atomic_load_explicit(&it.finished, memory_order_acquire))
                 break;
-            futex_wait(word, v);
+            dbf_futex_wait(word, v);
         }
     }
     dbf_prep_free(&it);
