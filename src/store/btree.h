@@ -52,6 +52,7 @@ typedef struct store_btree_cache store_btree_cache;
 int store_btree_cache_new(size_t max_bytes, store_btree_cache **out);
 void store_btree_cache_free(store_btree_cache *c);
 void store_btree_cache_forget(store_btree_cache *c, const store_file *f);
+size_t store_btree_cache_bytes(store_btree_cache *c); /* charged to it now */
 
 typedef struct store_btree {
     store_file *file;

@@ -169,6 +169,14 @@ bt_node *bt_cache_lookup(store_btree_cache *c, const store_file *f, uint64_t off
     return nd;
 }
 
+size_t store_btree_cache_bytes(store_btree_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->bytes;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
 void bt_cache_retire(store_btree_cache *c, bt_node *nd)
 {
     pthread_mutex_lock(&c->mu);

@@ -567,6 +567,39 @@ static void test_cache_eviction_under_cursors(void **state)
     fx_close(&x);
 }
 
+/* Updates rewrite a path of nodes each (copy-on-write); the versions they
+ * replace leave the cache, so with room to spare it holds about the live
+ * tree, not every version written since. */
+static void test_cache_keeps_live_nodes(void **state)
+{
+    (void)state;
+    fx x;
+    fx_open(&x, "btree-retire", NULL, 256, 64u << 20);
+    put_range(&x, "k%05d", 0, 4000, 500, 0);
+    size_t live = store_btree_cache_bytes(x.cache);
+    assert_true(live > 0);
+    /* 2,000 single-key updates: each writes a new root-to-leaf path. */
+    for (int i = 0; i < 2000; i++) {
+        int k = (i * 37) % 4000;
+        put_range(&x, "k%05d", k, k + 1, 1, i & 1);
+    }
+    size_t after = store_btree_cache_bytes(x.cache);
+    assert_true(after < live + live / 2); /* the replaced versions were dropped */
+    /* and the tree reads back whole, through cache and file */
+    store_btree_range r = STORE_BTREE_RANGE_ALL;
+    store_btree_cursor *c;
+    store_slice k, v;
+    int n = 0;
+    assert_int_equal(store_btree_cursor_open(&x.t, x.root.data, x.root.len, &r, &c), DV_OK);
+    while (store_btree_cursor_next(c, &k, &v) == 1)
+        n++;
+    store_btree_cursor_close(c);
+    assert_int_equal(n, 4000);
+    expect_get(&x, &x.root, "k00003", "v3"); /* never updated */
+    expect_get(&x, &x.root, "k00001", "w1"); /* updated by i = 973 */
+    fx_close(&x);
+}
+
 typedef struct thr_arg {
     const fx *x;
     uint64_t seed;
@@ -730,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_flipped_bytes),
         cmocka_unit_test(test_bad_node_records),
         cmocka_unit_test(test_cache_eviction_under_cursors),
+        cmocka_unit_test(test_cache_keeps_live_nodes),
         cmocka_unit_test(test_cache_threads),
         cmocka_unit_test(test_height_and_rates),
     };
