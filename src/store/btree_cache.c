@@ -180,7 +180,7 @@ size_t store_btree_cache_bytes(store_btree_cache *c)
 void bt_cache_retire(store_btree_cache *c, bt_node *nd)
 {
     pthread_mutex_lock(&c->mu);
-    int drop = nd->in_cache && c->tab[probe(c, nd->file, nd->off)].nd == nd;
+    int drop = nd->in_cache; /* a node is only ever in the cache of the tree that loaded it */
     if (drop)
         remove_node(c, nd);
     pthread_mutex_unlock(&c->mu);

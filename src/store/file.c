@@ -107,14 +107,16 @@
  * larger folio and let a neighbouring small record map more than its
  * granule: the budget is exact for files of small records, approximate
  * around large attachments.  The VFS maps at an aligned address so that
- * file granules are address-space granules.  A read inside set granules is free; one that
- * needs new granules maps them while the budget has room, and is read with
- * pread once it is full, so a database smaller than the budget, or a hot
- * set inside it, stays mapped for good, and a larger one costs a pread per
- * read outside the mapped set instead of a fault (and an eventual trim) per
- * read.  After 8 budgets' worth of such preads the mappings are trimmed and
- * the set is chosen again from the reads that follow (the workload may have
- * moved).  The bits are advisory: a reader racing a trim can leave one
+ * file granules are address-space granules.
+ *
+ * A read inside set granules is free; one that needs new granules maps
+ * them while the budget has room, and is read with pread once it is full,
+ * so a database smaller than the budget, or a hot set inside it, stays
+ * mapped for good, and a larger one costs a pread per read outside the
+ * mapped set instead of a fault (and an eventual trim) per read.  After
+ * MAP_RESAMPLE (64) budgets' worth of such preads the mappings are trimmed
+ * and the set is chosen again from the reads that follow (the workload may
+ * have moved; 8 spent 40% of the time re-faulting the set).  The bits are advisory: a reader racing a trim can leave one
  * granule counted but not resident, or resident but not counted, which
  * moves the bound by a granule per reader.
  */
@@ -325,15 +327,20 @@ int store_file_sync_to(store_file *f, uint64_t upto)
     return DV_OK;
 }
 
-/* Writes zeros (an eighth of the file, 64 KiB to 1 MiB) after the commit being made when it is
- * small and the zeros ahead run short (see the opening comment).  The
- * appender's own bytes end at f->end and the zeros start at or after it, so
- * the two never overlap; the commit's sync makes both durable. */
+/* Writes zeros (an eighth of the file, 64 KiB to 1 MiB) after the commit
+ * being made when it is small and the zeros ahead run short (see the
+ * opening comment).  The appender's own bytes end at f->end and the zeros
+ * start at or after it, so the two never overlap; the commit's sync makes
+ * both durable. */
 static int file_zero_ahead(store_file *f)
 {
     uint64_t end = atomic_load_explicit(&f->end, memory_order_relaxed);
     uint64_t start = atomic_load_explicit(&f->committed, memory_order_relaxed);
-    uint64_t ahead = end / 8 < ZERO_AHEAD_MIN ? ZERO_AHEAD_MIN : end / 8 > ZERO_AHEAD_MAX ? ZERO_AHEAD_MAX : end / 8;
+    uint64_t ahead = end / 8;
+    if (ahead < ZERO_AHEAD_MIN)
+        ahead = ZERO_AHEAD_MIN;
+    if (ahead > ZERO_AHEAD_MAX)
+        ahead = ZERO_AHEAD_MAX;
     if (end - start > ZERO_AHEAD_MAX_COMMIT || (f->zeroed_end > end && f->zeroed_end - end >= ahead / 2))
         return DV_OK;
     uint64_t at = f->zeroed_end > end ? f->zeroed_end : end;

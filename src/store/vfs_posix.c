@@ -243,11 +243,11 @@ static int posix_map(store_vfs_file *vf, uint64_t len, const void **out)
     posix_file *f = pf(vf);
     if (len == 0 || len > (uint64_t)SIZE_MAX)
         return DV_ERR_INVALID;
-    /* At a 2 MiB-aligned address: a fault maps the pages of an aligned
-     * window around it (fault-around, 64 KiB), aligned in the address
-     * space, so only an aligned mapping makes file offsets of one 64 KiB
-     * granule (what store/file.c counts against its budget) fault
-     * together.  Address space is reserved with slack, the file mapped
+    /* At a 2 MiB-aligned address: a fault maps an aligned window (64 KiB
+     * fault-around) or the whole folio around it, aligned in the address
+     * space, so only an aligned mapping keeps what one fault maps inside
+     * one 256 KiB granule of the file (what store/file.c counts against
+     * its budget).  Address space is reserved with slack, the file mapped
      * over its aligned part, the slack returned. */
     size_t align = 2u << 20, reserve = (size_t)len + align;
     if (reserve < len)
@@ -258,12 +258,12 @@ static int posix_map(store_vfs_file *vf, uint64_t len, const void **out)
         uint8_t *a = (uint8_t *)(((uintptr_t)r + align - 1) & ~(uintptr_t)(align - 1));
         p = mmap(a, (size_t)len, PROT_READ, MAP_SHARED | MAP_FIXED, f->fd, 0);
         if (p == MAP_FAILED) {
-            munmap(r, reserve);
+            (void)munmap(r, reserve);
         } else {
-            if (a > r)
-                munmap(r, (size_t)(a - r));
+            if (a > r) /* slack of our own reservation: unmapping it cannot fail */
+                (void)munmap(r, (size_t)(a - r));
             if (r + reserve > a + len)
-                munmap(a + len, (size_t)(r + reserve - (a + len)));
+                (void)munmap(a + len, (size_t)(r + reserve - (a + len)));
         }
     }
     if (p == MAP_FAILED) {
