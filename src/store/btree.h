@@ -86,6 +86,23 @@ typedef struct store_btree_action {
 int store_btree_modify(const store_btree *t, const uint8_t *root, size_t root_len, const store_btree_action *acts,
                        size_t n, buf_t *new_root);
 
+/* The nodes a modification rewrote, held until the caller knows whether
+ * the new root was committed.  store_btree_modify drops them from the
+ * cache at once (copy-on-write leaves them to older snapshots only); a
+ * caller whose commit can still fail collects them with
+ * store_btree_modify_keep, then retires them once it succeeded (they leave
+ * the cache) or releases them (they stay cached for the state that is
+ * still current).  Zero-initialise. */
+typedef struct store_btree_retired {
+    store_btree_cache *cache;
+    struct bt_node **v;
+    size_t n, cap;
+} store_btree_retired;
+int store_btree_modify_keep(const store_btree *t, const uint8_t *root, size_t root_len,
+                            const store_btree_action *acts, size_t n, buf_t *new_root, store_btree_retired *kept);
+void store_btree_retire(store_btree_retired *kept);  /* drops them from the cache, then releases */
+void store_btree_retired_free(store_btree_retired *kept); /* releases only */
+
 /* A key range.  has_start/has_end = 0 means unbounded on that side.  With
  * descending, iteration runs from start (the high key) down to end. */
 typedef struct store_btree_range {

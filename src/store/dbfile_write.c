@@ -142,6 +142,7 @@ typedef struct group {
     ppurge *purges;
     size_t npurges, cappurges;
     int dirty; /* anything to commit */
+    store_btree_retired rewritten; /* tree nodes this group replaced: retired once it is written */
 } group;
 
 static void group_free(group *g)
@@ -161,6 +162,7 @@ static void group_free(group *g)
     for (size_t i = 0; i < g->npurges; i++)
         buf_free(&g->purges[i].val);
     free(g->purges);
+    store_btree_retired_free(&g->rewritten);
     dbf_state_unref(g->st);
 }
 
@@ -673,7 +675,7 @@ static int modify_tree(group *g, int t, actlist *l)
         return DV_OK;
     buf_t nr = BUF_INIT;
     buf_t *root = &g->st->root[t];
-    int rc = store_btree_modify(&g->st->fr->tree[t], root->data, root->len, l->a, l->n, &nr);
+    int rc = store_btree_modify_keep(&g->st->fr->tree[t], root->data, root->len, l->a, l->n, &nr, &g->rewritten);
     if (!rc) {
         buf_free(root);
         *root = nr;
@@ -914,9 +916,10 @@ static int run_group(store_dbfile *db, dbf_item *items, int need_reopen, dbf_pen
             rc = store_file_commit(g.file, hdr.data, hdr.len,
                                    pipelined(db) ? STORE_COMMIT_SYNC_LATER : STORE_COMMIT_NOSYNC);
         buf_free(&hdr);
-        if (!rc)
+        if (!rc) {
             g.st->file_size = store_file_committed_size(g.file);
-        else if (pipelined(db) || reopen(db))
+            store_btree_retire(&g.rewritten); /* the nodes they replace serve older snapshots only */
+        } else if (pipelined(db) || reopen(db))
             db->broken = 1; /* pipelined: reopened once nothing is handed over */
     }
     if (!rc && pipelined(db)) {
