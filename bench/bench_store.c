@@ -383,7 +383,7 @@ done:
 
 /* divan only: the bulk load (untimed), then reads and scans with the
  * mapped-read budget above the file's size, so that divan keeps the whole
- * file mapped as LMDB does; the default budget (32 MiB, the rows above)
+ * file mapped as LMDB does; the default budget (16 MiB, the rows above)
  * trades read speed for resident memory.  The peers have no such setting:
  * their rows repeat their reads, scans and RSS above. */
 static int phase_mapped(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
@@ -560,7 +560,7 @@ static void print_table(const bench_results *res, const int *ran, const bench_cf
            "Reads and scans copy each document body out of the engine; divan reads the winning revision's "
            "body through a fresh snapshot per read or range. LMDB compaction is mdb_env_copy2(MDB_CP_COMPACT) "
            "plus fsync; SQLite's is VACUUM plus a TRUNCATE checkpoint. Peak RSS includes mapped file pages "
-           "(LMDB and divan read through a map of the file). divan keeps at most 32 MiB of a file mapped by "
+           "(LMDB and divan read through a map of the file). divan keeps at most 16 MiB of a file mapped by "
            "default ([divan] map_resident_mb) and reads the rest with pread; the \"whole file mapped\" rows come "
            "from a separate divan run (same load) with that budget lifted, the peers' repeat their rows above.\n\n");
 }

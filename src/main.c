@@ -111,8 +111,8 @@ static int open_dbs(const config_t *c, const char *default_security, db_server *
     int rc;
     if ((rc = http_limits_read(c, &limits)) != DV_OK ||
         (rc = config_get_int(c, "divan", "sync_interval_ms", 200, 1, 3600000, &sync_ms)) != DV_OK ||
-        (rc = config_get_int(c, "divan", "cache_mb", 64, 1, 1 << 20, &cache_mb)) != DV_OK ||
-        (rc = config_get_int(c, "divan", "map_resident_mb", 32, 1, 1 << 20, &map_mb)) != DV_OK)
+        (rc = config_get_int(c, "divan", "cache_mb", 32, 1, 1 << 20, &cache_mb)) != DV_OK ||
+        (rc = config_get_int(c, "divan", "map_resident_mb", 16, 1, 1 << 20, &map_mb)) != DV_OK)
         return rc;
     db_server_opts o = {0};
     o.dir = config_data_dir(c);

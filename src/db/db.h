@@ -46,9 +46,9 @@ typedef struct db db_t;
 typedef struct db_server_opts {
     const char *dir;             /* data directory (exists) */
     size_t max_dbs_open;         /* 0: 500 (CouchDB's default) */
-    size_t cache_bytes;          /* shared B+tree node cache; 0: 64 MiB */
+    size_t cache_bytes;          /* shared B+tree node cache; 0: 32 MiB */
     size_t map_resident_bytes;   /* pages of a database file mapped for reads before they are dropped
-                                  * (store_file_map_trim; process-wide); 0: 32 MiB */
+                                  * (store_file_map_trim; process-wide); 0: 16 MiB */
     int durability;              /* STORE_DURABLE_* */
     unsigned sync_interval_ms;
     int compression;             /* STORE_COMPRESS_* for bodies and attachments */

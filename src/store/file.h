@@ -96,7 +96,7 @@ int store_file_read_ref(store_file *f, store_ptr ptr, buf_t *scratch, const uint
  * lower it to make mappings grow under concurrent readers. */
 extern uint64_t store_file_map_min;
 /* Bytes read through a file's mappings after which their resident pages
- * are dropped (default 32 MiB): mapped reads stay cheap without the file
+ * are dropped (default 16 MiB): mapped reads stay cheap without the file
  * becoming resident memory of the process. */
 extern uint64_t store_file_map_trim;
 /* Records of this size or more are read with pread, never mapped
