@@ -46,6 +46,10 @@ static int divan_open(const char *dir, void **out)
     o.create = 1;
     o.durability = STORE_DURABLE_ALWAYS;
     o.compression = STORE_COMPRESS_LZ4;
+    o.cache_bytes = 32u << 20; /* the server's default node cache ([divan] cache_mb) */
+    const char *cache_mb = getenv("BENCH_DIVAN_CACHE_MB");
+    if (cache_mb && *cache_mb)
+        o.cache_bytes = strtoull(cache_mb, NULL, 10) << 20;
     snprintf(h->path, sizeof h->path, "%s/bench.divan", dir);
     if ((rc = store_dbfile_open(h->path, &o, &h->db)) != DV_OK) {
         fprintf(stderr, "divan: open %s: %s\n", h->path, dv_strerror(rc));
