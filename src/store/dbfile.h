@@ -269,8 +269,8 @@ typedef struct store_write {
  * durability setting).  While it waits, the calling thread compresses the
  * bodies, digests new attachments and computes edit rev ids, sharing that
  * work with the writer thread (on which it would serialise); the async
- * variant does it all on its caller's thread before queueing: O(bytes of
- * w), as parsing them was.  Returns DV_OK when the batch was committed (each
+ * variant shares it the same way and returns once its caller's share is
+ * done: O(bytes of w), as parsing them was.  Returns DV_OK when the batch was committed (each
  * item then has its own status), or an error when the commit failed (I/O):
  * then nothing of w was acknowledged.  Items of one store_write are applied
  * in order and commit together. */

@@ -90,6 +90,8 @@ typedef struct dbf_item {
     store_write_done done; /* async; NULL for blocking */
     void *arg;
     atomic_int finished;   /* blocking: 1 once status is final */
+    atomic_int refs;       /* async: the writer's, plus the caller's while it
+                            * prepares docs after queueing (dbf_item_release) */
     uint64_t group;        /* blocking: the group that takes it (see groups_taken) */
     dbf_prep *prep;        /* nprep (w->ndocs) entries, or NULL */
     size_t nprep;
@@ -222,6 +224,7 @@ int dbf_doc_sizes(store_file *f, const uint8_t *id, size_t idlen, const revtree 
 
 /* ---- dbfile_write.c ---- */
 void dbf_prep_free(dbf_item *it);
+void dbf_item_release(dbf_item *it); /* async: drops a reference; the last frees */
 int dbf_writer_start(store_dbfile *db);
 void dbf_writer_stop(store_dbfile *db); /* drains the queue, joins */
 /* Compaction handshake: blocks until the writer is idle (no group in

@@ -60,9 +60,8 @@ void dbf_complete(store_dbfile *db, dbf_item *items, int status)
         dbf_item *next = items->next;
         items->status = status;
         if (items->done) {
-            dbf_prep_free(items); /* before done: it may free w */
             items->done(items->arg, status);
-            free(items);
+            dbf_item_release(items); /* the caller may still hold it (see store_dbfile_write_async) */
         } else {
             word = &db->wake[items->group % DBF_WAKE_WORDS];
             atomic_store_explicit(&items->finished, 1, memory_order_release);
