@@ -551,7 +551,7 @@ static void print_table(const bench_results *res, const int *ran, const bench_cf
            BENCH_DOC_LEN, BENCH_ID_LEN, (unsigned long long)cfg->docs, cfg->seconds, cfg->rounds,
            (unsigned long long)cfg->seed);
     printf("Durability: every commit synced before it returns. divan STORE_DURABLE_ALWAYS, lz4 bodies, "
-           "8 MiB node cache; LMDB %d.%d.%d default flags (sync on commit); SQLite %s journal_mode=WAL, "
+           "32 MiB node cache (the server's default); LMDB %d.%d.%d default flags (sync on commit); SQLite %s journal_mode=WAL, "
            "synchronous=FULL, one connection per writer thread.\n",
            MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH, sqlite3_libversion());
     printf("Ratios are divan / other: above 1 means divan is faster, except rows marked \"lower is better\". "

@@ -2,8 +2,9 @@
  * engine_divan.c — divan's store_dbfile in the storage benchmark.
  *
  * Settings: STORE_DURABLE_ALWAYS (a write returns once its commit is
- * synced), lz4 body compression (what db/ uses), the default private node
- * cache (8 MiB).  A document is a new edit without a parent; an update
+ * synced), lz4 body compression (what db/ uses), a private node cache of
+ * the server's default size ([divan] cache_mb, 32 MiB; BENCH_DIVAN_CACHE_MB
+ * overrides it), the mapped-read budget likewise (BENCH_DIVAN_MAP_MB).  A document is a new edit without a parent; an update
  * names the current winning revision, read from a snapshot first, as db/
  * does for a client that sends _rev.
  *
