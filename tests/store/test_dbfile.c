@@ -870,6 +870,95 @@ static void test_big_batch_shared_work(void **state)
     free(p);
 }
 
+/* Async writes big enough to share their preparation: the caller queues,
+ * then prepares from the last doc down while the writer applies from the
+ * first up, and may still be at it when the writer completes the write.
+ * Each write lives on the heap and its done callback checks the rev ids and
+ * frees it at once, as an HTTP handler's context can be, so under ASan a
+ * caller that touched the write (or the item) after completion would fail
+ * here.  Writes of 16-200 docs, back to back, so the writer takes several
+ * in one group and completes some while later ones are still prepared. */
+typedef struct async_big {
+    store_write w;
+    store_doc_update *u;
+    char (*ids)[32];
+    char (*bodies)[80];
+    int *ok; /* set by done: 1 every rev right, -1 not */
+} async_big;
+
+static void async_big_done(void *arg, int status)
+{
+    async_big *a = arg;
+    int good = status == DV_OK;
+    for (size_t k = 0; good && k < a->w.ndocs; k++) {
+        char rid[33];
+        revtree_compute_rev_id(0, NULL, a->u[k].body, a->u[k].body_len, NULL, 0, rid);
+        good = a->u[k].status == DV_OK && a->u[k].rev.pos == 1 && !memcmp(a->u[k].rev.id, rid, 32);
+    }
+    *a->ok = good ? 1 : -1;
+    free(a->u);
+    free(a->ids);
+    free(a->bodies);
+    free(a);
+    __atomic_add_fetch(&async_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_async_big_writes_freed_in_done(void **state)
+{
+    fx *f = *state;
+    enum { WRITES = 60 };
+    tu_rng r = {tu_seed("test_async_big_writes_freed_in_done")};
+    for (int mode = 0; mode < 2; mode++) {
+        char name[32];
+        snprintf(name, sizeof name, "ab%d.couch", mode);
+        char *p = tu_path(f->dir, name);
+        store_dbfile_options o = {.create = 1, .durability = mode ? STORE_DURABLE_NEVER : STORE_DURABLE_ALWAYS,
+                                  .compression = STORE_COMPRESS_LZ4};
+        store_dbfile *db;
+        assert_int_equal(store_dbfile_open(p, &o, &db), DV_OK);
+        int ok[WRITES] = {0};
+        uint64_t total = 0;
+        async_calls = 0;
+        for (int i = 0; i < WRITES; i++) {
+            size_t n = 16 + (size_t)tu_rand_below(&r, 185);
+            async_big *a = calloc(1, sizeof *a);
+            assert_non_null(a);
+            a->u = calloc(n, sizeof *a->u);
+            a->ids = calloc(n, sizeof *a->ids);
+            a->bodies = calloc(n, sizeof *a->bodies);
+            assert_true(a->u && a->ids && a->bodies);
+            a->ok = &ok[i];
+            for (size_t k = 0; k < n; k++) {
+                snprintf(a->ids[k], sizeof a->ids[k], "w%02d-%04zu", i, k);
+                snprintf(a->bodies[k], sizeof a->bodies[k], "{\"w\":%d,\"k\":%zu,\"pad\":\"xyzxyzxyzxyzxyz\"}", i, k);
+                a->u[k].id = (const uint8_t *)a->ids[k];
+                a->u[k].idlen = strlen(a->ids[k]);
+                a->u[k].body = (const uint8_t *)a->bodies[k];
+                a->u[k].body_len = strlen(a->bodies[k]);
+            }
+            a->w.docs = a->u;
+            a->w.ndocs = n;
+            total += n;
+            assert_int_equal(store_dbfile_write_async(db, &a->w, async_big_done, a), DV_OK);
+        }
+        assert_int_equal(store_dbfile_close(db), DV_OK); /* finishes queued writes */
+        assert_int_equal(async_calls, WRITES);
+        for (int i = 0; i < WRITES; i++)
+            assert_int_equal(ok[i], 1);
+        o.create = 0;
+        assert_int_equal(store_dbfile_open(p, &o, &db), DV_OK);
+        assert_int_equal(dt_info(db).doc_count, total);
+        char rev[96];
+        buf_t got = BUF_INIT;
+        assert_int_equal(dt_winner(db, "w07-0003", rev, &got, NULL), DV_OK);
+        assert_int_equal(got.len, strlen("{\"w\":7,\"k\":3,\"pad\":\"xyzxyzxyzxyzxyz\"}"));
+        assert_memory_equal(got.data, "{\"w\":7,\"k\":3,\"pad\":\"xyzxyzxyzxyzxyz\"}", got.len);
+        buf_free(&got);
+        assert_int_equal(store_dbfile_close(db), DV_OK);
+        free(p);
+    }
+}
+
 static void test_async_and_durability_modes(void **state)
 {
     fx *f = *state;
@@ -931,6 +1020,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_count_docs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_and_durability_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_batch_shared_work, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_big_writes_freed_in_done, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
