@@ -52,10 +52,20 @@ static int posix_open(store_vfs *vfs, const char *path, int flags, store_vfs_fil
     if (!f)
         return DV_ERR_NOMEM;
     memcpy(f->path, path, plen + 1);
-    int fd;
-    do {
-        fd = open(path, oflags, 0644);
-    } while (fd < 0 && errno == EINTR);
+    /* O_NOATIME: with relatime every read still asked whether the access
+     * time was due (touch_atime, 2% of a random point read served by
+     * pread).  Only the file's owner may ask for it (EPERM otherwise, e.g.
+     * a data directory copied in by another user): then without. */
+    int fd, noatime = O_NOATIME;
+    for (;;) {
+        fd = open(path, oflags | noatime, 0644);
+        if (fd >= 0)
+            break;
+        if (errno == EPERM && noatime)
+            noatime = 0;
+        else if (errno != EINTR)
+            break;
+    }
     if (fd < 0) {
         int e = errno;
         free(f);
