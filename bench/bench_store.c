@@ -8,19 +8,24 @@
  * and one engine's heap or mapped pages cannot inflate another's.  A child
  * sends its figures back over a pipe.
  *
- * Groups, each in a fresh directory under the work directory:
+ * Groups (directories under the work directory, one child per phase):
  *   commits  timed phases of durable single-document commits with 1, 8 and
  *            64 writer threads (group commit where the engine has it); the
  *            1-writer phase also records per-commit latency.  Then the file
  *            bytes per committed document.  Sync latency on a shared machine
  *            drifts, so engines take turns for BENCH_ROUNDS rounds and each
  *            row reports the median round.
- *   bulk     BENCH_DOCS documents inserted in batches of 1,000 (only the
+ *   load     BENCH_DOCS documents inserted in batches of 1,000 (only the
  *            engine calls are timed, not building the documents); file bytes
- *            per document after close; random point reads and range scans
- *            (1,000 rows from a random start), each for BENCH_SECONDS; then a
- *            quarter of the documents rewritten (untimed) and the database
- *            compacted, timed.
+ *            per document after close.  The directory stays for:
+ *   reads    random point reads and range scans (1,000 rows from a random
+ *            start), each for BENCH_SECONDS, over the loaded database; the
+ *            engines take turns for BENCH_ROUNDS rounds, as for commits (a
+ *            slow moment of the machine used to land on one engine's only
+ *            read phase: 0.27x LMDB in one run, 0.44x in the next), and divan
+ *            takes a second turn each round with its whole file mapped;
+ *   compact  a quarter of the documents rewritten (untimed) and the database
+ *            compacted, timed; then the directory goes.
  *
  * Environment: BENCH_DOCS (default 100000), BENCH_SECONDS (default 2),
  * BENCH_ROUNDS (default 3), BENCH_SEED (default 42), BENCH_ENGINES (default
@@ -341,11 +346,10 @@ static int scans(const bench_engine_ops *ops, void *h, const bench_cfg *cfg, dou
     return rc;
 }
 
-static int phase_bulk(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
+static int phase_load(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
 {
     void *h = NULL;
     double secs;
-    uint64_t bytes = 0;
     int rc;
     if (mkdir(dir, 0755) != 0)
         return DV_ERR_IO;
@@ -357,16 +361,53 @@ static int phase_bulk(const bench_engine_ops *ops, const char *dir, const bench_
     r->v[ROW_BATCH] = (double)cfg->docs / secs;
     rc = ops->close(h);
     h = NULL;
-    if (rc != DV_OK)
-        goto done;
-    r->v[ROW_BYTES] = (double)bench_dir_bytes(dir) / (double)cfg->docs;
+    if (rc == DV_OK)
+        r->v[ROW_BYTES] = (double)bench_dir_bytes(dir) / (double)cfg->docs;
+done:
+    if (h)
+        ops->close(h);
+    return rc;
+}
+
+/* Reads and scans over what phase_load left in dir, into rows rd and sc. */
+static int reads_and_scans(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, double *rd, double *sc)
+{
+    void *h = NULL;
+    int rc;
     if ((rc = ops->open(dir, &h)) != DV_OK)
-        goto done;
+        return rc;
     fprintf(stderr, "  %s: point reads, range scans...\n", ops->name);
-    if ((rc = reads(ops, h, cfg, &r->v[ROW_READS])) != DV_OK)
-        goto done;
-    if ((rc = scans(ops, h, cfg, &r->v[ROW_SCAN])) != DV_OK)
-        goto done;
+    if ((rc = reads(ops, h, cfg, rd)) == DV_OK)
+        rc = scans(ops, h, cfg, sc);
+    int crc = ops->close(h);
+    return rc ? rc : crc;
+}
+
+static int phase_reads(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
+{
+    return reads_and_scans(ops, dir, cfg, &r->v[ROW_READS], &r->v[ROW_SCAN]);
+}
+
+/* divan only: the same reads and scans with the mapped-read budget above
+ * the file's size, so that divan keeps the whole file mapped as LMDB does;
+ * the default budget (16 MiB, the rows above) trades read speed for
+ * resident memory.  The peers have no such setting: their rows repeat their
+ * reads, scans and RSS above. */
+static int phase_reads_mapped(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
+{
+    setenv("BENCH_DIVAN_MAP_MB", "1048576", 1); /* read by engine_divan's open, in this child only */
+    fprintf(stderr, "  %s: with the whole file mapped:\n", ops->name);
+    return reads_and_scans(ops, dir, cfg, &r->v[ROW_READS_MAPPED], &r->v[ROW_SCAN_MAPPED]);
+}
+
+static int phase_compact(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
+{
+    void *h = NULL;
+    double secs;
+    uint64_t bytes = 0;
+    int rc;
+    if ((rc = ops->open(dir, &h)) != DV_OK)
+        return rc;
     fprintf(stderr, "  %s: update 1/4, compaction...\n", ops->name);
     if ((rc = load(ops, h, cfg, 1, &secs)) != DV_OK)
         goto done;
@@ -381,44 +422,14 @@ done:
     return rc;
 }
 
-/* divan only: the bulk load (untimed), then reads and scans with the
- * mapped-read budget above the file's size, so that divan keeps the whole
- * file mapped as LMDB does; the default budget (16 MiB, the rows above)
- * trades read speed for resident memory.  The peers have no such setting:
- * their rows repeat their reads, scans and RSS above. */
-static int phase_mapped(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r)
-{
-    void *h = NULL;
-    double secs;
-    int rc;
-    if (mkdir(dir, 0755) != 0)
-        return DV_ERR_IO;
-    setenv("BENCH_DIVAN_MAP_MB", "1048576", 1); /* read by engine_divan's open, in this child only */
-    if ((rc = ops->open(dir, &h)) != DV_OK)
-        goto done;
-    fprintf(stderr, "  %s: batched inserts, then reads and scans with the whole file mapped...\n", ops->name);
-    if ((rc = load(ops, h, cfg, 0, &secs)) != DV_OK)
-        goto done;
-    rc = ops->close(h);
-    h = NULL;
-    if (rc != DV_OK || (rc = ops->open(dir, &h)) != DV_OK)
-        goto done;
-    if ((rc = reads(ops, h, cfg, &r->v[ROW_READS_MAPPED])) != DV_OK)
-        goto done;
-    rc = scans(ops, h, cfg, &r->v[ROW_SCAN_MAPPED]);
-done:
-    if (h)
-        ops->close(h);
-    return rc;
-}
-
 /* One group of phases, run in a child in a fresh directory dir. */
 typedef int (*phase_fn)(const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg, bench_results *r);
 
 /* Runs fn for ops in a forked child; r receives its figures (NAN where it
- * measured nothing), *rss_mib its peak RSS.  Removes dir afterwards. */
+ * measured nothing), *rss_mib its peak RSS.  Removes dir afterwards unless
+ * keep (a later phase goes on with it). */
 static void run_child(phase_fn fn, const bench_engine_ops *ops, const char *dir, const bench_cfg *cfg,
-                      bench_results *r, double *rss_mib)
+                      bench_results *r, double *rss_mib, int keep)
 {
     int fds[2];
     for (int i = 0; i < ROW_COUNT; i++)
@@ -470,7 +481,8 @@ static void run_child(phase_fn fn, const bench_engine_ops *ops, const char *dir,
     } else {
         fprintf(stderr, "  %s: child died (status 0x%x)\n", ops->name, (unsigned)status);
     }
-    bench_rmtree(dir);
+    if (!keep)
+        bench_rmtree(dir);
 }
 
 /* Every figure one engine produced, over all its children. */
@@ -494,7 +506,7 @@ static int cmp_double(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
-/* Median of each row (peak RSS: the maximum), NAN for rows never measured. */
+/* Median of each row (peak RSS rows: the maximum), NAN for rows never measured. */
 static void samples_reduce(engine_samples *s, bench_results *out)
 {
     for (int i = 0; i < ROW_COUNT; i++) {
@@ -502,7 +514,7 @@ static void samples_reduce(engine_samples *s, bench_results *out)
         qsort(s->v[i], (size_t)n, sizeof(double), cmp_double);
         if (n == 0)
             out->v[i] = NAN;
-        else if (i == ROW_RSS)
+        else if (i == ROW_RSS || i == ROW_RSS_MAPPED)
             out->v[i] = s->v[i][n - 1];
         else
             out->v[i] = n % 2 ? s->v[i][n / 2] : (s->v[i][n / 2 - 1] + s->v[i][n / 2]) / 2;
@@ -547,7 +559,8 @@ static void print_table(const bench_results *res, const int *ran, const bench_cf
     }
     printf("\nDocuments: %d-byte JSON bodies (order records from a 64-word vocabulary; lz4 takes one to ~710 bytes), "
            "ids %d random hex digits; %llu docs in the bulk database; timed phases %.1f s each; "
-           "commit rows (the first eight) are the median of %d rounds in which the engines take turns; seed %llu.\n",
+           "commit rows (the first eight) and read and scan rows are the median of %d rounds in which the engines "
+           "take turns; seed %llu.\n",
            BENCH_DOC_LEN, BENCH_ID_LEN, (unsigned long long)cfg->docs, cfg->seconds, cfg->rounds,
            (unsigned long long)cfg->seed);
     printf("Durability: every commit synced before it returns. divan STORE_DURABLE_ALWAYS, lz4 bodies, "
@@ -561,8 +574,9 @@ static void print_table(const bench_results *res, const int *ran, const bench_cf
            "body through a fresh snapshot per read or range. LMDB compaction is mdb_env_copy2(MDB_CP_COMPACT) "
            "plus fsync; SQLite's is VACUUM plus a TRUNCATE checkpoint. Peak RSS includes mapped file pages "
            "(LMDB and divan read through a map of the file). divan keeps at most 16 MiB of a file mapped by "
-           "default ([divan] map_resident_mb) and reads the rest with pread; the \"whole file mapped\" rows come "
-           "from a separate divan run (same load) with that budget lifted, the peers' repeat their rows above.\n\n");
+           "default ([divan] map_resident_mb) and reads the rest with pread; the \"whole file mapped\" rows are divan's "
+           "second turn of each read round, over the same database with that budget lifted (their peak RSS is "
+           "that of those reads alone); the peers' repeat their rows above.\n\n");
 }
 
 static uint64_t env_u64(const char *name, uint64_t dflt)
@@ -610,23 +624,43 @@ int main(int argc, char **argv)
                 continue;
             fprintf(stderr, "bench_store: round %d/%d, %s commits\n", round + 1, cfg.rounds, engines[e]->name);
             snprintf(dir, sizeof dir, "%s/%s-commits-%d", root, keys[e], round);
-            run_child(phase_commits, engines[e], dir, &cfg, &r, &rss);
+            run_child(phase_commits, engines[e], dir, &cfg, &r, &rss, 0);
             samples_add(&samples[e], &r, rss);
+        }
+    }
+    /* One load per engine, then reads in rounds over it (turns again), then
+     * its compaction.  Peak RSS is the maximum over an engine's children;
+     * divan's whole-file-mapped reads count in their own row only. */
+    for (int e = 0; e < 3; e++) {
+        if (!ran[e])
+            continue;
+        fprintf(stderr, "bench_store: %s load\n", engines[e]->name);
+        snprintf(dir, sizeof dir, "%s/%s-bulk", root, keys[e]);
+        run_child(phase_load, engines[e], dir, &cfg, &r, &rss, 1);
+        samples_add(&samples[e], &r, rss);
+    }
+    for (int round = 0; round < cfg.rounds; round++) {
+        for (int e = 0; e < 3; e++) {
+            if (!ran[e])
+                continue;
+            fprintf(stderr, "bench_store: round %d/%d, %s reads\n", round + 1, cfg.rounds, engines[e]->name);
+            snprintf(dir, sizeof dir, "%s/%s-bulk", root, keys[e]);
+            run_child(phase_reads, engines[e], dir, &cfg, &r, &rss, 1);
+            samples_add(&samples[e], &r, rss);
+            if (e == 0) {
+                run_child(phase_reads_mapped, engines[e], dir, &cfg, &r, &rss, 1);
+                r.v[ROW_RSS_MAPPED] = rss;
+                samples_add(&samples[e], &r, NAN);
+            }
         }
     }
     for (int e = 0; e < 3; e++) {
         if (!ran[e])
             continue;
-        fprintf(stderr, "bench_store: %s bulk\n", engines[e]->name);
+        fprintf(stderr, "bench_store: %s compaction\n", engines[e]->name);
         snprintf(dir, sizeof dir, "%s/%s-bulk", root, keys[e]);
-        run_child(phase_bulk, engines[e], dir, &cfg, &r, &rss);
+        run_child(phase_compact, engines[e], dir, &cfg, &r, &rss, 0);
         samples_add(&samples[e], &r, rss);
-        if (e == 0) {
-            snprintf(dir, sizeof dir, "%s/%s-mapped", root, keys[e]);
-            run_child(phase_mapped, engines[e], dir, &cfg, &r, &rss);
-            r.v[ROW_RSS_MAPPED] = rss;
-            samples_add(&samples[e], &r, NAN);
-        }
     }
     for (int e = 0; e < 3; e++) {
         samples_reduce(&samples[e], &res[e]);
