@@ -3,8 +3,9 @@
  *
  * Settings: STORE_DURABLE_ALWAYS (a write returns once its commit is
  * synced), lz4 body compression (what db/ uses), a private node cache of
- * the server's default size ([divan] cache_mb, 32 MiB; BENCH_DIVAN_CACHE_MB
- * overrides it), the mapped-read budget likewise (BENCH_DIVAN_MAP_MB).  A document is a new edit without a parent; an update
+ * the server's default size (DB_CACHE_BYTES_DEFAULT; BENCH_DIVAN_CACHE_MB
+ * overrides it) and the default mapped-read budget (BENCH_DIVAN_MAP_MB
+ * overrides it).  A document is a new edit without a parent; an update
  * names the current winning revision, read from a snapshot first, as db/
  * does for a client that sends _rev.
  *
@@ -17,6 +18,7 @@
  * costs what a GET of the document costs below the HTTP layer.
  */
 #include "base/status.h"
+#include "db/db.h"
 #include "engine.h"
 #include "store/dbfile.h"
 #include "store/file.h"
@@ -47,7 +49,7 @@ static int divan_open(const char *dir, void **out)
     o.create = 1;
     o.durability = STORE_DURABLE_ALWAYS;
     o.compression = STORE_COMPRESS_LZ4;
-    o.cache_bytes = 32u << 20; /* the server's default node cache ([divan] cache_mb) */
+    o.cache_bytes = DB_CACHE_BYTES_DEFAULT;
     const char *cache_mb = getenv("BENCH_DIVAN_CACHE_MB");
     if (cache_mb && *cache_mb)
         o.cache_bytes = strtoull(cache_mb, NULL, 10) << 20;

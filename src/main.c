@@ -18,6 +18,7 @@
 #include "http/uuids.h"
 #include "http/auth.h"
 #include "http/server.h"
+#include "store/file.h"
 #include "views/qserver.h"
 #include "views/views.h"
 
@@ -111,8 +112,8 @@ static int open_dbs(const config_t *c, const char *default_security, db_server *
     int rc;
     if ((rc = http_limits_read(c, &limits)) != DV_OK ||
         (rc = config_get_int(c, "divan", "sync_interval_ms", 200, 1, 3600000, &sync_ms)) != DV_OK ||
-        (rc = config_get_int(c, "divan", "cache_mb", 32, 1, 1 << 20, &cache_mb)) != DV_OK ||
-        (rc = config_get_int(c, "divan", "map_resident_mb", 16, 1, 1 << 20, &map_mb)) != DV_OK)
+        (rc = config_get_int(c, "divan", "cache_mb", DB_CACHE_BYTES_DEFAULT >> 20, 1, 1 << 20, &cache_mb)) != DV_OK ||
+        (rc = config_get_int(c, "divan", "map_resident_mb", STORE_FILE_MAP_TRIM_DEFAULT >> 20, 1, 1 << 20, &map_mb)) != DV_OK)
         return rc;
     db_server_opts o = {0};
     o.dir = config_data_dir(c);

@@ -43,12 +43,16 @@
 typedef struct db_server db_server;
 typedef struct db db_t;
 
+/* The shared B+tree node cache when db_server_opts.cache_bytes is 0 (and
+ * [divan] cache_mb's default). */
+#define DB_CACHE_BYTES_DEFAULT (32u << 20)
+
 typedef struct db_server_opts {
     const char *dir;             /* data directory (exists) */
     size_t max_dbs_open;         /* 0: 500 (CouchDB's default) */
-    size_t cache_bytes;          /* shared B+tree node cache; 0: 32 MiB */
+    size_t cache_bytes;          /* shared B+tree node cache; 0: DB_CACHE_BYTES_DEFAULT */
     size_t map_resident_bytes;   /* pages of a database file mapped for reads before they are dropped
-                                  * (store_file_map_trim; process-wide); 0: 16 MiB */
+                                  * (store_file_map_trim; process-wide); 0: STORE_FILE_MAP_TRIM_DEFAULT */
     int durability;              /* STORE_DURABLE_* */
     unsigned sync_interval_ms;
     int compression;             /* STORE_COMPRESS_* for bodies and attachments */

@@ -298,7 +298,7 @@ int db_server_open(const db_server_opts *o, db_server **out)
         goto fail;
     if (o->map_resident_bytes)
         store_file_map_trim = o->map_resident_bytes;
-    if ((rc = store_btree_cache_new(o->cache_bytes ? o->cache_bytes : 32u << 20, &s->cache)) != DV_OK)
+    if ((rc = store_btree_cache_new(o->cache_bytes ? o->cache_bytes : DB_CACHE_BYTES_DEFAULT, &s->cache)) != DV_OK)
         goto fail;
     if ((rc = scan_dir(s)) != DV_OK)
         goto fail;

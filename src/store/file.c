@@ -153,7 +153,7 @@
 
 uint64_t store_file_map_min = 64u << 20; /* first mapping: 64 MiB of address space */
 /* Resident budget of a file's mappings (see the opening comment). */
-uint64_t store_file_map_trim = 16u << 20;
+uint64_t store_file_map_trim = STORE_FILE_MAP_TRIM_DEFAULT;
 #define MAP_GRANULE (256u << 10) /* what one fault makes resident, at most (see the opening comment) */
 #define MAP_RESAMPLE 512        /* budgets of preads between trims once the budget is full */
 /* Records this large or larger (attachment chunks) are read with pread:

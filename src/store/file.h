@@ -95,9 +95,10 @@ int store_file_read_ref(store_file *f, store_ptr ptr, buf_t *scratch, const uint
 /* Length of a file's first read mapping (then doubled as it grows); tests
  * lower it to make mappings grow under concurrent readers. */
 extern uint64_t store_file_map_min;
-/* Bytes read through a file's mappings after which their resident pages
- * are dropped (default 16 MiB): mapped reads stay cheap without the file
+/* Resident budget of a file's read mappings (see file.c; default
+ * STORE_FILE_MAP_TRIM_DEFAULT): mapped reads stay cheap without the file
  * becoming resident memory of the process. */
+#define STORE_FILE_MAP_TRIM_DEFAULT (16u << 20)
 extern uint64_t store_file_map_trim;
 /* Records of this size or more are read with pread, never mapped
  * (default 32 KiB: attachment chunks). */
