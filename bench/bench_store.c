@@ -35,6 +35,7 @@
  */
 #include "base/status.h"
 #include "engine.h"
+#include "store/file.h"
 
 #include <errno.h>
 #include <lmdb.h>
@@ -573,10 +574,31 @@ static void print_table(const bench_results *res, const int *ran, const bench_cf
            "Reads and scans copy each document body out of the engine; divan reads the winning revision's "
            "body through a fresh snapshot per read or range. LMDB compaction is mdb_env_copy2(MDB_CP_COMPACT) "
            "plus fsync; SQLite's is VACUUM plus a TRUNCATE checkpoint. Peak RSS includes mapped file pages "
-           "(LMDB and divan read through a map of the file). divan keeps at most 16 MiB of a file mapped by "
+           "(LMDB and divan read through a map of the file). divan keeps at most %u MiB of a file mapped by "
            "default ([divan] map_resident_mb) and reads the rest with pread; the \"whole file mapped\" rows are divan's "
            "second turn of each read round, over the same database with that budget lifted (their peak RSS is "
-           "that of those reads alone); the peers' repeat their rows above.\n\n");
+           "that of those reads alone); the peers' repeat their rows above.\n\n",
+           STORE_FILE_MAP_TRIM_DEFAULT >> 20);
+}
+
+static const bench_engine_ops *const engines[3] = {&bench_engine_divan, &bench_engine_lmdb, &bench_engine_sqlite};
+static const char *const keys[3] = {"divan", "lmdb", "sqlite"};
+
+/* Runs fn for engine e in root/<key>-<tag> (kept afterwards when keep: a
+ * later phase goes on with it) and adds what it measured to e's samples.
+ * The child's peak RSS counts in ROW_RSS, or only in ROW_RSS_MAPPED when
+ * mapped_rss (divan's whole-file-mapped reads). */
+static void run_phase(phase_fn fn, int e, const char *root, const char *tag, int keep, int mapped_rss,
+                      const bench_cfg *cfg, engine_samples *s)
+{
+    char dir[4200];
+    bench_results r;
+    double rss;
+    snprintf(dir, sizeof dir, "%s/%s-%s", root, keys[e], tag);
+    run_child(fn, engines[e], dir, cfg, &r, &rss, keep);
+    if (mapped_rss)
+        r.v[ROW_RSS_MAPPED] = rss;
+    samples_add(s, &r, mapped_rss ? NAN : rss);
 }
 
 static uint64_t env_u64(const char *name, uint64_t dflt)
@@ -587,17 +609,14 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 
 int main(int argc, char **argv)
 {
-    const bench_engine_ops *engines[3] = {&bench_engine_divan, &bench_engine_lmdb, &bench_engine_sqlite};
-    static const char *const keys[3] = {"divan", "lmdb", "sqlite"};
     static engine_samples samples[3];
-    bench_results res[3], r;
+    bench_results res[3];
     int ran[3] = {0, 0, 0};
     bench_cfg cfg;
     const char *workdir = argc > 1 ? argv[1] : ".";
     const char *which = getenv("BENCH_ENGINES");
     const char *secs = getenv("BENCH_SECONDS");
-    char root[4096], dir[4200];
-    double rss;
+    char root[4096], tag[32];
 
     cfg.docs = env_u64("BENCH_DOCS", 100000);
     cfg.seconds = secs && *secs ? strtod(secs, NULL) : 2.0;
@@ -623,9 +642,8 @@ int main(int argc, char **argv)
             if (!ran[e])
                 continue;
             fprintf(stderr, "bench_store: round %d/%d, %s commits\n", round + 1, cfg.rounds, engines[e]->name);
-            snprintf(dir, sizeof dir, "%s/%s-commits-%d", root, keys[e], round);
-            run_child(phase_commits, engines[e], dir, &cfg, &r, &rss, 0);
-            samples_add(&samples[e], &r, rss);
+            snprintf(tag, sizeof tag, "commits-%d", round);
+            run_phase(phase_commits, e, root, tag, 0, 0, &cfg, &samples[e]);
         }
     }
     /* One load per engine, then reads in rounds over it (turns again), then
@@ -635,32 +653,23 @@ int main(int argc, char **argv)
         if (!ran[e])
             continue;
         fprintf(stderr, "bench_store: %s load\n", engines[e]->name);
-        snprintf(dir, sizeof dir, "%s/%s-bulk", root, keys[e]);
-        run_child(phase_load, engines[e], dir, &cfg, &r, &rss, 1);
-        samples_add(&samples[e], &r, rss);
+        run_phase(phase_load, e, root, "bulk", 1, 0, &cfg, &samples[e]);
     }
     for (int round = 0; round < cfg.rounds; round++) {
         for (int e = 0; e < 3; e++) {
             if (!ran[e])
                 continue;
             fprintf(stderr, "bench_store: round %d/%d, %s reads\n", round + 1, cfg.rounds, engines[e]->name);
-            snprintf(dir, sizeof dir, "%s/%s-bulk", root, keys[e]);
-            run_child(phase_reads, engines[e], dir, &cfg, &r, &rss, 1);
-            samples_add(&samples[e], &r, rss);
-            if (e == 0) {
-                run_child(phase_reads_mapped, engines[e], dir, &cfg, &r, &rss, 1);
-                r.v[ROW_RSS_MAPPED] = rss;
-                samples_add(&samples[e], &r, NAN);
-            }
+            run_phase(phase_reads, e, root, "bulk", 1, 0, &cfg, &samples[e]);
+            if (e == 0)
+                run_phase(phase_reads_mapped, e, root, "bulk", 1, 1, &cfg, &samples[e]);
         }
     }
     for (int e = 0; e < 3; e++) {
         if (!ran[e])
             continue;
         fprintf(stderr, "bench_store: %s compaction\n", engines[e]->name);
-        snprintf(dir, sizeof dir, "%s/%s-bulk", root, keys[e]);
-        run_child(phase_compact, engines[e], dir, &cfg, &r, &rss, 0);
-        samples_add(&samples[e], &r, rss);
+        run_phase(phase_compact, e, root, "bulk", 0, 0, &cfg, &samples[e]);
     }
     for (int e = 0; e < 3; e++) {
         samples_reduce(&samples[e], &res[e]);
