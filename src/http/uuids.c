@@ -134,28 +134,28 @@ static unsigned long long now_micros(void)
     return (unsigned long long)tv.tv_sec * 1000000ULL + (unsigned long long)tv.tv_usec;
 }
 
-/* One id under the lock held. */
+/* An id of the algorithms that keep no state: random and utc_random. */
+static int next_random(enum http_uuid_algo algo, char *out, size_t cap)
+{
+    if (cap < 33)
+        return DV_ERR_INVALID;
+    if (algo == HTTP_UUID_RANDOM) {
+        int rc = random_hex(out, 32);
+        return rc == DV_OK ? 32 : rc;
+    }
+    snprintf(out, cap, "%014llx", now_micros());
+    int rc = random_hex(out + 14, 18);
+    return rc == DV_OK ? 32 : rc;
+}
+
+/* An id of utc_id (the configured suffix) or sequential (the prefix and
+ * sequence), under the lock held. */
 static int next_locked(http_uuids_t *u, char *out, size_t cap)
 {
     int rc = DV_OK;
-    switch (u->algo) {
-    case HTTP_UUID_RANDOM:
-        if (cap < 33)
-            return DV_ERR_INVALID;
-        rc = random_hex(out, 32);
-        return rc == DV_OK ? 32 : rc;
-    case HTTP_UUID_UTC_RANDOM:
-        if (cap < 33)
-            return DV_ERR_INVALID;
-        snprintf(out, cap, "%014llx", now_micros());
-        rc = random_hex(out + 14, 18);
-        return rc == DV_OK ? 32 : rc;
-    case HTTP_UUID_UTC_ID: {
+    if (u->algo == HTTP_UUID_UTC_ID) {
         int n = snprintf(out, cap, "%014llx%s", now_micros(), u->utc_suffix);
         return n < 0 || (size_t)n >= cap ? DV_ERR_INVALID : n;
-    }
-    case HTTP_UUID_SEQUENTIAL:
-        break;
     }
     if (cap < 33)
         return DV_ERR_INVALID;
@@ -176,8 +176,14 @@ static int next_locked(http_uuids_t *u, char *out, size_t cap)
 
 int http_uuids_next(http_uuids_t *u, char *out, size_t cap)
 {
+    /* The lock guards the settings, which the config API may change, and
+     * the sequential state; random bytes are drawn outside it, so the loop
+     * threads do not queue behind each other's RAND_bytes for every
+     * document POSTed without an id. */
     pthread_mutex_lock(&u->lock);
-    int rc = next_locked(u, out, cap);
+    enum http_uuid_algo algo = u->algo;
+    int stateless = algo == HTTP_UUID_RANDOM || algo == HTTP_UUID_UTC_RANDOM;
+    int rc = stateless ? DV_OK : next_locked(u, out, cap);
     pthread_mutex_unlock(&u->lock);
-    return rc;
+    return stateless ? next_random(algo, out, cap) : rc;
 }

@@ -10,10 +10,13 @@
  *   utc_random  14 hex digits of microseconds since the epoch + 18 random.
  *   utc_id      14 hex digits of microseconds + [uuids] utc_id_suffix.
  *
- * Randomness is OpenSSL's RAND_bytes.  Thread-safe: the state and the
- * settings are behind a mutex (a few nanoseconds per id; ids are never a
- * hot path).  The settings change without a restart, as in CouchDB (whose
- * couch_uuids starts afresh on any [uuids] change): http_uuids_configure.
+ * Randomness is OpenSSL's RAND_bytes.  Thread-safe: the settings and the
+ * sequential state are behind a mutex, held for the sequential and utc_id
+ * algorithms' work but not for drawing random bytes (one id per document
+ * POSTed without an id).  The settings change without a restart, as in
+ * CouchDB: http_uuids_configure (couch_uuids restarts its state on any
+ * [uuids] change; divan only when the algorithm changes, which is all a
+ * client can tell apart).
  */
 #ifndef DV_HTTP_UUIDS_H
 #define DV_HTTP_UUIDS_H
