@@ -213,7 +213,7 @@ int http_auth_new(const http_auth_opts_t *o, http_auth_t **out)
         goto fail;
     a->o.admin_names = (const char *const *)a->names;
     a->o.admin_hashes = (const char *const *)a->hashes;
-    a->o.live = *live(a); /* pointing into the set, not the caller's strings */
+    memset(&a->o.live, 0, sizeof a->o.live); /* the caller's strings: the live set is live(a) */
     *out = a;
     return DV_OK;
 fail:
@@ -249,8 +249,6 @@ void http_auth_free(http_auth_t *a)
     pthread_mutex_destroy(&a->mu);
     free(a);
 }
-
-const http_auth_opts_t *http_auth_opts(const http_auth_t *a) { return &a->o; }
 
 /* [chttpd] authentication_handlers, CouchDB's syntax:
  * "{chttpd_auth, cookie_authentication_handler}, {chttpd_auth, …}";

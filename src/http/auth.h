@@ -84,7 +84,6 @@ typedef struct http_auth http_auth_t;
 /* Copies everything in o. */
 int http_auth_new(const http_auth_opts_t *o, http_auth_t **out);
 void http_auth_free(http_auth_t *a);
-const http_auth_opts_t *http_auth_opts(const http_auth_t *a);
 
 struct config;
 /* Reads the live settings from c (the caller holds its read lock once the

@@ -398,7 +398,6 @@ int http_server_set_cors(http_server_t *s, struct http_cors *c)
  * already being read keeps the old limit. */
 void http_server_set_limits(http_server_t *s, const struct http_limits_live *l)
 {
-    __atomic_store_n(&s->opts.max_request_size, l->max_request_size, __ATOMIC_RELAXED);
     __atomic_store_n(&s->config.max_request_entity_size, (size_t)l->max_request_size, __ATOMIC_RELAXED);
     __atomic_store_n(&s->opts.max_document_size, l->max_document_size, __ATOMIC_RELAXED);
     __atomic_store_n(&s->opts.max_json_depth, l->max_json_depth, __ATOMIC_RELAXED);
