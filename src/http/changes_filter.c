@@ -461,7 +461,7 @@ static int load_ddoc(cfilter *cf, const store_snap *snap)
     json_writer w;
     json_writer_init(&w, &text);
     if ((rc = db_render_doc(snap, &di, win, &o, &w, NULL)) != DV_OK ||
-        (rc = json_doc_parse(&jd, text.data, text.len, 0, NULL)) != DV_OK)
+        (rc = json_doc_parse(&jd, text.data, text.len, JSON_DEPTH_STORED, NULL)) != DV_OK)
         goto done;
     rc = build_def(cf, json_doc_root(&jd), &def);
     if (rc == DV_ERR_NOTFOUND && cf->ddoc_seq) {

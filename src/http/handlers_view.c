@@ -522,7 +522,7 @@ static int live_sigs(const store_snap *snap, char ***sigs, size_t *n)
         view_group g;
         db_err e;
         if (db_render_doc(snap, &di, revtree_winner(&di.tree), &o, &w, NULL) == DV_OK &&
-            json_doc_parse(&jd, b.data, b.len, 0, NULL) == DV_OK &&
+            json_doc_parse(&jd, b.data, b.len, JSON_DEPTH_STORED, NULL) == DV_OK &&
             view_group_from_ddoc(json_doc_root(&jd), &g, &e) == DV_OK) {
             for (size_t i = 0; rc == DV_OK && i < g.nviews; i++) {
                 if (*n == cap) {

@@ -114,7 +114,7 @@ int http_users_render_public(const http_auth_t *a, const store_snap *s, const st
     if (rc == DV_OK)
         rc = tw.err;
     if (rc == DV_OK)
-        rc = json_doc_parse(&jd, b.data, b.len, 0, NULL);
+        rc = json_doc_parse(&jd, b.data, b.len, JSON_DEPTH_STORED, NULL);
     if (rc == DV_OK && !a)
         rc = DV_ERR_INVALID; /* no settings, nothing public: not reached, authz refuses first */
     if (rc == DV_OK)
@@ -289,7 +289,7 @@ static int apply_hash(db_doc *d, const char *hash)
     json_doc jd = JSON_DOC_INIT;
     buf_t out = BUF_INIT;
     json_writer w;
-    int rc = json_doc_parse(&jd, d->body.data, d->body.len, 0, NULL);
+    int rc = json_doc_parse(&jd, d->body.data, d->body.len, JSON_DEPTH_STORED, NULL);
     if (rc != DV_OK)
         goto done;
     json_writer_init(&w, &out);
@@ -359,7 +359,7 @@ static const json_val *read_old(db_t *db, const buf_t *id, json_doc *jd, buf_t *
         if (win != REVTREE_NONE && !di.tree.nodes[win].deleted && di.tree.nodes[win].has_body &&
             store_snap_read_body(snap, di.tree.nodes[win].body, &body) == DV_OK &&
             buf_append(text, body.body.data, body.body.len) == DV_OK &&
-            json_doc_parse(jd, text->data, text->len, 0, NULL) == DV_OK)
+            json_doc_parse(jd, text->data, text->len, JSON_DEPTH_STORED, NULL) == DV_OK)
             res = json_doc_root(jd);
     }
     store_docbody_free(&body);
@@ -387,7 +387,7 @@ int http_users_check(http_req_t *r, db_t *db, const db_doc *d, int admin, db_err
         rc = DV_OK; /* design docs: db admins, checked by the caller */
         goto done;
     }
-    if (json_doc_parse(&nd, d->body.data, d->body.len, 0, NULL) != DV_OK) {
+    if (json_doc_parse(&nd, d->body.data, d->body.len, JSON_DEPTH_STORED, NULL) != DV_OK) {
         db_err_set(e, 400, "bad_request", "invalid UTF-8 JSON");
         goto done;
     }

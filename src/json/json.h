@@ -48,6 +48,11 @@
 #include "base/buf.h"
 
 #define JSON_DEFAULT_MAX_DEPTH 512u
+/* max_depth for text the server wrote itself (a stored document rendered,
+ * a body it re-encoded): it passed the [chttpd] max_json_depth in force
+ * when it came in, which may have been higher than the default; the
+ * parser keeps its stack on the heap, so no limit of its own is needed. */
+#define JSON_DEPTH_STORED UINT32_MAX
 
 typedef enum json_type {
     JSON_NULL = 0,

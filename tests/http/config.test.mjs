@@ -567,6 +567,24 @@ test('public_fields and users_db_public apply without a restart: other users\' d
   r = await anon(bobDoc, { headers: alice });
   assert.equal(r.status, 404);
   assert.deepEqual(r.json, missing);
+
+  // A document stored under a higher [chttpd] max_json_depth than the
+  // default keeps showing its public fields: the server reads back what it
+  // wrote itself, whatever the nesting.
+  await set('chttpd/max_json_depth', '2000');
+  const deep = JSON.parse(`${'{"d":'.repeat(600)}1${'}'.repeat(600)}`);
+  r = await request(srv.url, '/_users/org.couchdb.user:pf-carol', {
+    method: 'PUT', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'pf-carol', password: 'pf-carol-pw', roles: [], type: 'user', deep }),
+  });
+  assert.equal(r.status, 201, r.text);
+  await set('chttpd_auth/public_fields', 'name');
+  r = await anon('/_users/org.couchdb.user:pf-carol', { headers: alice });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.name, 'pf-carol');
+  assert.equal(r.json.deep, undefined);
+  await unset('chttpd_auth/public_fields');
+  await unset('chttpd/max_json_depth');
 });
 
 test('[uuids] algorithm, utc_id_suffix and max_count apply without a restart', async () => {
