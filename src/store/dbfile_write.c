@@ -838,6 +838,9 @@ static int reopen(store_dbfile *db)
     pthread_mutex_lock(&db->mu);
     uint64_t limit = db->cur->file_size;
     pthread_mutex_unlock(&db->mu);
+    /* Snapshots may keep the old handle open long after this; when they let
+     * go, it must not cut the file the new handle goes on writing. */
+    store_file_supersede(db->fr->file);
     int rc = dbf_fileref_open(db, db->path, 0, limit, &fr, &hdr);
     if (!rc)
         rc = dbf_state_from_header(db, fr, hdr.data, hdr.len, &st);

@@ -198,6 +198,7 @@ struct store_file {
     _Atomic uint64_t synced_upto; /* only grows (synced_raise) */
     XXH3_state_t *gap; /* hash of bytes since the last header's end */
     atomic_int poisoned;
+    atomic_int superseded; /* store_file_supersede: close leaves the file alone */
 };
 
 typedef struct hdr_info {
@@ -936,13 +937,15 @@ int store_file_close(store_file *f)
      * commit (an unsynced truncation lost to a crash only leaves zeros that
      * open drops).  What follows the last commit is dropped by open anyway. */
     uint64_t committed = atomic_load(&f->committed);
-    if (f->zeroed_end > committed && !atomic_load(&f->poisoned))
+    if (f->zeroed_end > committed && !atomic_load(&f->poisoned) && !atomic_load(&f->superseded))
         (void)f->vfs->truncate(f->fh, committed);
     int rc = f->vfs->close(f->fh);
     f->fh = NULL;
     file_free(f);
     return rc;
 }
+
+void store_file_supersede(store_file *f) { atomic_store(&f->superseded, 1); }
 
 uint64_t store_file_size(const store_file *f)
 {

@@ -79,7 +79,14 @@ int store_file_open(store_vfs *vfs, const char *path, int flags, store_file **ou
  * be taken up again: it is truncated away and overwritten by new commits. */
 int store_file_open_limit(store_vfs *vfs, const char *path, int flags, uint64_t limit, store_file **out,
                           buf_t *header);
-int store_file_close(store_file *f); /* does not commit; frees */
+/* Does not commit; frees.  Cuts the zeros this handle wrote ahead (see
+ * file.c), unless the handle was poisoned or superseded. */
+int store_file_close(store_file *f);
+/* Another handle now writes this file (a reopen after a failed commit,
+ * while readers still hold this one): its close leaves the file as it is,
+ * since cutting it at this handle's last commit would cut off the commits
+ * made through the new one.  Call before opening the new handle. */
+void store_file_supersede(store_file *f);
 
 /* Appends a record; *ptr receives its location.  Not durable until commit.
  * Appends are buffered in memory (up to a few hundred KiB) and written in

@@ -602,6 +602,46 @@ static void test_zeros_ahead(void **state)
     free(copy);
 }
 
+/* A database writer that reopens its file after a failed commit leaves the
+ * old handle to the readers still holding it.  When they let go, its close
+ * must not cut the file at its own last commit: the commits made through
+ * the new handle since would go (they did, before store_file_supersede). */
+static void test_superseded_handle_closes_without_truncating(void **state)
+{
+    fixture *fx = *state;
+    char rec[64];
+    store_ptr p[6];
+    buf_t hdr = BUF_INIT;
+    store_file *old, *cur;
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, STORE_FILE_CREATE, &old, NULL), DV_OK);
+    for (int i = 0; i < 3; i++) {
+        int n = snprintf(rec, sizeof rec, "through the old handle %d", i);
+        assert_int_equal(store_file_append(old, rec, (size_t)n, &p[i]), DV_OK);
+        assert_int_equal(store_file_commit(old, rec, (size_t)n, STORE_COMMIT_SYNC), DV_OK);
+    }
+    assert_true(disk_size(fx->path) > store_file_committed_size(old)); /* zeros ahead to cut at close */
+    store_file_supersede(old);
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &cur, &hdr), DV_OK);
+    for (int i = 3; i < 6; i++) {
+        int n = snprintf(rec, sizeof rec, "through the new handle %d", i);
+        assert_int_equal(store_file_append(cur, rec, (size_t)n, &p[i]), DV_OK);
+        assert_int_equal(store_file_commit(cur, rec, (size_t)n, STORE_COMMIT_SYNC), DV_OK);
+    }
+    uint64_t committed = store_file_committed_size(cur);
+    assert_int_equal(store_file_close(old), DV_OK); /* the last reader of the old handle */
+    assert_true(disk_size(fx->path) >= committed);
+    assert_int_equal(store_file_close(cur), DV_OK);
+    store_file *f;
+    assert_int_equal(store_file_open(store_vfs_posix(), fx->path, 0, &f, &hdr), DV_OK);
+    assert_int_equal(store_file_committed_size(f), committed);
+    for (int i = 0; i < 6; i++) {
+        int n = snprintf(rec, sizeof rec, i < 3 ? "through the old handle %d" : "through the new handle %d", i);
+        expect_record(f, p[i], rec, (size_t)n);
+    }
+    assert_int_equal(store_file_close(f), DV_OK);
+    buf_free(&hdr);
+}
+
 /* ---- the mapped-read resident budget ----------------------------------- */
 
 /* Resident bytes of the mapping that holds addr, from /proc/self/smaps (what
@@ -988,6 +1028,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mapped_reads_stay_within_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zeros_ahead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_superseded_handle_closes_without_truncating, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsynced_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_cost_is_tail_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failures_poison_the_handle, setup, teardown),
