@@ -225,6 +225,7 @@ int dbf_doc_sizes(store_file *f, const uint8_t *id, size_t idlen, const revtree 
 /* ---- dbfile_write.c ---- */
 void dbf_prep_free(dbf_item *it);
 void dbf_item_release(dbf_item *it); /* async: drops a reference; the last frees */
+void dbf_prep_settle(dbf_item *it);  /* async, before done: no doc left to the caller */
 int dbf_writer_start(store_dbfile *db);
 void dbf_writer_stop(store_dbfile *db); /* drains the queue, joins */
 /* Compaction handshake: blocks until the writer is idle (no group in

@@ -60,6 +60,7 @@ void dbf_complete(store_dbfile *db, dbf_item *items, int status)
         dbf_item *next = items->next;
         items->status = status;
         if (items->done) {
+            dbf_prep_settle(items);
             items->done(items->arg, status);
             dbf_item_release(items); /* the caller may still hold it (see store_dbfile_write_async) */
         } else {

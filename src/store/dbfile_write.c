@@ -1208,6 +1208,23 @@ static const dbf_prep *prep_for_writer(store_dbfile *db, dbf_item *it, size_t i)
     return p;
 }
 
+/* Before an async item's done runs: takes every doc the caller has not
+ * claimed yet (a group that failed early never looked at them) and waits
+ * out the one it is preparing, so that the caller's prep_by_caller stops at
+ * its next compare-and-swap and never reads w, which done may free. */
+void dbf_prep_settle(dbf_item *it)
+{
+    for (size_t i = 0; it->prep && i < it->nprep; i++) {
+        int st = DBF_PREP_TODO;
+        if (atomic_compare_exchange_strong(&it->prep[i].state, &st, DBF_PREP_WRITER))
+            continue;
+        while (st == DBF_PREP_CALLER) { /* microseconds */
+            sched_yield();
+            st = atomic_load_explicit(&it->prep[i].state, memory_order_acquire);
+        }
+    }
+}
+
 static int enqueue(store_dbfile *db, dbf_item *it)
 {
     pthread_mutex_lock(&db->mu);
@@ -1221,9 +1238,15 @@ static int enqueue(store_dbfile *db, dbf_item *it)
             db->qhead = it;
         db->qtail = it;
     }
+    /* A blocking caller waits for its item, so db outlives the signal sent
+     * after unlocking (the writer need not wake into a held mutex).  An
+     * async item may be completed at once and its done may let db go:
+     * signalled under the lock. */
+    if (!stopped && it->done)
+        pthread_cond_signal(&db->cv_work);
     pthread_mutex_unlock(&db->mu);
-    if (!stopped)
-        pthread_cond_signal(&db->cv_work); /* unlocked: the writer need not wake into a held mutex */
+    if (!stopped && !it->done)
+        pthread_cond_signal(&db->cv_work);
     return stopped ? DV_ERR_CLOSED : DV_OK;
 }
 
@@ -1269,9 +1292,9 @@ int store_dbfile_write_async(store_dbfile *db, store_write *w, store_write_done 
     it->arg = arg;
     /* As store_dbfile_write: a big write is queued first and its docs
      * prepared by both threads.  The writer may complete the item while
-     * this thread is still in prep_by_caller (its last step only reads a
-     * state the writer has claimed), so the caller holds a reference until
-     * it is done.  Prepared in full before queueing, the HTTP layer's
+     * this thread is still in prep_by_caller (dbf_prep_settle first takes
+     * the docs the caller has not claimed, so its last step only reads a
+     * claimed state), so the caller holds a reference until it is done.  Prepared in full before queueing, the HTTP layer's
      * 1,000-doc _bulk_docs kept the writer idle for the 3-6 ms of LZ4 and
      * MD5 before it could start (measured with timestamps per batch). */
     int prep = prep_alloc(it), shared = prep && it->nprep >= PREP_SHARED_MIN;
