@@ -239,6 +239,7 @@ typedef struct dbf_pending {
     store_snap *st; /* its state, published once synced; NULL: it wrote nothing */
     uint64_t end;   /* committed size after it */
     int status;     /* once synced: its items' status */
+    store_btree_retired rewritten; /* tree nodes it replaced: retired once it is published */
     struct dbf_pending *next;
 } dbf_pending;
 

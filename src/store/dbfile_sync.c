@@ -152,6 +152,13 @@ static void complete_batch(store_dbfile *db, dbf_pending *batch)
 {
     while (batch) {
         dbf_pending *next = batch->next;
+        /* Published (synced) or failed by now: the nodes a published group
+         * replaced serve older snapshots only; a failed group's keep the
+         * current state's. */
+        if (batch->status == DV_OK)
+            store_btree_retire(&batch->rewritten);
+        else
+            store_btree_retired_free(&batch->rewritten);
         dbf_complete(db, batch->items, batch->status);
         free(batch);
         batch = next;

@@ -142,7 +142,7 @@ typedef struct group {
     ppurge *purges;
     size_t npurges, cappurges;
     int dirty; /* anything to commit */
-    store_btree_retired rewritten; /* tree nodes this group replaced: retired once it is written */
+    store_btree_retired rewritten; /* tree nodes this group replaced: retired once it is published */
 } group;
 
 static void group_free(group *g)
@@ -919,10 +919,9 @@ static int run_group(store_dbfile *db, dbf_item *items, int need_reopen, dbf_pen
             rc = store_file_commit(g.file, hdr.data, hdr.len,
                                    pipelined(db) ? STORE_COMMIT_SYNC_LATER : STORE_COMMIT_NOSYNC);
         buf_free(&hdr);
-        if (!rc) {
+        if (!rc)
             g.st->file_size = store_file_committed_size(g.file);
-            store_btree_retire(&g.rewritten); /* the nodes they replace serve older snapshots only */
-        } else if (pipelined(db) || reopen(db))
+        else if (pipelined(db) || reopen(db))
             db->broken = 1; /* pipelined: reopened once nothing is handed over */
     }
     if (!rc && pipelined(db)) {
@@ -937,6 +936,8 @@ static int run_group(store_dbfile *db, dbf_item *items, int need_reopen, dbf_pen
                 p->st = g.st;
                 p->end = g.st->file_size;
                 g.st = NULL;
+                p->rewritten = g.rewritten; /* retired by complete_batch, after publishing */
+                memset(&g.rewritten, 0, sizeof g.rewritten);
             }
             *out = p;
         }
@@ -948,6 +949,10 @@ static int run_group(store_dbfile *db, dbf_item *items, int need_reopen, dbf_pen
             db->unsynced = 1;
         pthread_mutex_unlock(&db->mu);
         g.st = NULL;
+        /* Only now: the nodes these replaced served the state readers had
+         * until the publish, and retiring them earlier made those readers
+         * miss and load them back. */
+        store_btree_retire(&g.rewritten);
     }
     group_free(&g);
     return rc;
