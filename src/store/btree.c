@@ -776,17 +776,13 @@ static int finish_root(bt_mod *m, unsigned level, bt_vec *content, buf_t *new_ro
 int store_btree_modify(const store_btree *t, const uint8_t *root, size_t root_len, const store_btree_action *acts,
                        size_t n, buf_t *new_root)
 {
-    store_btree_retired kept = {0};
-    int rc = store_btree_modify_keep(t, root, root_len, acts, n, new_root, &kept);
-    store_btree_retire(&kept);
-    return rc;
+    return store_btree_modify_keep(t, root, root_len, acts, n, new_root, NULL);
 }
 
 void store_btree_retire(store_btree_retired *kept)
 {
-    for (size_t i = 0; i < kept->n; i++)
-        if (kept->cache)
-            bt_cache_retire(kept->cache, kept->v[i]);
+    for (size_t i = 0; kept->cache && i < kept->n; i++)
+        bt_cache_retire(kept->cache, kept->v[i]);
     store_btree_retired_free(kept);
 }
 
@@ -801,7 +797,8 @@ void store_btree_retired_free(store_btree_retired *kept)
 /* Every node a modification loaded was rewritten (its rows copied into new
  * nodes), except a thin node finish_root kept as the new root's child,
  * which is then reloaded on its next use.  On success the pins move to
- * kept; on failure they are released (nothing was superseded). */
+ * kept, or with kept NULL (store_btree_modify) leave the cache at once; on
+ * failure they are released (nothing was superseded). */
 int store_btree_modify_keep(const store_btree *t, const uint8_t *root, size_t root_len,
                             const store_btree_action *acts, size_t n, buf_t *new_root, store_btree_retired *kept)
 {
@@ -828,7 +825,7 @@ int store_btree_modify_keep(const store_btree *t, const uint8_t *root, size_t ro
         rc = finish_root(&m, r.height, &content, new_root);
     vec_free(&content);
     size_t moved = 0;
-    if (!rc && m.npins && kept->n + m.npins > kept->cap) {
+    if (!rc && kept && m.npins && kept->n + m.npins > kept->cap) {
         size_t cap = kept->cap ? kept->cap : 64;
         while (cap < kept->n + m.npins)
             cap *= 2;
@@ -838,15 +835,18 @@ int store_btree_modify_keep(const store_btree *t, const uint8_t *root, size_t ro
             kept->cap = cap;
         }
     }
-    if (!rc && m.npins && kept->n + m.npins <= kept->cap) { /* else (no memory): they stay cached */
+    if (!rc && kept && m.npins && kept->n + m.npins <= kept->cap) { /* else (no memory): they stay cached */
         assert(!kept->n || kept->cache == t->cache); /* one kept list, one cache */
         kept->cache = t->cache;
         memcpy(kept->v + kept->n, m.pins, m.npins * sizeof *m.pins);
         kept->n += m.npins;
         moved = m.npins;
     }
-    for (size_t i = moved; i < m.npins; i++)
+    for (size_t i = moved; i < m.npins; i++) {
+        if (!rc && !kept && t->cache)
+            bt_cache_retire(t->cache, m.pins[i]);
         bt_node_release(m.pins[i]);
+    }
     free(m.pins);
     while (m.arena) {
         arena_chunk *c = m.arena;

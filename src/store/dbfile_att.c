@@ -188,8 +188,6 @@ static int put_compressed(buf_t *out, int compression, const uint8_t *p, size_t 
             rc = buf_append_byte(out, (uint8_t)compression);
         if (!rc)
             rc = buf_put_varint(out, n);
-        if (!rc)
-            rc = buf_reserve(out, bound);
         if (rc)
             return rc;
         uint8_t *dst = out->data + out->len;

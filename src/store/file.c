@@ -483,7 +483,9 @@ static int file_map_admit(store_file *f, file_map *m, uint64_t off, uint64_t end
     if (!fresh)
         return 1;
     if (atomic_load_explicit(&f->map_resident, memory_order_relaxed) + fresh > budget) {
-        if (atomic_fetch_add_explicit(&f->map_preads, 1, memory_order_relaxed) + 1 >= budget * MAP_RESAMPLE)
+        /* ==, not >=: the one reader that reaches the mark trims (it resets
+         * the count); readers past it before the reset do not trim again. */
+        if (atomic_fetch_add_explicit(&f->map_preads, 1, memory_order_relaxed) + 1 == budget * MAP_RESAMPLE)
             file_map_trim(f);
         return 0;
     }
