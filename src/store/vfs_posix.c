@@ -272,8 +272,11 @@ static int posix_map(store_vfs_file *vf, uint64_t len, const void **out)
         } else {
             if (a > r) /* slack of our own reservation: unmapping it cannot fail */
                 (void)munmap(r, (size_t)(a - r));
-            if (r + reserve > a + len)
-                (void)munmap(a + len, (size_t)(r + reserve - (a + len)));
+            /* the mapping covers whole pages: the slack starts at the next page */
+            size_t page = (size_t)sysconf(_SC_PAGESIZE);
+            uint8_t *end = a + (((size_t)len + page - 1) & ~(page - 1));
+            if (r + reserve > end)
+                (void)munmap(end, (size_t)(r + reserve - end));
         }
     }
     if (p == MAP_FAILED) {
