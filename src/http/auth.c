@@ -178,6 +178,24 @@ static const http_auth_live_t *live(const http_auth_t *a)
     return &atomic_load_explicit(&((http_auth_t *)a)->live, memory_order_acquire)->v;
 }
 
+/* Whether two sets (made by live_set_new: no NULL strings) say the same;
+ * every field of http_auth_live_t. */
+static int live_equal(const live_set *x, const live_set *y)
+{
+    const http_auth_live_t *a = &x->v, *b = &y->v;
+    return a->timeout == b->timeout && a->allow_persistent_cookies == b->allow_persistent_cookies &&
+           a->cookie_secure == b->cookie_secure && a->require_valid_user == b->require_valid_user &&
+           a->require_valid_user_except_for_up == b->require_valid_user_except_for_up &&
+           a->admin_only_all_dbs == b->admin_only_all_dbs && a->nhandlers == b->nhandlers &&
+           !memcmp(a->handlers, b->handlers, sizeof a->handlers) && a->proxy_use_secret == b->proxy_use_secret &&
+           a->lockout_mode == b->lockout_mode && a->lockout_threshold == b->lockout_threshold &&
+           a->users_iterations == b->users_iterations && a->users_db_public == b->users_db_public &&
+           !strcmp(a->secret, b->secret) && !strcmp(a->same_site, b->same_site) &&
+           !strcmp(a->x_auth_username, b->x_auth_username) && !strcmp(a->x_auth_roles, b->x_auth_roles) &&
+           !strcmp(a->x_auth_token, b->x_auth_token) && !strcmp(a->users_prf, b->users_prf) &&
+           !strcmp(a->public_fields, b->public_fields);
+}
+
 int http_auth_reconfigure(http_auth_t *a, const http_auth_live_t *v)
 {
     /* Sets are published under mu only, so a->newest is the one in force. */
@@ -186,6 +204,13 @@ int http_auth_reconfigure(http_auth_t *a, const http_auth_live_t *v)
     if (!l) {
         pthread_mutex_unlock(&a->mu);
         return DV_ERR_NOMEM;
+    }
+    /* Every change to [chttpd] (and every reload) comes here; a set that
+     * says what the current one says is not kept until stop. */
+    if (a->newest && live_equal(l, a->newest)) {
+        pthread_mutex_unlock(&a->mu);
+        live_set_free(l);
+        return DV_OK;
     }
     l->prev = a->newest;
     a->newest = l;
