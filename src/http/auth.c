@@ -379,13 +379,15 @@ void http_auth_users_hash(const http_auth_t *a, const char **prf, long *iteratio
     *iterations = l->users_iterations;
 }
 
-int http_auth_public_fields_set(const http_auth_t *a)
-{
-    const char *p = live(a)->public_fields;
-    return p && p[strspn(p, " \t,")] != 0;
-}
+static int fields_listed(const char *p) { return p && p[strspn(p, " \t,")] != 0; }
 
-int http_auth_users_listable(const http_auth_t *a) { return live(a)->users_db_public && http_auth_public_fields_set(a); }
+int http_auth_public_fields_set(const http_auth_t *a) { return fields_listed(live(a)->public_fields); }
+
+int http_auth_users_listable(const http_auth_t *a)
+{
+    const http_auth_live_t *l = live(a); /* one set for the decision */
+    return l->users_db_public && fields_listed(l->public_fields);
+}
 
 /* The comma-separated field that starts at p, without the blanks around
  * it, as [*b, *e) (CouchDB splits such lists with "\\s*,\\s*"); returns
@@ -752,14 +754,15 @@ static int lock_check(http_auth_t *a, http_req_t *r, const char *name, const cha
 {
     char key[512];
     size_t len;
-    if (live(a)->lockout_mode == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
+    const http_auth_live_t *l = live(a); /* one set for the decision */
+    if (l->lockout_mode == HTTP_LOCKOUT_OFF || !(len = lock_key(r, name, salt, key, sizeof key)))
         return 0;
     uint64_t h = fnv1a(key, len);
     pthread_mutex_lock(&a->mu);
     lock_entry *e = lock_find(a, key, len, h, now_ms());
-    int over = e && e->count >= live(a)->lockout_threshold;
+    int over = e && e->count >= l->lockout_threshold;
     pthread_mutex_unlock(&a->mu);
-    if (over && live(a)->lockout_mode == HTTP_LOCKOUT_WARN) {
+    if (over && l->lockout_mode == HTTP_LOCKOUT_WARN) {
         log_warn("auth: authentication failure threshold reached for %s from %s", name, key);
         return 0;
     }
@@ -1021,6 +1024,7 @@ done:
 static const char *cookie_attrs(http_req_t *r, const char *value, long long max_age)
 {
     http_auth_t *a = req_auth(r);
+    const http_auth_live_t *l = a ? live(a) : NULL; /* one set for the whole cookie */
     char extra[160] = "";
     size_t k = 0;
     if (max_age >= 0) {
@@ -1031,10 +1035,10 @@ static const char *cookie_attrs(http_req_t *r, const char *value, long long max_
         strftime(date, sizeof date, "%a, %d-%b-%Y %H:%M:%S GMT", &tm);
         k += (size_t)snprintf(extra + k, sizeof extra - k, "; Expires=%s; Max-Age=%lld", date, max_age);
     }
-    if (a && live(a)->cookie_secure && k < sizeof extra)
+    if (l && l->cookie_secure && k < sizeof extra)
         k += (size_t)snprintf(extra + k, sizeof extra - k, "; Secure");
-    if (a && *live(a)->same_site && k < sizeof extra) {
-        const char *ss = live(a)->same_site;
+    if (l && *l->same_site && k < sizeof extra) {
+        const char *ss = l->same_site;
         snprintf(extra + k, sizeof extra - k, "; SameSite=%s",
                  !strcasecmp(ss, "strict") ? "Strict" : !strcasecmp(ss, "lax") ? "Lax" : "None");
     }
@@ -1080,7 +1084,8 @@ static int is_up(http_req_t *r)
 static void finish(http_req_t *r, http_auth_next_fn next)
 {
     http_auth_t *a = req_auth(r);
-    if (a && !r->user && (live(a)->require_valid_user || (live(a)->require_valid_user_except_for_up && !is_up(r)))) {
+    const http_auth_live_t *l = a ? live(a) : NULL;
+    if (l && !r->user && (l->require_valid_user || (l->require_valid_user_except_for_up && !is_up(r)))) {
         http_send_error(r, 401, "unauthorized", "Authentication required.");
         return;
     }
