@@ -146,7 +146,8 @@ static void apply_live(config_t *c, http_server_t *s, const char *section, const
     int l = log_level_parse(config_get_str(c, "log", "level", "info"));
     int cors_rc = rebuild_cors ? http_cors_new(c, &cors) : DV_OK;
     int limits_rc = http_limits_read(c, &limits);
-    int dbs_rc = dbs && touches(section, "couchdb") ? http_auth_default_security(c, &defsec) : DV_ERR_INVALID;
+    int apply_dbs = dbs && touches(section, "couchdb");
+    int dbs_rc = apply_dbs ? http_auth_default_security(c, &defsec) : DV_OK;
     int reduce_limit = qserver_reduce_limit_parse(config_get(c, "query_server_config", "reduce_limit"));
     apply_copied(c, s, section);
     config_unlock(c);
@@ -154,7 +155,7 @@ static void apply_live(config_t *c, http_server_t *s, const char *section, const
         log_set_level((enum log_level)l);
     if (limits_rc == DV_OK)
         http_server_set_limits(s, &limits);
-    if (limits_rc == DV_OK && dbs_rc == DV_OK) /* defsec: a constant, not c's */
+    if (apply_dbs && limits_rc == DV_OK && dbs_rc == DV_OK) /* defsec: a constant, not c's */
         (void)db_server_configure(dbs, (size_t)limits.max_dbs_open, defsec); /* out of memory: as they were */
     struct views *v = http_server_opts(s)->views;
     if (limits_rc == DV_OK && v)
