@@ -1232,6 +1232,7 @@ void dbf_prep_settle(dbf_item *it)
 
 static int enqueue(store_dbfile *db, dbf_item *it)
 {
+    int async = it->done != NULL; /* read now: once queued, an async item may be freed */
     pthread_mutex_lock(&db->mu);
     int stopped = db->stop;
     if (!stopped) {
@@ -1247,10 +1248,10 @@ static int enqueue(store_dbfile *db, dbf_item *it)
      * after unlocking (the writer need not wake into a held mutex).  An
      * async item may be completed at once and its done may let db go:
      * signalled under the lock. */
-    if (!stopped && it->done)
+    if (!stopped && async)
         pthread_cond_signal(&db->cv_work);
     pthread_mutex_unlock(&db->mu);
-    if (!stopped && !it->done)
+    if (!stopped && !async)
         pthread_cond_signal(&db->cv_work);
     return stopped ? DV_ERR_CLOSED : DV_OK;
 }
