@@ -612,6 +612,7 @@ int dbf_sync_dir(store_dbfile *db)
 }
 
 uint64_t store_dbfile_commit_count(store_dbfile *db) { return atomic_load(&db->commits); }
+uint64_t store_dbfile_spin_catches(store_dbfile *db) { return atomic_load(&db->spin_catches); }
 
 /* ---- snapshots ------------------------------------------------------- */
 

@@ -85,6 +85,9 @@ const char *store_dbfile_path(const store_dbfile *db);
  * sync, which may make several groups durable at once (see pipelining in
  * dbfile_write.c); otherwise it is a group. */
 uint64_t store_dbfile_commit_count(store_dbfile *db);
+/* Groups the writer took while spinning for work instead of asleep (see
+ * dbfile_write.c, "waiting for work"; stats, tests). */
+uint64_t store_dbfile_spin_catches(store_dbfile *db);
 
 /* ---- snapshots and reads ------------------------------------------- */
 

@@ -148,7 +148,9 @@ struct store_dbfile {
     struct dbf_pending *chead, *ctail;
     int dir_unsynced;  /* a compaction swap's rename is not durable yet */
     atomic_int compact_running;
+    atomic_uint queued; /* items ever queued (mod 2^32): what a spinning writer watches */
     atomic_uint_fast64_t commits; /* groups committed (tests, stats) */
+    atomic_uint_fast64_t spin_catches; /* work found while spinning (tests, stats) */
 };
 
 /* ---- dbfile.c ---- */
