@@ -23,6 +23,7 @@
  */
 #include "config.h"
 #include "base/buf.h"
+#include "base/digest.h"
 #include "base/log.h"
 #include "base/passwd.h"
 #include "base/status.h"
@@ -816,15 +817,14 @@ static int ensure_random_hex(config_t *c, const char *local, const char *section
     const char *s = config_get(c, section, key);
     if (s && *s)
         return DV_OK;
-    unsigned char raw[16];
     char hex[33];
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        return DV_ERR_IO;
-    for (int i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    int rc = config_file_update(local, section, key, hex);
+    int rc = dv_random_hex(hex, 16);
+    if (rc != DV_OK)
+        return rc;
+    rc = config_file_update(local, section, key, hex);
     if (rc == DV_OK)
         rc = config_set(c, section, key, hex, local);
+    OPENSSL_cleanse(hex, sizeof hex);
     return rc;
 }
 

@@ -1,11 +1,13 @@
 /*
- * digest.c — MD5 hex text (see digest.h).  O(n) in the input; no
+ * digest.c — MD5 and random hex text (see digest.h).  O(n) in the input; no
  * allocation of ours (EVP_Digest may allocate its context).
  */
 #include "base/digest.h"
 #include "base/status.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <string.h>
 
 void dv_hex_lower(const uint8_t *p, size_t n, char *out)
@@ -16,6 +18,16 @@ void dv_hex_lower(const uint8_t *p, size_t n, char *out)
         out[2 * i + 1] = hex[p[i] & 15];
     }
     out[2 * n] = 0;
+}
+
+int dv_random_hex(char *out, size_t nbytes)
+{
+    uint8_t raw[64];
+    if (nbytes > sizeof raw || RAND_bytes(raw, (int)nbytes) != 1)
+        return DV_ERR_IO;
+    dv_hex_lower(raw, nbytes, out);
+    OPENSSL_cleanse(raw, nbytes); /* some callers make secrets of it */
+    return DV_OK;
 }
 
 int dv_md5_hex(const void *p, size_t n, char out[33])

@@ -1,17 +1,17 @@
 /*
  * passwd.c — PBKDF2 password hashes in CouchDB's [admins] formats.
  *
- * All crypto is OpenSSL's (PKCS5_PBKDF2_HMAC, SHA1, RAND_bytes,
+ * All crypto is OpenSSL's (PKCS5_PBKDF2_HMAC, SHA1, RAND_bytes via digest.h,
  * CRYPTO_memcmp); this file only builds and parses the text forms.  The
  * derived key length is the digest's output length, as CouchDB computes it.
  */
 #include "base/passwd.h"
+#include "base/digest.h"
 #include "base/status.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,16 +30,6 @@ static const EVP_MD *prf_digest(const char *prf, size_t prf_len)
     return NULL;
 }
 
-static void to_hex(const unsigned char *p, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[p[i] >> 4];
-        out[2 * i + 1] = hex[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* Derives the hex key into out (2 * digest size + 1 bytes). */
 static int derive_hex(const EVP_MD *md, const char *password, const char *salt, size_t salt_len,
                       long iterations, char *out)
@@ -51,7 +41,7 @@ static int derive_hex(const EVP_MD *md, const char *password, const char *salt, 
     if (PKCS5_PBKDF2_HMAC(password, (int)strlen(password), (const unsigned char *)salt, (int)salt_len,
                           (int)iterations, md, keylen, key) != 1)
         return DV_ERR_NOMEM;
-    to_hex(key, (size_t)keylen, out);
+    dv_hex_lower(key, (size_t)keylen, out);
     OPENSSL_cleanse(key, sizeof key);
     return DV_OK;
 }
@@ -62,13 +52,12 @@ int passwd_hash(const char *password, const char *prf, long iterations, char **o
     const EVP_MD *md = prf_digest(prf, strlen(prf));
     if (!md || iterations < 1 || iterations > PASSWD_MAX_ITERATIONS)
         return DV_ERR_INVALID;
-    unsigned char raw[PASSWD_SALT_BYTES];
     char salt[2 * PASSWD_SALT_BYTES + 1];
     char key[2 * EVP_MAX_MD_SIZE + 1];
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        return DV_ERR_IO;
-    to_hex(raw, sizeof raw, salt);
-    int rc = derive_hex(md, password, salt, strlen(salt), iterations, key);
+    int rc = dv_random_hex(salt, PASSWD_SALT_BYTES);
+    if (rc != DV_OK)
+        return rc;
+    rc = derive_hex(md, password, salt, strlen(salt), iterations, key);
     if (rc != DV_OK)
         return rc;
     size_t n = strlen(prf) + strlen(key) + strlen(salt) + 40;
@@ -142,7 +131,7 @@ int passwd_verify(const char *stored, const char *password)
             rc = DV_ERR_NOMEM;
             goto done;
         }
-        to_hex(digest, dlen, computed);
+        dv_hex_lower(digest, dlen, computed);
     } else {
         const EVP_MD *md;
         const char *rest;

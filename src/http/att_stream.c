@@ -8,12 +8,12 @@
  * across fills, so a gzip attachment of any size inflates in 64 KiB steps.
  */
 #include "http/att_stream.h"
+#include "base/digest.h"
 
 #include "base/log.h"
 #include "base/status.h"
 
 #include <h2o.h>
-#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,17 +275,12 @@ void att_stream_send(http_req_t *r, int status, att_stream *s, int with_length)
 
 void att_stream_boundary(char out[33])
 {
-    static const char hex[] = "0123456789abcdef";
+    if (dv_random_hex(out, 16) == DV_OK)
+        return;
+    /* No entropy: any unlikely string will do for a boundary. */
+    uint64_t t = (uint64_t)(uintptr_t)out ^ (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL;
     uint8_t b[16];
-    if (RAND_bytes(b, sizeof b) != 1) {
-        /* No entropy: any unlikely string will do for a boundary. */
-        uint64_t t = (uint64_t)(uintptr_t)out ^ (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL;
-        for (size_t i = 0; i < sizeof b; i++)
-            b[i] = (uint8_t)(t >> (8 * (i % 8))) ^ (uint8_t)i;
-    }
-    for (size_t i = 0; i < sizeof b; i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 15];
-    }
-    out[32] = 0;
+    for (size_t i = 0; i < sizeof b; i++)
+        b[i] = (uint8_t)(t >> (8 * (i % 8))) ^ (uint8_t)i;
+    dv_hex_lower(b, sizeof b, out);
 }

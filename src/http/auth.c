@@ -29,6 +29,7 @@
 #include "http/auth_jwt.h"
 #include "config.h"
 #include "base/base64.h"
+#include "base/digest.h"
 #include "base/log.h"
 #include "base/passwd.h"
 #include "base/status.h"
@@ -139,11 +140,10 @@ static live_set *live_set_new(const http_auth_live_t *v, const live_set *cur)
         l->random_secret = 1;
     } else {
         l->random_secret = 1;
-        unsigned char rnd[16];
-        if (RAND_bytes(rnd, sizeof rnd) == 1 && (l->secret = malloc(2 * sizeof rnd + 1)))
-            for (size_t i = 0; i < sizeof rnd; i++)
-                snprintf(l->secret + 2 * i, 3, "%02x", rnd[i]);
-        OPENSSL_cleanse(rnd, sizeof rnd);
+        if ((l->secret = malloc(33)) && dv_random_hex(l->secret, 16) != DV_OK) {
+            free(l->secret);
+            l->secret = NULL;
+        }
     }
     l->same_site = xstrdup(v->same_site);
     l->xu = lower_dup(v->x_auth_username ? v->x_auth_username : "X-Auth-CouchDB-UserName");

@@ -7,6 +7,7 @@
  * swap, under the lock no reader can hold it any more.
  */
 #include "http/uuids.h"
+#include "base/digest.h"
 #include "base/log.h"
 #include "base/status.h"
 #include "config.h"
@@ -16,18 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-
-static int random_hex(char *out, size_t ndigits)
-{
-    unsigned char raw[32];
-    static const char hex[] = "0123456789abcdef";
-    if (ndigits > 2 * sizeof raw || RAND_bytes(raw, (int)((ndigits + 1) / 2)) != 1)
-        return DV_ERR_IO;
-    for (size_t i = 0; i < ndigits; i++)
-        out[i] = hex[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 15];
-    out[ndigits] = '\0';
-    return DV_OK;
-}
 
 /* Random step in [1, 0xffe], as couch_uuids:inc/0. */
 static int random_step(uint32_t *step)
@@ -73,7 +62,7 @@ int http_uuids_init(http_uuids_t *u, const http_uuids_conf_t *conf)
     u->utc_suffix = strdup(conf->utc_id_suffix ? conf->utc_id_suffix : "");
     if (!u->utc_suffix)
         return DV_ERR_NOMEM;
-    rc = random_hex(u->prefix, 26);
+    rc = dv_random_hex(u->prefix, 13);
     if (rc == DV_OK)
         rc = random_step(&u->seq);
     if (rc == DV_OK && pthread_mutex_init(&u->lock, NULL) != 0)
@@ -91,7 +80,7 @@ int http_uuids_configure(http_uuids_t *u, const http_uuids_conf_t *conf)
     char prefix[27];
     uint32_t seq;
     int rc = parse_algo(conf->algorithm, &algo);
-    if (rc != DV_OK || (rc = random_hex(prefix, 26)) != DV_OK || (rc = random_step(&seq)) != DV_OK)
+    if (rc != DV_OK || (rc = dv_random_hex(prefix, 13)) != DV_OK || (rc = random_step(&seq)) != DV_OK)
         return rc;
     char *suffix = strdup(conf->utc_id_suffix ? conf->utc_id_suffix : "");
     if (!suffix)
@@ -140,11 +129,11 @@ static int next_random(enum http_uuid_algo algo, char *out, size_t cap)
     if (cap < 33)
         return DV_ERR_INVALID;
     if (algo == HTTP_UUID_RANDOM) {
-        int rc = random_hex(out, 32);
+        int rc = dv_random_hex(out, 16);
         return rc == DV_OK ? 32 : rc;
     }
     snprintf(out, cap, "%014llx", now_micros());
-    int rc = random_hex(out + 14, 18);
+    int rc = dv_random_hex(out + 14, 9);
     return rc == DV_OK ? 32 : rc;
 }
 
@@ -163,7 +152,7 @@ static int next_locked(http_uuids_t *u, char *out, size_t cap)
     rc = random_step(&step);
     if (rc == DV_OK) {
         if (u->seq + step >= 0xfff000) {
-            rc = random_hex(u->prefix, 26);
+            rc = dv_random_hex(u->prefix, 13);
             u->seq = step;
         } else {
             u->seq += step;

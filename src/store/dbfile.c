@@ -22,12 +22,12 @@
  */
 #include "store/dbfile_int.h"
 
+#include "base/digest.h"
 #include "base/log.h"
 #include "base/status.h"
 
 #include <assert.h>
 #include <libgen.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,17 +342,16 @@ int dbf_state_clone(const store_snap *src, store_snap **out)
 
 static int new_uuid(char out[33])
 {
+    if (dv_random_hex(out, 16) == DV_OK)
+        return DV_OK;
     uint8_t r[16];
-    if (RAND_bytes(r, sizeof r) != 1) {
-        FILE *fp = fopen("/dev/urandom", "rb");
-        size_t got = fp ? fread(r, 1, sizeof r, fp) : 0;
-        if (fp)
-            fclose(fp);
-        if (got != sizeof r)
-            return DV_ERR_IO;
-    }
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", r[i]);
+    FILE *fp = fopen("/dev/urandom", "rb");
+    size_t got = fp ? fread(r, 1, sizeof r, fp) : 0;
+    if (fp)
+        fclose(fp);
+    if (got != sizeof r)
+        return DV_ERR_IO;
+    dv_hex_lower(r, sizeof r, out);
     return DV_OK;
 }
 
