@@ -48,11 +48,12 @@ static int default_threads(void)
 }
 
 /* Reads the server options from the config; DV_ERR_INVALID when a value is
- * malformed (already logged). */
-static int server_opts(const config_t *c, http_server_opts_t *o, http_vendor_field_t **vendor)
+ * malformed (already logged).  limits: as read at start (a config change
+ * may alter them later; the server then publishes its own). */
+static int server_opts(const config_t *c, const http_limits_live_t *limits, http_server_opts_t *o,
+                       http_vendor_field_t **vendor)
 {
     long long port, threads, drain, workers;
-    http_limits_live_t limits;
     http_uuids_conf_t uuids;
     const char *att_types;
     int att_level;
@@ -61,7 +62,6 @@ static int server_opts(const config_t *c, http_server_opts_t *o, http_vendor_fie
     if ((rc = config_get_int(c, "chttpd", "port", 5984, 0, 65535, &port)) != DV_OK ||
         (rc = config_get_int(c, "divan", "http_threads", default_threads(), 1, 256, &threads)) != DV_OK ||
         (rc = http_uuids_conf_read(c, &uuids)) != DV_OK ||
-        (rc = http_limits_read(c, &limits)) != DV_OK ||
         (rc = config_get_int(c, "divan", "shutdown_drain_ms", 10000, 0, 3600000, &drain)) != DV_OK ||
         (rc = http_att_conf_read(c, &att_types, &att_level)) != DV_OK ||
         (rc = config_get_int(c, "divan", "worker_threads", 4, 1, 256, &workers)) != DV_OK ||
@@ -76,15 +76,15 @@ static int server_opts(const config_t *c, http_server_opts_t *o, http_vendor_fie
     o->uuids_max_count = uuids.max_count;
     o->uuids_algorithm = uuids.algorithm;
     o->uuids_utc_id_suffix = uuids.utc_id_suffix;
-    o->max_request_size = limits.max_request_size;
+    o->max_request_size = limits->max_request_size;
     o->drain_ms = (int)drain;
-    o->max_document_size = limits.max_document_size;
-    o->max_json_depth = limits.max_json_depth;
+    o->max_document_size = limits->max_document_size;
+    o->max_json_depth = limits->max_json_depth;
     o->worker_threads = (int)workers;
     o->att_compressible_types = att_types;
     o->att_compression_level = att_level;
-    o->purge_max_ids = limits.purge_max_ids;
-    o->purge_max_revs = limits.purge_max_revs;
+    o->purge_max_ids = limits->purge_max_ids;
+    o->purge_max_revs = limits->purge_max_revs;
     /* Each connection is a descriptor: raise the soft limit as far as the
      * hard one allows, and keep max_connections within what fits. */
     long long nofile = http_limits_raise_nofile(), fit = http_limits_connections_for(nofile);
@@ -105,19 +105,18 @@ static int server_opts(const config_t *c, http_server_opts_t *o, http_vendor_fie
 /* The databases: [couchdb] max_dbs_open, [divan] durability
  * (always|periodic|never), sync_interval_ms, cache_mb, map_resident_mb,
  * compression (lz4|zstd|none). */
-static int open_dbs(const config_t *c, const char *default_security, db_server **out)
+static int open_dbs(const config_t *c, const http_limits_live_t *limits, const char *default_security,
+                    db_server **out)
 {
     long long sync_ms, cache_mb, map_mb;
-    http_limits_live_t limits; /* for max_dbs_open, which a config change may alter later */
     int rc;
-    if ((rc = http_limits_read(c, &limits)) != DV_OK ||
-        (rc = config_get_int(c, "divan", "sync_interval_ms", 200, 1, 3600000, &sync_ms)) != DV_OK ||
+    if ((rc = config_get_int(c, "divan", "sync_interval_ms", 200, 1, 3600000, &sync_ms)) != DV_OK ||
         (rc = config_get_int(c, "divan", "cache_mb", DB_CACHE_BYTES_DEFAULT >> 20, 1, 1 << 20, &cache_mb)) != DV_OK ||
         (rc = config_get_int(c, "divan", "map_resident_mb", STORE_FILE_MAP_TRIM_DEFAULT >> 20, 1, 1 << 20, &map_mb)) != DV_OK)
         return rc;
     db_server_opts o = {0};
     o.dir = config_data_dir(c);
-    o.max_dbs_open = (size_t)limits.max_dbs_open;
+    o.max_dbs_open = (size_t)limits->max_dbs_open;
     o.cache_bytes = (size_t)cache_mb << 20;
     o.map_resident_bytes = (size_t)map_mb << 20;
     o.sync_interval_ms = (unsigned)sync_ms;
@@ -151,13 +150,11 @@ static int open_dbs(const config_t *c, const char *default_security, db_server *
  * (ms), [query_server_config] os_process_memory_limit (bytes, 0 = none),
  * reduce_limit, [divan] query_servers (processes; 0 = CPUs),
  * query_server_path, view_batch_docs. */
-static int open_views(const config_t *c, qserver **qs, views **v)
+static int open_views(const config_t *c, const http_limits_live_t *limits, qserver **qs, views **v)
 {
     long long memlimit, procs, batch;
-    http_limits_live_t limits; /* for os_process_timeout, which a config change may alter later */
     int rc;
-    if ((rc = http_limits_read(c, &limits)) != DV_OK ||
-        (rc = config_get_int(c, "query_server_config", "os_process_memory_limit", 0, 0, 1LL << 40, &memlimit)) !=
+    if ((rc = config_get_int(c, "query_server_config", "os_process_memory_limit", 0, 0, 1LL << 40, &memlimit)) !=
             DV_OK ||
         (rc = config_get_int(c, "divan", "query_servers", 0, 0, 256, &procs)) != DV_OK ||
         (rc = config_get_int(c, "divan", "view_batch_docs", 2000, 1, 100000, &batch)) != DV_OK)
@@ -165,7 +162,7 @@ static int open_views(const config_t *c, qserver **qs, views **v)
     qserver_config qc = {0};
     qc.path = config_get(c, "divan", "query_server_path");
     qc.pool_size = (unsigned)procs;
-    qc.timeout_ms = (unsigned)limits.os_process_timeout;
+    qc.timeout_ms = (unsigned)limits->os_process_timeout;
     qc.memory_limit = (uint64_t)memlimit;
     qc.reduce_limit = config_get(c, "query_server_config", "reduce_limit");
     if ((rc = qserver_open(&qc, qs)) != DV_OK) {
@@ -267,6 +264,7 @@ int main(int argc, char **argv)
     struct admin_list admins = {NULL, NULL, 0};
     http_auth_t *auth = NULL;
     http_server_opts_t opts;
+    http_limits_live_t limits; /* as read at start: the server publishes later changes itself */
     int exit_code = 1;
 
     if (config_parse_args(argc, argv, &args) != DV_OK)
@@ -284,7 +282,7 @@ int main(int argc, char **argv)
     const char *level = config_get(cfg, "log", "level");
     if (level)
         log_set_level((enum log_level)log_level_parse(level));
-    if (server_opts(cfg, &opts, &vendor) != DV_OK)
+    if (http_limits_read(cfg, &limits) != DV_OK || server_opts(cfg, &limits, &opts, &vendor) != DV_OK)
         goto done;
     if (http_cors_new(cfg, &cors) != DV_OK)
         goto done;
@@ -296,7 +294,7 @@ int main(int argc, char **argv)
     if (open_auth(cfg, &admins, &default_security, &auth) != DV_OK)
         goto done;
     opts.auth = auth;
-    if (open_dbs(cfg, default_security, &dbs) != DV_OK)
+    if (open_dbs(cfg, &limits, default_security, &dbs) != DV_OK)
         goto done;
     /* Request bodies beyond 2 MiB wait for their handler in an unlinked
      * file of the data directory, not in anonymous memory (http/limits.h).
@@ -312,7 +310,7 @@ int main(int argc, char **argv)
         log_error("cannot create the %s database", HTTP_AUTH_USERS_DB);
         goto done;
     }
-    if (open_views(cfg, &qs, &vws) != DV_OK)
+    if (open_views(cfg, &limits, &qs, &vws) != DV_OK)
         goto done;
     opts.views = vws;
     /* From here on the config API may change cfg from server threads:
