@@ -747,8 +747,19 @@ static int finish_root(bt_mod *m, unsigned level, bt_vec *content, buf_t *new_ro
             while (h > 0 && is_thin(m, top.child.off)) {
                 bt_node *nd;
                 rc = mod_load(m, top.child, h, top.count, &nd);
-                if (rc || nd->n != 1)
+                if (rc)
                     break;
+                if (nd->n != 1) {
+                    /* Not peeled: the node stays under the new root.  Left
+                     * pinned it would be retired with the superseded ones,
+                     * and a small root (most roots: few children) left the
+                     * cache at every commit, for the writer and every
+                     * reader to load again. */
+                    assert(m->npins > 0 && m->pins[m->npins - 1] == nd);
+                    m->npins--;
+                    bt_node_release(nd);
+                    break;
+                }
                 top = node_item(nd, 0);
                 h--;
             }
@@ -794,9 +805,8 @@ void store_btree_retired_free(store_btree_retired *kept)
     *kept = (store_btree_retired){0};
 }
 
-/* Every node a modification loaded was rewritten (its rows copied into new
- * nodes), except a thin node finish_root kept as the new root's child,
- * which is then reloaded on its next use.  On success the pins move to
+/* Every node a modification pinned was rewritten (its rows copied into new
+ * nodes) or peeled off the top by finish_root.  On success the pins move to
  * kept, or with kept NULL (store_btree_modify) leave the cache at once; on
  * failure they are released (nothing was superseded). */
 int store_btree_modify_keep(const store_btree *t, const uint8_t *root, size_t root_len,

@@ -567,6 +567,44 @@ static void test_cache_eviction_under_cursors(void **state)
     fx_close(&x);
 }
 
+/* The root a modification writes stays cached: a small root is written
+ * "thin" and finish_root loads it to see whether it can be peeled; when it
+ * cannot, it must not go with the superseded nodes (it did: every commit
+ * then read its own new root back from the file). */
+static void check_new_root_cached(int nkeys)
+{
+    fx x;
+    fx_open(&x, "btree-root", NULL, 256, 64u << 20);
+    put_range(&x, "k%05d", 0, nkeys, 500, 0);
+    for (int i = 0; i < 20; i++) {
+        store_btree_retired kept = {0};
+        store_btree_action a = {STORE_BTREE_PUT, {(const uint8_t *)"k00007", 6}, {(const uint8_t *)"u", 1}};
+        buf_t nr = BUF_INIT;
+        assert_int_equal(store_btree_modify_keep(&x.t, x.root.data, x.root.len, &a, 1, &nr, &kept), DV_OK);
+        store_btree_retire(&kept); /* what a commit does once it is published */
+        bt_root r;
+        assert_int_equal(bt_root_parse(nr.data, nr.len, &r), 1);
+        assert_true(r.height > 0);
+        bt_node *nd = bt_cache_lookup(x.cache, x.f, r.ptr.off);
+        assert_non_null(nd);
+        bt_node_release(nd);
+        buf_free(&x.root);
+        x.root = nr;
+    }
+    expect_get(&x, &x.root, "k00007", "u");
+    fx_close(&x);
+}
+
+static void test_cache_keeps_new_root(void **state)
+{
+    (void)state;
+    /* Roots of two to a dozen children: the small ones are thin (under a
+     * quarter of a node). */
+    static const int sizes[] = {150, 300, 600, 2000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        check_new_root_cached(sizes[i]);
+}
+
 /* Updates rewrite a path of nodes each (copy-on-write); the versions they
  * replace leave the cache, so with room to spare it holds about the live
  * tree, not every version written since. */
@@ -764,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_bad_node_records),
         cmocka_unit_test(test_cache_eviction_under_cursors),
         cmocka_unit_test(test_cache_keeps_live_nodes),
+        cmocka_unit_test(test_cache_keeps_new_root),
         cmocka_unit_test(test_cache_threads),
         cmocka_unit_test(test_height_and_rates),
     };
