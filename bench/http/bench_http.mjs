@@ -16,6 +16,11 @@
 //   POST _bulk_docs, 1,000-doc batches, 2 in flight       (this script)
 //   peak RSS of the server process tree (VmHWM)
 //
+// Then divan once more, unsynced ([divan] durability = never), for the PUT
+// with one connection only: pouchdb-server's LevelDB does not sync, so the
+// default row compares a synced commit with an unsynced one; this row
+// compares like with like (skipped when BENCH_HTTP_DIVAN_ARGS is set).
+//
 // The _bulk_docs phase and the scans run here rather than in wrk because a
 // request can take a second on the peer: wrk drops the requests in flight
 // when its time is up, which would understate a rate measured in a few
@@ -249,7 +254,8 @@ async function bulkPhase(agent, base, pool) {
 }
 
 // Runs every phase against one database server; returns { results, rss, load, ... }.
-async function runDbServer(name, start, dir, ids, pool) {
+// only: the phase keys to run (all when absent).
+async function runDbServer(name, start, dir, ids, pool, only) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(4, cfg.bulkConns) });
   const out = { results: {}, notes: [] };
   const fail = (key, e) => {
@@ -299,7 +305,7 @@ async function runDbServer(name, start, dir, ids, pool) {
       ['bulk', () => bulkPhase(agent, srv.url, pool), !out.results.bulk],
     ];
     for (const [key, fn, runIt] of phases) {
-      if (!runIt) continue;
+      if (!runIt || (only && !only.includes(key))) continue;
       if (srv.proc.exit) {
         out.results[key] = { na: `server ${exitText(srv.proc.exit)} earlier` };
         continue;
@@ -315,7 +321,7 @@ async function runDbServer(name, start, dir, ids, pool) {
     }
     if (srv.proc.exit) log(`${name} ${exitText(srv.proc.exit)}; the end of its log:\n${srv.proc.tail()}`);
     if (srv.proc.exit) out.notes.push(`${name} ${exitText(srv.proc.exit)} during the run; last log lines:\n\n\`\`\`\n${srv.proc.tail().split('\n').slice(-8).join('\n')}\n\`\`\``);
-    else if (ran > 0) {
+    else if (ran > 0 && !only) {
       out.rss = peakRss(srv.proc.child.pid);
       if (ran < SCENARIOS.length) out.notes.push(`peak RSS after ${ran} of ${SCENARIOS.length} phases only (the others were n/a): not comparable`);
     }
@@ -384,6 +390,12 @@ function report(res, info) {
         `${fmt(cell(d, s.key, f))} | ${fmt(cell(p, s.key, f))} | ${ratio(cell(d, s.key, f), cell(p, s.key, f))} | ` +
         `${nx(f)} | ${nr(f)} | |`);
     }
+    const u = res.divanUnsynced;
+    if (s.key === 'put1' && u) {
+      L.push(`| ${label}, divan unsynced (\`[divan] durability = never\`, as pouchdb-server's LevelDB): req/s | ` +
+        `${fmt(cell(u, 'put1', 'rate'))} | ${fmt(cell(p, 'put1', 'rate'))} | ${ratio(cell(u, 'put1', 'rate'), cell(p, 'put1', 'rate'))} | | | ` +
+        'same durability as the peer; the target is on the synced row |');
+    }
   }
   const mib = (r) => (r?.rss ? r.rss / 1048576 : undefined);
   L.push(`| peak RSS, MiB (lower is better) | ${fmt(mib(d), 1)} | ${fmt(mib(p), 1)} | ${ratio(mib(d), mib(p))} | ` +
@@ -409,7 +421,7 @@ function report(res, info) {
   const notes = [];
   for (const [name, r] of Object.entries(res)) {
     if (!r) continue;
-    if (r.load) notes.push(`${name}: loaded ${cfg.docs} docs in ${r.load.seconds.toFixed(1)} s (${fmt(r.load.rate)} docs/s, 1,000-doc batches, 2 requests in flight).`);
+    if (r.load && name !== 'divanUnsynced') notes.push(`${name}: loaded ${cfg.docs} docs in ${r.load.seconds.toFixed(1)} s (${fmt(r.load.rate)} docs/s, 1,000-doc batches, 2 requests in flight).`);
     const reasons = new Set(SCENARIOS.map((s) => r.results[s.key]?.na));
     const allNa = r.results.get && reasons.size === 1 && !reasons.has(undefined);
     if (allNa) notes.push(`${name}: n/a everywhere — ${[...reasons][0]}`);
@@ -463,6 +475,20 @@ async function main() {
     mkdirSync(dir);
     log(`${name}: starting`);
     res[name] = await runDbServer(name, name === 'divan' ? startDivanHere : startPouchHere, dir, ids, pool);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // PUT with one connection waits for each commit's sync in divan's
+  // default configuration, and pouchdb-server's LevelDB does not sync:
+  // the same phase again with divan not syncing either, as a like-for-like
+  // row beside the default one (docs/benchmarks.md).
+  if (cfg.servers.includes('divan') && !cfg.divanArgs.length) {
+    const dir = path.join(root, 'divan-unsynced');
+    mkdirSync(dir);
+    const ini = path.join(root, 'unsynced.ini');
+    writeFileSync(ini, '[divan]\ndurability = never\n');
+    log('divan, unsynced: starting');
+    const start = (d, agent) => startDivan(d, agent, { bin: cfg.divanBin, args: ['--config', ini] });
+    res.divanUnsynced = await runDbServer('divan (unsynced)', start, dir, ids, pool, ['put1']);
     rmSync(dir, { recursive: true, force: true });
   }
   const sized = ['divan', 'pouchdb-server'].find((s) => res[s]?.results.get?.docBytes);
