@@ -1282,21 +1282,29 @@ static void prep_by_caller(store_dbfile *db, dbf_item *it)
     }
 }
 
+/* The writer's claim on a doc's prep: 1 when it took the doc (it prepares
+ * it, or leaves it), 0 when the caller did, after waiting out a caller
+ * still on this very doc (microseconds). */
+static int prep_claim(dbf_prep *p)
+{
+    int st = DBF_PREP_TODO;
+    if (atomic_compare_exchange_strong(&p->state, &st, DBF_PREP_WRITER))
+        return 1;
+    while (st == DBF_PREP_CALLER) {
+        sched_yield();
+        st = atomic_load_explicit(&p->state, memory_order_acquire);
+    }
+    return 0;
+}
+
 /* The writer's view of doc i's prep: computed by the caller, or now. */
 static const dbf_prep *prep_for_writer(store_dbfile *db, dbf_item *it, size_t i)
 {
     if (!it->prep)
         return NULL;
     dbf_prep *p = &it->prep[i];
-    int st = DBF_PREP_TODO;
-    if (atomic_compare_exchange_strong(&p->state, &st, DBF_PREP_WRITER)) {
+    if (prep_claim(p))
         prep_one(db, &it->w->docs[i], p);
-        return p;
-    }
-    while (st == DBF_PREP_CALLER) { /* the caller is on this very doc: microseconds */
-        sched_yield();
-        st = atomic_load_explicit(&p->state, memory_order_acquire);
-    }
     return p;
 }
 
@@ -1306,15 +1314,8 @@ static const dbf_prep *prep_for_writer(store_dbfile *db, dbf_item *it, size_t i)
  * its next compare-and-swap and never reads w, which done may free. */
 void dbf_prep_settle(dbf_item *it)
 {
-    for (size_t i = 0; it->prep && i < it->nprep; i++) {
-        int st = DBF_PREP_TODO;
-        if (atomic_compare_exchange_strong(&it->prep[i].state, &st, DBF_PREP_WRITER))
-            continue;
-        while (st == DBF_PREP_CALLER) { /* microseconds */
-            sched_yield();
-            st = atomic_load_explicit(&it->prep[i].state, memory_order_acquire);
-        }
-    }
+    for (size_t i = 0; it->prep && i < it->nprep; i++)
+        (void)prep_claim(&it->prep[i]);
 }
 
 static int enqueue(store_dbfile *db, dbf_item *it)
