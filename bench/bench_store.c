@@ -34,6 +34,7 @@
  * tmpfs, for the sync figures to mean anything).
  */
 #include "base/status.h"
+#include "db/db.h"
 #include "engine.h"
 #include "store/file.h"
 
@@ -565,9 +566,10 @@ static void print_table(const bench_results *res, const int *ran, const bench_cf
            BENCH_DOC_LEN, BENCH_ID_LEN, (unsigned long long)cfg->docs, cfg->seconds, cfg->rounds,
            (unsigned long long)cfg->seed);
     printf("Durability: every commit synced before it returns. divan STORE_DURABLE_ALWAYS, lz4 bodies, "
-           "32 MiB node cache (the server's default); LMDB %d.%d.%d default flags (sync on commit); SQLite %s journal_mode=WAL, "
-           "synchronous=FULL, one connection per writer thread.\n",
-           MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH, sqlite3_libversion());
+           "%u MiB node cache (the server's default); LMDB %d.%d.%d default flags (sync on commit); "
+           "SQLite %s journal_mode=WAL, synchronous=FULL, one connection per writer thread.\n",
+           DB_CACHE_BYTES_DEFAULT >> 20, MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH,
+           sqlite3_libversion());
     printf("Ratios are divan / other: above 1 means divan is faster, except rows marked \"lower is better\". "
            "commits/s counts documents acknowledged durable per second; docs per durable commit is 1 for LMDB "
            "and SQLite by construction (one writer at a time, each commit synced). "
@@ -575,8 +577,8 @@ static void print_table(const bench_results *res, const int *ran, const bench_cf
            "body through a fresh snapshot per read or range. LMDB compaction is mdb_env_copy2(MDB_CP_COMPACT) "
            "plus fsync; SQLite's is VACUUM plus a TRUNCATE checkpoint. Peak RSS includes mapped file pages "
            "(LMDB and divan read through a map of the file). divan keeps at most %u MiB of a file mapped by "
-           "default ([divan] map_resident_mb) and reads the rest with pread; the \"whole file mapped\" rows are divan's "
-           "second turn of each read round, over the same database with that budget lifted (their peak RSS is "
+           "default ([divan] map_resident_mb) and reads the rest with pread; the \"whole file mapped\" rows are "
+           "divan's second turn of each read round, over the same database with that budget lifted (their peak RSS is "
            "that of those reads alone); the peers' repeat their rows above.\n\n",
            STORE_FILE_MAP_TRIM_DEFAULT >> 20);
 }

@@ -111,8 +111,10 @@ static int open_dbs(const config_t *c, const http_limits_live_t *limits, const c
     long long sync_ms, cache_mb, map_mb;
     int rc;
     if ((rc = config_get_int(c, "divan", "sync_interval_ms", 200, 1, 3600000, &sync_ms)) != DV_OK ||
-        (rc = config_get_int(c, "divan", "cache_mb", DB_CACHE_BYTES_DEFAULT >> 20, 1, 1 << 20, &cache_mb)) != DV_OK ||
-        (rc = config_get_int(c, "divan", "map_resident_mb", STORE_FILE_MAP_TRIM_DEFAULT >> 20, 1, 1 << 20, &map_mb)) != DV_OK)
+        (rc = config_get_int(c, "divan", "cache_mb", DB_CACHE_BYTES_DEFAULT >> 20, 1, 1 << 20, &cache_mb)) !=
+            DV_OK ||
+        (rc = config_get_int(c, "divan", "map_resident_mb", STORE_FILE_MAP_TRIM_DEFAULT >> 20, 1, 1 << 20,
+                             &map_mb)) != DV_OK)
         return rc;
     db_server_opts o = {0};
     o.dir = config_data_dir(c);

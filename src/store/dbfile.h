@@ -273,9 +273,9 @@ typedef struct store_write {
  * bodies, digests new attachments and computes edit rev ids, sharing that
  * work with the writer thread (on which it would serialise); the async
  * variant shares it the same way and returns once its caller's share is
- * done: O(bytes of w), as parsing them was.  Returns DV_OK when the batch was committed (each
- * item then has its own status), or an error when the commit failed (I/O):
- * then nothing of w was acknowledged.  Items of one store_write are applied
+ * done: O(bytes of w), as parsing them was.  Returns DV_OK when the batch
+ * was committed (each item then has its own status), or an error when the
+ * commit failed (I/O): then nothing of w was acknowledged.  Items of one store_write are applied
  * in order and commit together. */
 int store_dbfile_write(store_dbfile *db, store_write *w);
 /* Same, without blocking: done(arg, status) runs on one of the database's

@@ -1389,9 +1389,10 @@ int store_dbfile_write_async(store_dbfile *db, store_write *w, store_write_done 
      * prepared by both threads.  The writer may complete the item while
      * this thread is still in prep_by_caller (dbf_prep_settle first takes
      * the docs the caller has not claimed, so its last step only reads a
-     * claimed state), so the caller holds a reference until it is done.  Prepared in full before queueing, the HTTP layer's
-     * 1,000-doc _bulk_docs kept the writer idle for the 3-6 ms of LZ4 and
-     * MD5 before it could start (measured with timestamps per batch). */
+     * claimed state), so the caller holds a reference until it is done.
+     * Prepared in full before queueing, the HTTP layer's 1,000-doc
+     * _bulk_docs kept the writer idle for the 3-6 ms of LZ4 and MD5 before
+     * it could start (measured with timestamps per batch). */
     int prep = prep_alloc(it), shared = prep && it->nprep >= PREP_SHARED_MIN;
     if (prep && !shared)
         prep_by_caller(db, it);

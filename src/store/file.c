@@ -119,9 +119,10 @@
  * have moved).  Each trim costs the set's faults again: 8 spent 40% of the
  * time re-faulting it, 64 about 12% of uniform random reads over a file
  * twelve times the 16 MiB budget (bench_ops, 600,000 reads: 27,500 page
- * faults, against 9,200 at 256 and 4,500 at 1,024, start-up included).  The bits are advisory: a reader racing a trim can leave one
- * granule counted but not resident, or resident but not counted, which
- * moves the bound by a granule per reader.
+ * faults, against 9,200 at 256 and 4,500 at 1,024, start-up included).
+ * The bits are advisory: a reader racing a trim can leave one granule
+ * counted but not resident, or resident but not counted, which moves the
+ * bound by a granule per reader.
  */
 #include "store/file.h"
 
