@@ -504,7 +504,7 @@ static int lookup_users_doc(http_req_t *r, const char *name, size_t n, auth_user
     }
     if ((rc = store_snap_read_body(snap, di.tree.nodes[win].body, &body)) != DV_OK)
         goto done;
-    if ((rc = json_doc_parse(&jd, body.body.data, body.body.len, 0, NULL)) != DV_OK)
+    if ((rc = json_doc_parse(&jd, body.body.data, body.body.len, JSON_DEPTH_STORED, NULL)) != DV_OK)
         goto done;
     const json_val *root = json_doc_root(&jd);
     const json_val *scheme = json_object_get_cstr(root, "password_scheme");

@@ -97,7 +97,7 @@ static int sec_check(const http_user_ctx_t *ctx, const char *sec, size_t len, in
         return 1;
     json_doc jd = JSON_DOC_INIT;
     const json_val *root = NULL;
-    if (sec && json_doc_parse(&jd, sec, len, 0, NULL) == DV_OK)
+    if (sec && json_doc_parse(&jd, sec, len, JSON_DEPTH_STORED, NULL) == DV_OK)
         root = json_doc_root(&jd);
     if (root && !json_is_object(root))
         root = NULL;

@@ -1005,7 +1005,7 @@ static int ddoc_member(http_req_t *r, store_snap *snap, const char *ddoc, const 
     if (rc == DV_OK && di.tree.nodes[win].has_body)
         rc = store_snap_read_body(snap, di.tree.nodes[win].body, &body);
     if (rc == DV_OK && json_doc_parse(&jd, body.body.len ? (const char *)body.body.data : "{}",
-                                      body.body.len ? body.body.len : 2, 0, NULL) != DV_OK)
+                                      body.body.len ? body.body.len : 2, JSON_DEPTH_STORED, NULL) != DV_OK)
         rc = DV_ERR_CORRUPT;
     if (rc != DV_OK) {
         http_send_internal(r, rc);

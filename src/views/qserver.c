@@ -776,7 +776,7 @@ int qserver_define(qserver_proc *p, const char *handle, const char *def, size_t 
     size_t b = 0;
     while (b < def_len && (def[b] == ' ' || def[b] == '\n' || def[b] == '\r' || def[b] == '\t'))
         b++;
-    if (b == def_len || def[b] != '{' || json_validate(def, def_len, 0, &je) != DV_OK) {
+    if (b == def_len || def[b] != '{' || json_validate(def, def_len, JSON_DEPTH_STORED, &je) != DV_OK) {
         set_err(err, "bad_request", "definition is not a JSON object");
         return DV_ERR_INVALID;
     }

@@ -224,7 +224,7 @@ static int ddoc_def(const store_snap *snap, const ddoc_seen *d, buf_t *def)
     int rc = store_snap_read_body(snap, d->body, &body);
     if (rc != DV_OK)
         goto done;
-    if (json_doc_parse(&jd, body.body.data, body.body.len, 0, NULL) != DV_OK) {
+    if (json_doc_parse(&jd, body.body.data, body.body.len, JSON_DEPTH_STORED, NULL) != DV_OK) {
         rc = DV_ERR_CORRUPT;
         goto done;
     }

@@ -364,7 +364,7 @@ static int read_ddoc(const store_snap *snap, const char *id, size_t n, view_grou
     json_writer w;
     json_writer_init(&w, &b);
     if ((rc = db_render_doc(snap, &di, revtree_winner(&di.tree), &o, &w, NULL)) != DV_OK ||
-        (rc = json_doc_parse(&jd, b.data, b.len, 0, NULL)) != DV_OK) {
+        (rc = json_doc_parse(&jd, b.data, b.len, JSON_DEPTH_STORED, NULL)) != DV_OK) {
         db_err_set(e, 500, "unknown_error", "%s", dv_strerror(rc));
         goto done;
     }
@@ -1194,7 +1194,7 @@ int views_check_ddoc(views *v, const uint8_t *body, size_t len, db_err *e)
     view_group g;
     buf_t def = BUF_INIT, errors = BUF_INIT;
     memset(&g, 0, sizeof g);
-    int rc = json_doc_parse(&jd, body, len, 0, NULL);
+    int rc = json_doc_parse(&jd, body, len, JSON_DEPTH_STORED, NULL); /* re-encoded by the server */
     if (rc != DV_OK) {
         db_err_set(e, 400, "bad_request", "invalid UTF-8 JSON");
         goto done;

@@ -585,6 +585,35 @@ test('public_fields and users_db_public apply without a restart: other users\' d
   assert.equal(r.json.deep, undefined);
   await unset('chttpd_auth/public_fields');
   await unset('chttpd/max_json_depth');
+  // And its owner still logs in with the limit back at the default.
+  r = await anon('/_session', { headers: basic('pf-carol', 'pf-carol-pw') });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.userCtx.name, 'pf-carol');
+});
+
+test('a design document and a _security object stored under a higher max_json_depth keep working once it is lowered', async () => {
+  const np = { 'x-couch-persist': 'false' };
+  const set = async (k, v) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'PUT', body: JSON.stringify(v), headers: np })).status, 200);
+  const unset = async (k) => assert.equal((await admin(`/_node/_local/_config/${k}`, { method: 'DELETE', headers: np })).status, 200);
+  const put = (id, body) => admin(`/cfgdeep/${id}`, { method: 'PUT', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  assert.equal((await admin('/cfgdeep', { method: 'PUT' })).status, 201);
+  assert.equal((await put('one', { n: 1 })).status, 201);
+  assert.equal((await put('two', { n: 2 })).status, 201);
+  await set('chttpd/max_json_depth', '2000');
+  const deep = JSON.parse(`${'{"d":'.repeat(600)}1${'}'.repeat(600)}`);
+  let r = await put('_design/dd', { deep, views: { byn: { map: 'function(doc) { if (doc.n) emit(doc.n, null); }' } } });
+  assert.equal(r.status, 201, r.text);
+  r = await put('_security', { deep, members: { names: ['cfgdeep-member'], roles: [] } });
+  assert.equal(r.status, 200, r.text);
+  await unset('chttpd/max_json_depth');
+  // The view reads the design document back.
+  r = await admin('/cfgdeep/_design/dd/_view/byn');
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json.rows.map((row) => row.key), [1, 2]);
+  // The members list still keeps an anonymous reader out.
+  r = await anon('/cfgdeep/one');
+  assert.equal(r.status, 401, r.text);
+  assert.equal(r.json.error, 'unauthorized');
 });
 
 test('[uuids] algorithm, utc_id_suffix and max_count apply without a restart', async () => {
